@@ -1,0 +1,1 @@
+"""File formats: one reader/writer module per format (UKBB LD windows, summary statistics)."""
