@@ -44,7 +44,7 @@ log = logging.getLogger("deepwas.likelihood")
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-DEFAULTS = dict(rtol=1e-6, probe_rtol=1e-3, max_iters=1000, probes=100, lanczos_iters=100, precond_rank=100,
+DEFAULTS = dict(rtol=1e-6, probe_rtol=1e-3, max_iters=1000, probes=100, lanczos_iters=100, precond_rank=200,
                 seed=0, fallback=True, warm_start=False)
 
 

@@ -1,0 +1,18 @@
+# Fig. 2 analogue (issue 3): drawn from the TSV that benchmarks/fig2.py writes
+# (run by hand: `python benchmarks/fig2.py`; it times the machine, so it is not a rule).
+
+
+rule fig2:
+    input:
+        "benchmarks/results/fig2.tsv",
+    output:
+        "results/figures/fig2.png",
+    log:
+        "logs/figures/fig2.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/plot_fig2.py"
