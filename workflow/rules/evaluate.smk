@@ -1,0 +1,51 @@
+# Exact held-out likelihood of every trained prior (and of the demo's true f), then one summary table.
+
+
+rule evaluate:
+    input:
+        unpack(lambda wc: chrom_inputs(HELDOUT, wc.trait)),
+        s2="results/stats/{trait}/s2.json",
+        model="results/train/{trait}/{model}/{objective}/model.pt",
+    output:
+        table="results/evaluation/{trait}/{model}/{objective}.tsv",
+        summary="results/evaluation/{trait}/{model}/{objective}.json",
+    params:
+        annotations=config["features"].get("annotations"),
+    log:
+        "logs/evaluate/{trait}/{model}/{objective}.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/evaluate_prior.py"
+
+
+rule evaluate_oracle:
+    input:
+        unpack(lambda wc: chrom_inputs(HELDOUT, wc.trait)),
+        s2="results/stats/{trait}/s2.json",
+        truth=demo_truth,
+    output:
+        table="results/evaluation/{trait}/oracle/truth.tsv",
+        summary="results/evaluation/{trait}/oracle/truth.json",
+    params:
+        annotations=None,
+    log:
+        "logs/evaluate/{trait}/oracle.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/evaluate_prior.py"
+
+
+rule summary:
+    input:
+        evaluated(),
+    output:
+        tsv="results/evaluation/summary.tsv",
+        txt="results/summary.txt",
+    log:
+        "logs/summary.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/summarise_results.py"

@@ -1,0 +1,31 @@
+# Train each prior (model x objective) on the training chromosomes of each trait.
+
+
+rule train:
+    input:
+        unpack(lambda wc: chrom_inputs(TRAIN_CHROMS, wc.trait)),
+        s2="results/stats/{trait}/s2.json",
+    output:
+        model="results/train/{trait}/{model}/{objective}/model.pt",
+        metrics="results/train/{trait}/{model}/{objective}/metrics.tsv",
+    params:
+        model="{model}",
+        objective="{objective}",
+        annotations=config["features"].get("annotations"),
+        prior=config["prior"],
+        train=config["train"],
+        likelihood=config["likelihood"],
+        # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun
+        checkpoint_dir="results/checkpoints/{trait}/{model}/{objective}",
+    log:
+        "logs/train/{trait}/{model}/{objective}.log",
+    benchmark:
+        "benchmarks_runs/train/{trait}/{model}/{objective}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/train_prior.py"

@@ -1,0 +1,94 @@
+"""UKBB LD window files (Weissbrod et al. 2020; DESIGN section 4).
+
+A window is a pair `PREFIX.npz` + `PREFIX.gz`:
+- `.npz`: `scipy.sparse.save_npz` of ONE triangle of the signed correlation matrix with 0.5 on the
+  diagonal, so the full matrix is R = M + M^T (unit diagonal, checked on reading).
+- `.gz`: a whitespace table with header `rsid chromosome position allele1 allele2` (GRCh37). The
+  correlations are of allele1 counts: allele1 plays the role of a summary-statistics file's A1.
+"""
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..io import atomic_path
+from ..ld_factors import LDMatrixError, check_unit_diagonal
+
+VARIANT_COLUMNS = ["rsid", "chromosome", "position", "allele1", "allele2"]
+
+
+class LDFormatError(LDMatrixError):
+    """An LD window file is unreadable or inconsistent; the message names the file."""
+
+
+def read_ld_variants(path) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep=r"\s+", dtype={"rsid": str, "chromosome": str, "allele1": str, "allele2": str},
+                         compression="gzip")
+    except (OSError, EOFError, zipfile.BadZipFile, pd.errors.ParserError, pd.errors.EmptyDataError, gzip.BadGzipFile) as err:
+        raise LDFormatError(f"{path}: cannot read the LD variant list ({type(err).__name__}: {err})") from err
+    missing = [c for c in VARIANT_COLUMNS if c not in df.columns]
+    if missing:
+        raise LDFormatError(f"{path}: LD variant list lacks column(s) {missing}; header is {list(df.columns)}")
+    pos = pd.to_numeric(df["position"], errors="coerce")
+    if pos.isna().any():
+        line = int(np.flatnonzero(pos.isna().to_numpy())[0]) + 2
+        raise LDFormatError(f"{path}: line {line}: non-numeric position {df['position'].iloc[line - 2]!r}")
+    df["position"] = pos.astype(np.int64)
+    df["chromosome"] = df["chromosome"].str.replace(r"^chr", "", regex=True, case=False)
+    for c in ("allele1", "allele2"):
+        df[c] = df[c].str.upper()
+    return df[VARIANT_COLUMNS]
+
+
+def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4) -> np.ndarray:
+    """Full symmetric R (float64) of a window; checks shape, finiteness and the unit diagonal."""
+    path = Path(path)
+    try:
+        M = sp.load_npz(path)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise LDFormatError(
+            f"{path}: cannot read the LD matrix ({type(err).__name__}: {err}); the file is truncated or not a "
+            "scipy.sparse .npz. Delete it and download it again."
+        ) from err
+    if M.shape[0] != M.shape[1]:
+        raise LDFormatError(f"{path}: LD matrix is not square: shape {M.shape}")
+    if n_variants is not None and M.shape[0] != n_variants:
+        raise LDFormatError(
+            f"{path}: LD matrix has {M.shape[0]} rows but the variant list has {n_variants} variants; "
+            "the .npz and .gz do not belong together"
+        )
+    M = M.toarray().astype(np.float64)
+    R = M + M.T
+    check_unit_diagonal(R, str(path), atol=diag_atol)
+    return R
+
+
+def read_ld_window(prefix, diag_atol: float = 1e-4) -> tuple[np.ndarray, pd.DataFrame]:
+    """Read `prefix.npz` and `prefix.gz` of one window; positions must be sorted."""
+    prefix = str(prefix)
+    variants = read_ld_variants(prefix + ".gz")
+    R = read_ld_matrix(prefix + ".npz", n_variants=len(variants), diag_atol=diag_atol)
+    if not variants["position"].is_monotonic_increasing:
+        raise LDFormatError(f"{prefix}.gz: positions are not sorted")
+    return R, variants
+
+
+def write_ld_window(prefix, R: np.ndarray, variants: pd.DataFrame, dtype=np.float32) -> None:
+    """Write a window in the UKBB layout (upper triangle + 0.5 diagonal), atomically."""
+    prefix = str(prefix)
+    if R.shape != (len(variants), len(variants)):
+        raise ValueError(f"{prefix}: R has shape {R.shape} but there are {len(variants)} variants")
+    M = np.triu(R, k=1)
+    np.fill_diagonal(M, 0.5)
+    with atomic_path(prefix + ".npz") as tmp:
+        sp.save_npz(tmp, sp.csr_matrix(M.astype(dtype)), compressed=True)
+    with atomic_path(prefix + ".gz") as tmp:
+        with gzip.open(tmp, "wt") as fh:
+            variants[VARIANT_COLUMNS].to_csv(fh, sep="\t", index=False)

@@ -1,0 +1,135 @@
+"""The embedded demo cohort: a coalescent simulation that yields the same public files as UK Biobank.
+
+Genotypes come from msprime (recombination and mutation, human-like rates), so LD has realistic block
+structure. Effects follow the model of paper Eqn 1 with a known prior that depends on variant features:
+
+    log f_m = alpha log(p_m (1 - p_m)) + sum_d w_d a_md + c,    beta_m ~ N(0, f_m),   sum_m f_m = h2
+    y = X_s^T beta + eps,  eps ~ N(0, 1 - h2)                  (X_s: standardised genotypes)
+
+and an actual GWAS (per-variant ordinary least squares of y on allele counts) gives the summary
+statistics. Everything is a pure function of a seed; `write_demo` writes the files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+BASES = np.array(list("ACGT"))
+
+
+@dataclass
+class Chromosome:
+    chrom: str
+    positions: np.ndarray        # (M,) int64, 1-based GRCh37-like
+    genotypes: np.ndarray        # (M, N) uint8 counts of allele1
+    allele1: np.ndarray          # (M,) str, the counted allele
+    allele2: np.ndarray
+
+    @property
+    def freq(self) -> np.ndarray:
+        return self.genotypes.mean(1) / 2.0
+
+    def standardised(self) -> np.ndarray:
+        g = self.genotypes.astype(np.float64)
+        g -= g.mean(1, keepdims=True)
+        g /= g.std(1, keepdims=True)
+        return g
+
+
+def simulate_chromosome(chrom: str, length: int, n_individuals: int, seed: int, population_size: float = 1e4,
+                        recombination_rate: float = 1e-8, mutation_rate: float = 1.5e-8,
+                        maf_min: float = 0.01) -> Chromosome:
+    import msprime
+
+    rng = np.random.default_rng(seed)
+    ts = msprime.sim_ancestry(samples=n_individuals, ploidy=2, population_size=population_size,
+                              sequence_length=length, recombination_rate=recombination_rate,
+                              random_seed=int(rng.integers(1, 2**31)))
+    ts = msprime.sim_mutations(ts, rate=mutation_rate, random_seed=int(rng.integers(1, 2**31)))
+    biallelic = np.array([len(s.mutations) == 1 for s in ts.sites()], dtype=bool)
+    H = ts.genotype_matrix()[biallelic]                       # (sites, 2N) 0/1
+    pos = ts.tables.sites.position[biallelic].astype(np.int64) + 1
+    G = (H[:, 0::2] + H[:, 1::2]).astype(np.uint8)
+    p = G.mean(1) / 2
+    keep = (np.minimum(p, 1 - p) >= maf_min) & (np.diff(np.r_[-1, pos]) > 0)
+    G, pos = G[keep], pos[keep]
+    pairs = np.array([rng.choice(4, 2, replace=False) for _ in range(len(pos))]).reshape(-1, 2)
+    return Chromosome(str(chrom), pos, G, BASES[pairs[:, 0]], BASES[pairs[:, 1]])
+
+
+def simulate_annotations(positions: np.ndarray, length: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Three per-variant annotations with spatial structure: coding (gene bodies), enhancer, conservation."""
+    def intervals(n, mean_len):
+        starts = rng.integers(1, length, n)
+        return starts, starts + rng.exponential(mean_len, n).astype(np.int64) + 1
+
+    def inside(starts, ends):
+        hit = np.zeros(len(positions), bool)
+        for s, e in zip(starts, ends):
+            hit |= (positions >= s) & (positions < e)
+        return hit
+
+    coding = inside(*intervals(max(1, length // 150_000), 2_000))
+    enhancer = inside(*intervals(max(1, length // 20_000), 3_000))
+    # smooth 'conservation' signal: white noise on a 1 kb grid smoothed over ~10 kb
+    grid = rng.normal(size=length // 1000 + 2)
+    kernel = np.exp(-0.5 * (np.arange(-30, 31) / 10.0) ** 2)
+    smooth = np.convolve(grid, kernel / kernel.sum(), mode="same")
+    cons = smooth[positions // 1000]
+    cons = (cons - cons.mean()) / cons.std()
+    return pd.DataFrame({"coding": coding.astype(float), "enhancer": enhancer.astype(float), "conservation": cons})
+
+
+def truth_f(freq: np.ndarray, annotations: pd.DataFrame, weights: dict[str, float], alpha: float, h2: float) -> np.ndarray:
+    """The demo's ground-truth prior f (Eqn 6 form), normalised so that sum_m f_m = h2."""
+    logf = alpha * np.log(freq * (1 - freq))
+    for name, w in weights.items():
+        logf = logf + w * annotations[name].to_numpy()
+    f = np.exp(logf - logf.max())
+    return h2 * f / f.sum()
+
+
+def gwas(genotypes: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Per-variant OLS of y on allele counts: Beta, se, P (t-test), EAF of the counted allele."""
+    N = y.shape[0]
+    g = genotypes.astype(np.float64)
+    gc = g - g.mean(1, keepdims=True)
+    yc = y - y.mean()
+    sxx = (gc * gc).sum(1)
+    beta = gc @ yc / sxx
+    rss = yc @ yc - beta**2 * sxx
+    se = np.sqrt(rss / (N - 2) / sxx)
+    p = 2 * sps.t.sf(np.abs(beta / se), N - 2)
+    return pd.DataFrame({"Beta": beta, "se": se, "P": p, "EAF": g.mean(1) / 2})
+
+
+def ld_matrix(Xs: np.ndarray) -> np.ndarray:
+    """R = X_s X_s^T / N for standardised genotypes (rows = variants)."""
+    return Xs @ Xs.T / Xs.shape[1]
+
+
+def sumstats_table(chrom: Chromosome, rsid: np.ndarray, res: pd.DataFrame, N: int, rng: np.random.Generator,
+                   swap_fraction: float = 0.1, flip_fraction: float = 0.02, missing_fraction: float = 0.01) -> pd.DataFrame:
+    """A UKBB_409K-layout table, with the realistic untidiness harmonisation must handle:
+    a fraction of rows reported for the other allele, a fraction of non-palindromic rows on the other
+    strand, a few missing."""
+    M = len(chrom.positions)
+    a1, a2 = chrom.allele1.astype(object).copy(), chrom.allele2.astype(object).copy()
+    beta, eaf = res["Beta"].to_numpy().copy(), res["EAF"].to_numpy().copy()
+    swap = rng.random(M) < swap_fraction
+    a1[swap], a2[swap] = chrom.allele2[swap], chrom.allele1[swap]
+    beta[swap], eaf[swap] = -beta[swap], 1 - eaf[swap]
+    comp = str.maketrans("ACGT", "TGCA")
+    # a strand flip of an A/T or C/G variant is indistinguishable from an allele swap; real files from one
+    # reference panel never flip those, and the harmoniser takes them at face value, so neither does the demo
+    palindromic = np.array([a.translate(comp) == b for a, b in zip(chrom.allele1, chrom.allele2)])
+    flip = (rng.random(M) < flip_fraction) & ~palindromic
+    a1[flip] = [a.translate(comp) for a in a1[flip]]
+    a2[flip] = [a.translate(comp) for a in a2[flip]]
+    df = pd.DataFrame({"SNP": rsid, "CHR": chrom.chrom, "POS": chrom.positions, "A1": a1, "A2": a2,
+                       "EAF": eaf, "Beta": beta, "se": res["se"].to_numpy(), "P": res["P"].to_numpy(),
+                       "N": N, "INFO": 1.0})
+    return df.loc[rng.random(M) >= missing_fraction]

@@ -1,0 +1,48 @@
+"""Rule evaluate: exact held-out likelihood of a trained prior, or of the demo's true f (model 'oracle')."""
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepwas.dataset import FeatureScaler, load_windows, make_window, read_annotations
+from deepwas.evaluation import evaluate_windows, prior_phi, summarise
+from deepwas.harmonise import variant_key
+from deepwas.io import setup_logging, write_json, write_table
+from deepwas.priors import build_prior
+
+
+def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary, log_path=None):
+    log = setup_logging(log_path)
+    s2info = json.load(open(s2_json))
+    s2, N = s2info["s2"], s2info["N"]
+    annotations = read_annotations(annotations_path)
+    loaded = load_windows(chrom_inputs, annotations)
+    if truth_path:
+        t = pd.read_csv(truth_path, sep="\t", dtype={"chromosome": str})
+        f = pd.Series(t["f"].to_numpy(), index=variant_key(t))
+        windows = [make_window(name, fac, st["y"], p) for name, fac, st, p in loaded]
+        keys = {name: fac["keys"] for name, fac, _, _ in loaded}
+        phi_of = lambda w: N * torch.as_tensor(f.reindex(keys[w.name]).to_numpy(), dtype=torch.float64)  # noqa: E731
+        model, objective = "oracle", "truth"
+    else:
+        ck = torch.load(model_path, map_location="cpu", weights_only=False)
+        scaler = FeatureScaler.from_state(ck["scaler"])
+        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+        prior = build_prior(ck["model"], d_pred=ck["d_pred"], d_func=ck["d_func"], init_log_scale=0.0,
+                            alpha=ck["alpha"], learn_alpha=ck["learn_alpha"])
+        prior.load_state_dict(ck["state"])
+        phi_of = prior_phi(prior, N)
+        model, objective = ck["model"], ck["objective"]
+    table = evaluate_windows(phi_of, windows, s2)
+    summary = summarise(table, trait, model, objective, N)
+    write_table(out_table, table)
+    write_json(out_summary, summary)
+    log.info("%s", summary)
+
+
+if "snakemake" in globals():
+    sm = snakemake  # noqa: F821
+    chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
+    main(chrom_inputs, sm.input.s2, sm.params.annotations, sm.input.get("model"), sm.input.get("truth"),
+         sm.wildcards.trait, sm.output.table, sm.output.summary, sm.log[0])

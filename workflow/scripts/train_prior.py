@@ -1,0 +1,52 @@
+"""Rule train: fit one prior (model x objective) on the training chromosomes of one trait."""
+import json
+
+import torch
+
+from deepwas.dataset import FeatureScaler, load_windows, make_window, pred_feature_names, read_annotations
+from deepwas.io import atomic_path, setup_logging
+from deepwas.priors import build_prior, init_log_scale
+from deepwas.training import TrainConfig, Trainer, pick_device
+
+
+def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,
+         out_model, out_metrics, checkpoint_dir, log_path=None):
+    log = setup_logging(log_path)
+    s2info = json.load(open(s2_json))
+    s2, N = s2info["s2"], s2info["N"]
+    annotations = read_annotations(annotations_path)
+    ann_names = list(annotations.columns) if annotations is not None else []
+    loaded = load_windows(chrom_inputs, annotations)
+    scaler = FeatureScaler.fit(pred_feature_names(ann_names), [p for *_, p in loaded])
+    windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+    import numpy as np
+    freq = np.concatenate([fac["freq"][fac["core"]] for _, fac, _, _ in loaded])
+    c0 = init_log_scale(freq, 1.0 - s2, s2info["M"], prior_cfg["alpha"])
+    torch.manual_seed(train_cfg["seed"])
+    prior = build_prior(model, d_pred=len(scaler.names), d_func=0, init_log_scale=c0, alpha=prior_cfg["alpha"],
+                        learn_alpha=prior_cfg.get("learn_alpha", False))
+    solver_opts = {k: v for k, v in solver_cfg.items() if k != "solver"}
+    cfg = TrainConfig(epochs=train_cfg["epochs"], lr=train_cfg["lr"][model], warmup_steps=train_cfg["warmup_steps"],
+                      weight_decay=train_cfg["weight_decay"], accumulate=train_cfg["accumulate"],
+                      clip_grad_norm=train_cfg.get("clip_grad_norm"), seed=train_cfg["seed"],
+                      checkpoint_every=train_cfg.get("checkpoint_every", 0), objective=objective,
+                      solver=solver_cfg["solver"], solver_options=solver_opts)
+    device = pick_device(train_cfg.get("device", "auto"))
+    log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
+             len(windows), N, s2, cfg.solver, device)
+    trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device)
+    result = trainer.fit()
+    log.info("done: %s", result)
+    with atomic_path(out_model) as tmp:
+        torch.save({"model": model, "objective": objective, "state": prior.cpu().state_dict(),
+                    "scaler": scaler.state(), "d_pred": len(scaler.names), "d_func": 0, "alpha": prior_cfg["alpha"],
+                    "learn_alpha": prior_cfg.get("learn_alpha", False), "init_log_scale": c0,
+                    "train": result}, tmp)
+
+
+if "snakemake" in globals():
+    sm = snakemake  # noqa: F821
+    p = sm.params
+    chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
+    main(chrom_inputs, sm.input.s2, p.annotations, p.model, p.objective, p.prior, p.train, p.likelihood,
+         sm.output.model, sm.output.metrics, p.checkpoint_dir, sm.log[0])
