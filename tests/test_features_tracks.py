@@ -141,3 +141,12 @@ def test_bad_manifest(tmp_path, bigwigs):
         build_track_store(bigwigs + [bigwigs[0]], SIZES, tmp_path / "x")
     with pytest.raises(TrackStoreError, match="does not exist"):
         build_track_store([("a", str(tmp_path / "nope.bw"))], SIZES, tmp_path / "x")
+
+
+def test_chrom_name_resolution(tmp_path, bigwigs):
+    build_track_store(bigwigs[:1], SIZES, tmp_path / "s", dtype=np.float32)
+    store = open_track_store(tmp_path / "s")
+    a, _ = gather_windows(store, "chr1", np.array([100, 4000]), w=8)
+    b, mb = gather_windows(store, "1", np.array([100, 4000]), w=8)
+    np.testing.assert_array_equal(a, b)
+    assert not mb.any()

@@ -41,7 +41,7 @@ def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 
 def track_statistics(store: TrackStore, chromosomes: Iterable[str], block: int = 1 << 18) -> dict:
     """Exact streaming mean / sd per track of ``store`` over ``chromosomes`` (see module docstring)."""
-    chromosomes = list(chromosomes)
+    chromosomes = [store.resolve(c) or str(c) for c in chromosomes]     # "1" and "chr1" are the same
     absent = [c for c in chromosomes if c not in store.chrom_sizes]
     if absent:
         raise NormalisationError(f"{store.path}: chromosomes {absent} are not in the track store "

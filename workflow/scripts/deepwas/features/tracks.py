@@ -207,9 +207,19 @@ class TrackStore:
     def chrom_sizes(self) -> dict[str, int]:
         return dict(self.meta["chrom_sizes"])
 
+    def resolve(self, chrom) -> str | None:
+        """The store's name for a chromosome: ``"1"`` and ``"chr1"`` are the same chromosome."""
+        chrom = str(chrom)
+        sizes = self.meta["chrom_sizes"]
+        for c in (chrom, chrom.removeprefix("chr"), "chr" + chrom.removeprefix("chr")):
+            if c in sizes:
+                return c
+        return None
+
     def array(self, chrom: str) -> np.ndarray | None:
         """The ``[chrom_len, n_tracks]`` memmap of a chromosome, or None if the store lacks it."""
-        if chrom not in self.meta["chrom_sizes"]:
+        chrom = self.resolve(chrom)
+        if chrom is None:
             return None
         a = self._arrays.get(chrom)
         if a is None:
@@ -268,7 +278,7 @@ def gather_windows(store: TrackStore, chrom: str, pos_grch38, w: int = 256, dtyp
             raise ValueError(f"out has shape {out.shape}, expected {(n, d, w)}")
         out[...] = 0
     arr = store.array(chrom)
-    L = store.meta["chrom_sizes"].get(chrom, 0)
+    L = store.meta["chrom_sizes"].get(store.resolve(chrom), 0)
     missing = (p <= 0) | (p > L) if arr is not None else np.ones(n, dtype=bool)
     ok = np.nonzero(~missing)[0]
     if ok.size == 0:
