@@ -1,0 +1,409 @@
+"""Downloads against loopback servers only: moto (S3), gcp-storage-emulator (GCS), http.server (HTTP)."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from deepwas import downloads as dl
+from deepwas import encode
+
+DATA = Path(__file__).parent / "data" / "downloads"
+BUCKET = "broad-alkesgroup-ukbb-ld"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _md5(b: bytes) -> str:
+    return hashlib.md5(b).hexdigest()
+
+
+def _demo_window(seed: int) -> tuple[bytes, bytes]:
+    """A demo-format window: scipy.sparse upper triangle (0.5 diagonal) as .npz, and its variant table .gz."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    m = 40
+    a = np.triu(rng.uniform(-0.3, 0.3, (m, m)), 1) + 0.5 * np.eye(m)
+    buf = io.BytesIO()
+    sp.save_npz(buf, sp.csr_matrix(a))
+    table = "".join(f"rs{seed}{i}\t22\t{16000000 + 100 * i}\tA\tG\n" for i in range(m)).encode()
+    return buf.getvalue(), gzip.compress(table, mtime=0)
+
+
+# ----------------------------------------------------------------------------------------------- S3
+@pytest.fixture(scope="module")
+def s3():
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        os.environ.setdefault(k, v)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+
+    admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    admin.create_bucket(Bucket=BUCKET)
+    # public like the real bucket: anonymous (unsigned) reads and listing allowed
+    admin.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
+         "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}))
+    objects = {}
+    for i, w in enumerate(["chr22_16000001_19000001", "chr22_17000001_20000001"]):
+        npz, gz = _demo_window(i)
+        objects[f"UKBB_LD/{w}.npz"], objects[f"UKBB_LD/{w}.gz"] = npz, gz
+    objects["UKBB_LD/chr6_28000001_31000001.npz2"] = b"long-range"
+    for k, v in objects.items():
+        admin.put_object(Bucket=BUCKET, Key=k, Body=v, ACL="public-read")
+    yield endpoint, objects
+    server.stop()
+
+
+def _recording_client(endpoint):
+    client = dl.s3_client(endpoint)
+    sent = []
+    client.meta.events.register("before-send.s3.GetObject", lambda request, **kw: sent.append(dict(request.headers)))
+    return client, sent
+
+
+def test_s3_unsigned_window_download_and_lock(s3, tmp_path):
+    endpoint, objects = s3
+    client, sent = _recording_client(endpoint)
+    w = "chr22_16000001_19000001"
+    recs = dl.fetch_ukbb_ld_window(w, tmp_path / f"{w}.npz", tmp_path / f"{w}.gz", client=client, progress=False)
+    assert (tmp_path / f"{w}.npz").read_bytes() == objects[f"UKBB_LD/{w}.npz"]
+    assert (tmp_path / f"{w}.gz").read_bytes() == objects[f"UKBB_LD/{w}.gz"]
+    assert [r["name"] for r in recs] == [f"{w}.npz", f"{w}.gz"]
+    assert recs[0]["source"] == f"s3://{BUCKET}/UKBB_LD/{w}.npz"
+    assert recs[0]["size"] == len(objects[f"UKBB_LD/{w}.npz"])
+    assert recs[0]["md5"] == _md5(objects[f"UKBB_LD/{w}.npz"])
+    assert recs[0]["verified"] == "size+etag"
+    assert all("Authorization" not in h for h in sent)  # unsigned requests
+    assert not list(tmp_path.glob(".*part*"))
+    # the lock records merge in manifest order
+    paths = []
+    for r in recs:
+        dl.write_lock_record(tmp_path / f"{r['name']}.lock.json", r)
+        paths.append(tmp_path / f"{r['name']}.lock.json")
+    df = dl.merge_lock_records(paths, tmp_path / "ld.lock.tsv", order=[f"{w}.gz", f"{w}.npz"])
+    back = pd.read_csv(tmp_path / "ld.lock.tsv", sep="\t")
+    assert list(back["name"]) == [f"{w}.gz", f"{w}.npz"] and list(df.columns[:4]) == ["name", "source", "resolved", "size"]
+
+
+class _Dying(dl.S3Remote):
+    """Simulates a job killed after `k` bytes: the stream breaks and nothing retries."""
+
+    k = 1000
+
+    def stream(self, start, info):
+        for block in super().stream(start, info):
+            yield block[: self.k]
+            raise ConnectionError("killed")
+
+
+def test_s3_killed_download_resumes_with_range(s3, tmp_path):
+    endpoint, objects = s3
+    key = "UKBB_LD/chr22_17000001_20000001.npz"
+    dest = tmp_path / "w.npz"
+    with pytest.raises(dl.DownloadError, match="rerun to resume"):
+        dl.fetch(_Dying(BUCKET, key, endpoint_url=endpoint), dest, retries=0, progress=False)
+    assert not dest.exists()
+    assert (tmp_path / ".w.npz.part").stat().st_size == 1000
+    client, sent = _recording_client(endpoint)
+    rec = dl.fetch(dl.S3Remote(BUCKET, key, client=client), dest, progress=False)
+    assert [h.get("Range") for h in sent] in (["bytes=1000-"], [b"bytes=1000-"])
+    assert _md5(dest.read_bytes()) == _md5(objects[key]) == rec["md5"]
+    assert not (tmp_path / ".w.npz.part").exists()
+
+
+class _Corrupting(dl.S3Remote):
+    def stream(self, start, info):
+        for block in super().stream(start, info):
+            yield bytes([block[0] ^ 0xFF]) + block[1:]
+
+
+def test_s3_corrupted_object_fails_verification(s3, tmp_path):
+    endpoint, _ = s3
+    key = "UKBB_LD/chr22_16000001_19000001.gz"
+    with pytest.raises(dl.VerificationError, match=rf"s3://{BUCKET}/{key}: ETag/md5 mismatch: expected [0-9a-f]{{32}}, got"):
+        dl.fetch(_Corrupting(BUCKET, key, endpoint_url=endpoint), tmp_path / "x.gz", progress=False)
+    assert not list(tmp_path.iterdir())  # neither the file nor a partial one is left to be trusted
+
+
+def test_s3_missing_key_is_named(s3, tmp_path):
+    endpoint, _ = s3
+    with pytest.raises(dl.MissingObjectError, match=rf"s3://{BUCKET}/UKBB_LD/chr1_1_3000001.npz: no such key"):
+        dl.fetch_ukbb_ld_window("chr1_1_3000001", tmp_path / "a.npz", tmp_path / "a.gz", endpoint_url=endpoint,
+                                retries=3, backoff=0, progress=False)
+
+
+def test_window_manifest_selection_and_check(s3, tmp_path):
+    endpoint, _ = s3
+    man = pd.DataFrame({
+        "name": ["chr6_28000001_31000001", "chr22_16000001_19000001", "chr22_17000001_20000001", "chr22_18000001_21000001"],
+        "chromosome": ["6", "22", "22", "22"], "start": [28000001, 16000001, 17000001, 18000001],
+        "end": [31000001, 19000001, 20000001, 21000001], "kind": ["npz2", "npz", "npz", "npz"],
+    })
+    p = tmp_path / "m.tsv"
+    man.to_csv(p, sep="\t", index=False)
+    inc, exc = dl.read_window_manifest(p, chromosomes=[22])
+    assert list(inc["name"]) == list(man["name"][1:]) and exc.empty
+    inc, exc = dl.read_window_manifest(p)
+    assert list(exc["name"]) == ["chr6_28000001_31000001"] and exc["reason"].iloc[0].startswith("long-range")
+    checked = dl.check_window_manifest(man, dl.list_ld_bucket(endpoint_url=endpoint))
+    assert list(checked["kind"]) == ["npz2", "npz", "npz", "absent"]
+    # the shipped manifest: every UKBB window name is well formed and the long-range regions are npz2
+    shipped = pd.read_csv(Path(__file__).parents[1] / "resources" / "ukbb_ld_windows.tsv", sep="\t", comment="#",
+                          dtype={"chromosome": str})
+    assert (shipped["name"] == "chr" + shipped["chromosome"] + "_" + shipped["start"].astype(str) + "_"
+            + shipped["end"].astype(str)).all()
+    assert set(shipped.loc[shipped["kind"] == "npz2", "chromosome"]) == {"6", "8", "11"}
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+class _Handler(BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    ranges: list = []
+    abort_after: dict[str, int] = {}  # path -> bytes sent before the connection is cut (once)
+    ignore_range: set = set()
+
+    def log_message(self, *a):
+        pass
+
+    def _lookup(self):
+        path = self.path
+        if path not in self.files:
+            self.send_error(404)
+            return None
+        return self.files[path]
+
+    def do_HEAD(self):
+        body = self._lookup()
+        if body is None:
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{_md5(body)}"')
+        self.end_headers()
+
+    def do_GET(self):
+        body = self._lookup()
+        if body is None:
+            return
+        rng = self.headers.get("Range")
+        type(self).ranges.append((self.path, rng))
+        start = 0
+        if rng and self.path not in self.ignore_range:
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        cut = type(self).abort_after.pop(self.path, None)
+        payload = body[start:]
+        if cut is not None:
+            self.wfile.write(payload[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(payload)
+
+
+@pytest.fixture(scope="module")
+def http():
+    bigwig = (DATA / "ENCFF000FCA.bigWig").read_bytes()
+    files = {
+        "/goldenPath/hg38/phyloP100way/hg38.phyloP100way.bw": bigwig,
+        "/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz": (Path(__file__).parent / "data" / "liftover" / "toy.over.chain.gz").read_bytes(),
+        "/files/ENCFF000FCA/@@download/ENCFF000FCA.bigWig": bigwig,
+    }
+    meta = json.loads((DATA / "encode_ENCSR000TST.json").read_text())
+    files["/experiments/ENCSR000TST/?format=json"] = json.dumps(meta).encode()
+    _Handler.files = files
+    port = _free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{port}", files
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_bigwig_and_chain(http, tmp_path):
+    base, files = http
+    for path in ("/goldenPath/hg38/phyloP100way/hg38.phyloP100way.bw", "/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz"):
+        rec = dl.fetch(dl.HTTPRemote(base + path), tmp_path / Path(path).name, progress=False)
+        assert (tmp_path / Path(path).name).read_bytes() == files[path]
+        assert rec["verified"] == "size+etag" and rec["resolved"] == Path(path).name
+    import pyBigWig
+
+    bw = pyBigWig.open(str(tmp_path / "hg38.phyloP100way.bw"))
+    assert bw.chroms() == {"chr1": 100000}
+
+
+def test_http_killed_download_resumes_with_range(http, tmp_path):
+    base, files = http
+    path = "/goldenPath/hg38/phyloP100way/hg38.phyloP100way.bw"
+    _Handler.ranges.clear()
+    _Handler.abort_after[path] = 3000
+    with pytest.raises(dl.DownloadError, match="rerun to resume"):
+        dl.fetch(dl.HTTPRemote(base + path), tmp_path / "p.bw", retries=0, progress=False)
+    assert (tmp_path / ".p.bw.part").stat().st_size == 3000 and not (tmp_path / "p.bw").exists()
+    rec = dl.fetch(dl.HTTPRemote(base + path), tmp_path / "p.bw", progress=False)
+    assert _Handler.ranges == [(path, None), (path, "bytes=3000-")]
+    assert rec["md5"] == _md5(files[path]) == _md5((tmp_path / "p.bw").read_bytes())
+
+
+def test_http_retry_with_backoff_in_one_call(http, tmp_path):
+    base, files = http
+    path = "/goldenPath/hg38/phyloP100way/hg38.phyloP100way.bw"
+    _Handler.ranges.clear()
+    _Handler.abort_after[path] = 500
+    waits = []
+    dl.fetch(dl.HTTPRemote(base + path), tmp_path / "r.bw", retries=3, backoff=0.5, sleep=waits.append, progress=False)
+    assert waits == [0.5] and _Handler.ranges[-1] == (path, "bytes=500-")
+    assert (tmp_path / "r.bw").read_bytes() == files[path]
+
+
+def test_http_server_ignoring_range_restarts(http, tmp_path):
+    base, files = http
+    path = "/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz"
+    (tmp_path / ".c.gz.part").write_bytes(files[path][:10])
+    # a partial file from an unknown source is discarded (no sidecar); make one that looks valid
+    rem = dl.HTTPRemote(base + path)
+    info = rem.stat()
+    (tmp_path / ".c.gz.part.json").write_text(json.dumps({"source": rem.source, "size": info.size, "md5": None, "etag": info.etag}))
+    _Handler.ignore_range.add(path)
+    try:
+        dl.fetch(rem, tmp_path / "c.gz", progress=False)
+    finally:
+        _Handler.ignore_range.discard(path)
+    assert (tmp_path / "c.gz").read_bytes() == files[path]
+
+
+def test_http_missing_url(http, tmp_path):
+    base, _ = http
+    with pytest.raises(dl.MissingObjectError, match=r"/nope\.bw: not found \(HTTP 404\)"):
+        dl.fetch(dl.HTTPRemote(base + "/nope.bw"), tmp_path / "n.bw", progress=False)
+
+
+def test_encode_resolution_rule_and_md5(http, tmp_path):
+    base, files = http
+    rec = encode.resolve("ENCSR000TST", base_url=base)
+    # GRCh38 released bigWig, fold change over control, lowest replicate; hg19, archived, audited and
+    # signal-p-value files are skipped
+    assert rec["file"] == "ENCFF000FCA" and rec["output_type"] == "fold change over control"
+    assert rec["biological_replicates"] == [1]
+    body = files["/files/ENCFF000FCA/@@download/ENCFF000FCA.bigWig"]
+    assert rec["md5"] == _md5(body) and rec["size"] == len(body)
+    out = dl.fetch(dl.HTTPRemote(rec["url"], md5=rec["md5"], size=rec["size"]), tmp_path / "e.bw", progress=False)
+    assert out["verified"] == "size+md5"
+    with pytest.raises(dl.VerificationError, match=r"ENCFF000FCA\.bigWig: md5 mismatch: expected 0{32}"):
+        dl.fetch(dl.HTTPRemote(rec["url"], md5="0" * 32, size=rec["size"]), tmp_path / "f.bw", progress=False)
+
+
+def test_encode_rejects_errors_and_no_candidates():
+    meta = json.loads((DATA / "encode_ENCSR000TST.json").read_text())
+    with pytest.raises(encode.EncodeResolutionError, match="ENCSR000TST: experiment has ERROR audits"):
+        encode.choose_file({**meta, "audit": {"ERROR": [{"category": "x"}]}})
+    with pytest.raises(encode.EncodeResolutionError, match="ENCSR000TST: no released GRCh38 bigWig"):
+        encode.choose_file({**meta, "files": [f for f in meta["files"] if f["assembly"] != "GRCh38"]})
+    # deterministic: file order in the JSON does not matter
+    assert encode.choose_file({**meta, "files": meta["files"][::-1]})["file"] == "ENCFF000FCA"
+
+
+# ---------------------------------------------------------------------------------------------- GCS
+class _RecordingSession(requests.Session):
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def request(self, method, url, *args, **kwargs):
+        self.urls.append((method, url, dict(kwargs.get("params") or {})))
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    import os
+
+    from gcp_storage_emulator.server import create_server
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=dl.UKBB_SUMSTATS_BUCKET)
+    server.start()
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    body = gzip.compress(b"SNP\tCHR\tPOS\tA1\tA2\tBeta\tse\tN\nrs1\t1\t100\tA\tG\t0.1\t0.01\t1000\n" * 2000, mtime=0)
+    client = dl.gcs_client()
+    client.bucket(dl.UKBB_SUMSTATS_BUCKET).blob("UKBB_409K/body_HEIGHTz.sumstats.gz").upload_from_string(body)
+    yield body
+    if old is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old
+    server.stop()
+
+
+def test_gcs_requester_pays_passes_billing_project(gcs, tmp_path):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    session = _RecordingSession()
+    client = storage.Client(project="emulator", credentials=AnonymousCredentials(), _http=session)
+    rec = dl.fetch_ukbb_sumstats("body_HEIGHTz", tmp_path / "h.sumstats.gz", billing="my-billing-project",
+                                 client=client, progress=False)
+    assert (tmp_path / "h.sumstats.gz").read_bytes() == gcs
+    assert rec["source"] == f"gs://{dl.UKBB_SUMSTATS_BUCKET}/UKBB_409K/body_HEIGHTz.sumstats.gz"
+    assert rec["verified"] == "size+md5" and rec["md5"] == _md5(gcs)
+    # google-cloud-storage 3.x also prefetches bucket metadata in a background thread (its
+    # _bucket_metadata_cache, best effort, without userProject); every object request is ours and billed
+    ours = [(m, u) for m, u, p in session.urls if "/o/" in u or "alt=media" in u]
+    assert any("alt=media" in u for _, u in ours) and any("alt=media" not in u for _, u in ours)
+    for method, url in ours:
+        assert "userProject=my-billing-project" in url, url
+
+
+def test_gcs_missing_billing_project_is_clear(gcs, tmp_path, monkeypatch):
+    monkeypatch.delenv(dl.BILLING_ENV, raising=False)
+    with pytest.raises(dl.BillingProjectError, match=rf"requester-pays.*'download: billing_project:'.*{dl.BILLING_ENV}"):
+        dl.fetch_ukbb_sumstats("body_HEIGHTz", tmp_path / "h.gz", billing=None, progress=False)
+    monkeypatch.setenv(dl.BILLING_ENV, "from-env")
+    assert dl.billing_project(None) == "from-env"
+    assert dl.billing_project("from-config") == "from-config"
+
+
+def test_gcs_missing_object_named(gcs, tmp_path):
+    with pytest.raises(dl.MissingObjectError, match=r"gs://broad-alkesgroup-public-requester-pays/UKBB_409K/nope\.sumstats\.gz"):
+        dl.fetch_ukbb_sumstats("nope", tmp_path / "n.gz", billing="p", progress=False)
+
+
+def test_local_archive_copy(tmp_path):
+    src = tmp_path / "dbNSFP5.1a.zip"
+    src.write_bytes(b"dbnsfp" * 1000)
+    rec = dl.copy_local(src, tmp_path / "out" / "dbNSFP.zip", name="dbnsfp")
+    assert rec["md5"] == _md5(src.read_bytes()) and rec["size"] == 6000
+    with pytest.raises(dl.MissingObjectError, match="set its path in the config"):
+        dl.copy_local(tmp_path / "absent.zip", tmp_path / "o.zip")

@@ -1,0 +1,456 @@
+"""Resumable, verified downloads from S3 (unsigned), requester-pays GCS and HTTP, with lock records.
+
+Every download goes through `fetch(remote, dest)`:
+
+- the remote is asked for its size and checksum first (`stat`); a missing object raises
+  `MissingObjectError` naming it (never retried);
+- bytes are appended to `.{name}.part` beside `dest`, from where the partial file ends (an HTTP Range
+  request / ranged GetObject / ranged GCS read), so a killed job resumes on rerun; a sidecar
+  `.{name}.part.json` remembers which object (size, checksum) the partial bytes belong to and the partial
+  file is discarded when the remote changed;
+- transient errors are retried with exponential backoff (`retries`, `backoff` seconds x 2^attempt);
+- the finished file is verified: size always, then md5 when the source gives one (ENCODE metadata, GCS
+  md5Hash, a single-part S3 ETag, a manifest); a multipart S3 ETag ("<md5>-<parts>") is checked against
+  the usual part sizes and recorded as size-only when no part size reproduces it. A failed check deletes
+  the partial file and raises `VerificationError` with both checksums;
+- only then is the partial file renamed onto `dest`, and a lock record (source, resolved name, size,
+  checksum, how it was verified, UTC date) returned; `write_lock_record` stores it as JSON and
+  `merge_lock_records` joins records into a TSV in a caller-given (manifest) order.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pandas as pd
+
+from deepwas.io import atomic_path, write_json
+
+CHUNK = 1 << 20
+BILLING_ENV = "DEEPWAS_BILLING_PROJECT"
+LOCK_COLUMNS = ["name", "source", "resolved", "size", "md5", "etag", "verified", "date", "path"]
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message names the source."""
+
+
+class MissingObjectError(DownloadError):
+    """The source says the object does not exist (S3 NoSuchKey / 404, GCS 404, HTTP 404)."""
+
+
+class VerificationError(DownloadError):
+    """The downloaded bytes do not match the size or checksum the source gave."""
+
+
+class BillingProjectError(DownloadError):
+    """Requester-pays access without a billing project."""
+
+
+@dataclass
+class RemoteInfo:
+    size: int
+    md5: str | None = None  # hex
+    etag: str | None = None  # as given by the server, quotes stripped
+
+
+def md5_file(path, chunk: int = CHUNK) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _s3_multipart_etag(path, part_size: int) -> str:
+    digests = []
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(part_size), b""):
+            digests.append(hashlib.md5(block).digest())
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+def verify(path, info: RemoteInfo, source: str, expected_md5: str | None = None) -> tuple[str, str]:
+    """Check size and checksum of a finished file; return (md5 hex, how it was verified)."""
+    size = os.path.getsize(path)
+    if size != info.size:
+        raise VerificationError(f"{source}: size mismatch: expected {info.size} bytes, got {size}")
+    got = md5_file(path)
+    want = expected_md5 or info.md5
+    if want:
+        if got != want.lower():
+            raise VerificationError(f"{source}: md5 mismatch: expected {want.lower()}, got {got} (file corrupted in transfer or at the source)")
+        return got, "size+md5"
+    etag = info.etag
+    if etag and "-" not in etag and len(etag) == 32:
+        if got != etag.lower():
+            raise VerificationError(f"{source}: ETag/md5 mismatch: expected {etag.lower()}, got {got} (file corrupted in transfer or at the source)")
+        return got, "size+etag"
+    if etag and "-" in etag:
+        parts = int(etag.rsplit("-", 1)[1])
+        for mib in (8, 16, 5, 32, 64, 100, 128, 256, 512):
+            ps = mib << 20
+            if -(-size // ps) == parts and _s3_multipart_etag(path, ps) == etag.lower():
+                return got, "size+multipart-etag"
+    return got, "size"
+
+
+class Remote:
+    """One object at a source: `stat()` and `stream(start)` (bytes from offset `start` to the end)."""
+
+    source: str = ""
+    resolved: str = ""
+
+    def stat(self) -> RemoteInfo:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------- S3
+class S3Remote(Remote):
+    """An object of a public S3 bucket, read with unsigned requests (no AWS credentials needed)."""
+
+    def __init__(self, bucket: str, key: str, endpoint_url: str | None = None, client=None, region: str = "us-east-1"):
+        self.bucket, self.key = bucket, key
+        self.source = f"s3://{bucket}/{key}"
+        self.resolved = key.rsplit("/", 1)[-1]
+        self.client = client or s3_client(endpoint_url, region)
+
+    def stat(self) -> RemoteInfo:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise MissingObjectError(f"{self.source}: no such key in bucket {self.bucket!r} (404)") from err
+            if code in ("NoSuchBucket",):
+                raise MissingObjectError(f"{self.source}: no such bucket {self.bucket!r}") from err
+            raise
+        return RemoteInfo(size=int(head["ContentLength"]), etag=str(head.get("ETag", "")).strip('"') or None)
+
+    def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
+        kwargs = {"Range": f"bytes={start}-"} if start else {}
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+        yield from body.iter_chunks(CHUNK)
+
+
+def s3_client(endpoint_url: str | None = None, region: str = "us-east-1"):
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region,
+                        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 2}))
+
+
+# --------------------------------------------------------------------------------------------- GCS
+def billing_project(configured: str | None = None) -> str:
+    """The requester-pays billing project: config value, else $DEEPWAS_BILLING_PROJECT; a clear error if neither."""
+    project = (configured or "").strip() or os.environ.get(BILLING_ENV, "").strip()
+    if not project:
+        raise BillingProjectError(
+            "the UKBB_409K summary statistics are in a requester-pays Google Cloud Storage bucket: set "
+            f"'download: billing_project:' in the config (or the {BILLING_ENV} environment variable) to a "
+            "Google Cloud project you may bill, e.g. --config download='{billing_project: my-project}'"
+        )
+    return project
+
+
+class GCSRemote(Remote):
+    """An object of a requester-pays GCS bucket; every request carries userProject=<billing project>."""
+
+    def __init__(self, bucket: str, name: str, user_project: str | None, client=None):
+        self.user_project = billing_project(user_project)
+        self.bucket_name, self.name = bucket, name
+        self.source = f"gs://{bucket}/{name}"
+        self.resolved = name.rsplit("/", 1)[-1]
+        self.client = client or gcs_client()
+        self.bucket = self.client.bucket(bucket, user_project=self.user_project)
+        self._blob = None
+
+    def stat(self) -> RemoteInfo:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            blob = self.bucket.get_blob(self.name)
+        except NotFound as err:
+            raise MissingObjectError(f"{self.source}: not found ({err})") from err
+        if blob is None:
+            raise MissingObjectError(f"{self.source}: no such object (404)")
+        self._blob = blob
+        md5 = binascii.hexlify(base64.b64decode(blob.md5_hash)).decode() if blob.md5_hash else None
+        return RemoteInfo(size=int(blob.size), md5=md5, etag=blob.etag)
+
+    def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
+        blob = self._blob or self.bucket.blob(self.name)
+        step = 8 * CHUNK
+        for a in range(start, info.size, step):
+            yield blob.download_as_bytes(start=a, end=min(a + step, info.size) - 1, checksum=None)
+
+
+def gcs_client(project: str | None = None):
+    """A GCS client: the emulator at $STORAGE_EMULATOR_HOST when set, else default credentials."""
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project or "emulator", credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+# -------------------------------------------------------------------------------------------- HTTP
+class HTTPRemote(Remote):
+    """A URL served over HTTP(S); resumes with Range requests, restarts when the server ignores Range."""
+
+    def __init__(self, url: str, md5: str | None = None, size: int | None = None, session=None, timeout: float = 60):
+        import requests
+
+        self.url = self.source = url
+        self.resolved = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+        self.md5, self.size, self.timeout = md5, size, timeout
+        self.session = session or requests.Session()
+
+    def stat(self) -> RemoteInfo:
+        r = self.session.head(self.url, allow_redirects=True, timeout=self.timeout)
+        if r.status_code == 404:
+            raise MissingObjectError(f"{self.url}: not found (HTTP 404)")
+        r.raise_for_status()
+        size = self.size if self.size is not None else r.headers.get("Content-Length")
+        if size is None:
+            raise DownloadError(f"{self.url}: the server gives no Content-Length and no size is known; cannot verify")
+        if self.size is not None and r.headers.get("Content-Length") and int(r.headers["Content-Length"]) != self.size:
+            raise VerificationError(f"{self.url}: server says {r.headers['Content-Length']} bytes, metadata says {self.size}")
+        etag = (r.headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"') or None
+        return RemoteInfo(size=int(size), md5=self.md5, etag=None if self.md5 else etag)
+
+    def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 404:
+                raise MissingObjectError(f"{self.url}: not found (HTTP 404)")
+            r.raise_for_status()
+            if start and r.status_code != 206:
+                raise _RangeIgnored()
+            # read1: whatever has arrived (up to CHUNK), so bytes before a dropped connection are kept;
+            # raw bytes (no Content-Encoding decoding): the checksum is of the file as served
+            raw = r.raw
+            while True:
+                block = raw.read1(CHUNK, decode_content=False) if hasattr(raw, "read1") else raw.read(CHUNK, decode_content=False)
+                if not block:
+                    break
+                yield block
+
+
+class _RangeIgnored(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------- local
+class LocalRemote(Remote):
+    """A user-supplied local file (licence-gated archives such as dbNSFP): copied and checksummed."""
+
+    def __init__(self, path, md5: str | None = None):
+        self.path = Path(path)
+        self.source = str(self.path.resolve())
+        self.resolved = self.path.name
+        self.md5 = md5
+
+    def stat(self) -> RemoteInfo:
+        if not self.path.is_file():
+            raise MissingObjectError(f"{self.path}: no such file (set its path in the config)")
+        return RemoteInfo(size=self.path.stat().st_size, md5=self.md5)
+
+    def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            yield from iter(lambda: fh.read(CHUNK), b"")
+
+
+# -------------------------------------------------------------------------------------------- core
+def _part_paths(dest: Path) -> tuple[Path, Path]:
+    return dest.parent / f".{dest.name}.part", dest.parent / f".{dest.name}.part.json"
+
+
+def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, backoff: float = 2.0,
+          expected_md5: str | None = None, progress: bool = True, sleep=time.sleep) -> dict:
+    """Download `remote` to `dest` (resumable, verified, atomic); return the lock record."""
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part, meta = _part_paths(dest)
+    info = remote.stat()
+    identity = {"source": remote.source, "size": info.size, "md5": expected_md5 or info.md5, "etag": info.etag}
+    if part.exists():
+        try:
+            same = json.loads(meta.read_text()) == identity
+        except (OSError, ValueError):
+            same = False
+        if not same or part.stat().st_size > info.size:
+            part.unlink()
+    if not part.exists():
+        part.touch()
+    meta.write_text(json.dumps(identity))
+
+    attempt = 0
+    with tqdm(total=info.size, initial=part.stat().st_size, unit="B", unit_scale=True,
+              desc=dest.name, disable=not progress, mininterval=1.0) as bar:
+        while True:
+            start = part.stat().st_size
+            if start >= info.size:
+                break
+            try:
+                with open(part, "ab") as fh:
+                    for block in remote.stream(start, info):
+                        fh.write(block)
+                        bar.update(len(block))
+                if part.stat().st_size < info.size:
+                    raise DownloadError(f"{remote.source}: connection ended at {part.stat().st_size} of {info.size} bytes")
+            except MissingObjectError:
+                raise
+            except _RangeIgnored:
+                part.write_bytes(b"")  # the server sent the whole object: start again from 0
+                bar.reset(total=info.size)
+                continue
+            except Exception as err:  # network errors of any client library
+                if attempt >= retries:
+                    raise DownloadError(
+                        f"{remote.source}: download failed after {attempt + 1} attempt(s) at byte "
+                        f"{part.stat().st_size} of {info.size}: {err}; rerun to resume from there"
+                    ) from err
+                sleep(backoff * 2 ** attempt)
+                attempt += 1
+    try:
+        md5, how = verify(part, info, remote.source, expected_md5)
+    except VerificationError:
+        part.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    meta.unlink(missing_ok=True)
+    return {
+        "name": name or dest.name, "source": remote.source, "resolved": remote.resolved, "size": info.size,
+        "md5": md5, "etag": info.etag or "", "verified": how,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "path": str(dest),
+    }
+
+
+# ------------------------------------------------------------------------------- UKBB LD windows
+UKBB_LD_BUCKET = "broad-alkesgroup-ukbb-ld"
+UKBB_LD_PREFIX = "UKBB_LD/"
+WINDOW_KINDS = ("npz", "npz2", "absent")
+
+
+def read_window_manifest(path, chromosomes=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(windows to download, windows excluded with a reason) from the shipped manifest.
+
+    Manifest columns: name chromosome start end kind; kind 'npz' is downloaded, 'npz2' (long-range LD,
+    .npz2/.gz2 files) and 'absent' (not in the bucket) are excluded and reported. `chromosomes` restricts
+    to some chromosomes (e.g. [22]) so a user can fetch one chromosome.
+    """
+    m = pd.read_csv(path, sep="\t", comment="#", dtype={"name": str, "chromosome": str, "kind": str})
+    bad = sorted(set(m["kind"]) - set(WINDOW_KINDS))
+    if bad:
+        raise ValueError(f"{path}: unknown window kind(s) {bad}; expected one of {WINDOW_KINDS}")
+    if m["name"].duplicated().any():
+        raise ValueError(f"{path}: duplicated window name(s) {sorted(m.loc[m['name'].duplicated(), 'name'])[:5]}")
+    if chromosomes:
+        m = m[m["chromosome"].isin({str(c) for c in chromosomes})]
+    keep = m["kind"] == "npz"
+    excluded = m.loc[~keep].assign(reason=lambda d: d["kind"].map(
+        {"npz2": "long-range LD (.npz2/.gz2)", "absent": "not in the bucket"}))
+    return m.loc[keep].reset_index(drop=True), excluded.reset_index(drop=True)
+
+
+def fetch_ukbb_ld_window(window: str, out_npz, out_gz, *, bucket: str = UKBB_LD_BUCKET,
+                         prefix: str = UKBB_LD_PREFIX, endpoint_url: str | None = None, client=None,
+                         retries: int = 5, backoff: float = 2.0, progress: bool = True) -> list[dict]:
+    """Download `{prefix}{window}.npz` and `.gz` with unsigned requests; return their lock records."""
+    client = client or s3_client(endpoint_url)
+    records = []
+    for ext, out in (("npz", out_npz), ("gz", out_gz)):
+        remote = S3Remote(bucket, f"{prefix}{window}.{ext}", client=client)
+        records.append(fetch(remote, out, name=f"{window}.{ext}", retries=retries, backoff=backoff, progress=progress))
+    return records
+
+
+def list_ld_bucket(bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX, endpoint_url: str | None = None,
+                   client=None) -> pd.DataFrame:
+    """One listing of the LD bucket (key, size, etag): used to check the shipped manifest, not per window."""
+    client = client or s3_client(endpoint_url)
+    rows = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            rows.append({"key": o["Key"], "size": int(o["Size"]), "etag": str(o.get("ETag", "")).strip('"')})
+    return pd.DataFrame(rows, columns=["key", "size", "etag"])
+
+
+def check_window_manifest(manifest: pd.DataFrame, listing: pd.DataFrame, prefix: str = UKBB_LD_PREFIX) -> pd.DataFrame:
+    """Mark manifest windows whose .npz/.gz are not both listed as 'absent' (npz2 kept when .npz2 listed)."""
+    keys = set(listing["key"])
+    m = manifest.copy()
+    has = m["name"].map(lambda w: f"{prefix}{w}.npz" in keys and f"{prefix}{w}.gz" in keys)
+    has2 = m["name"].map(lambda w: f"{prefix}{w}.npz2" in keys or f"{prefix}{w}.gz2" in keys)
+    m.loc[(m["kind"] == "npz") & ~has, "kind"] = "absent"
+    m.loc[(m["kind"] == "npz2") & ~has2 & ~has, "kind"] = "absent"
+    m.loc[(m["kind"] == "npz") & has2 & ~has, "kind"] = "npz2"
+    return m
+
+
+# ------------------------------------------------------------------------------ UKBB_409K sumstats
+UKBB_SUMSTATS_BUCKET = "broad-alkesgroup-public-requester-pays"
+UKBB_SUMSTATS_PREFIX = "UKBB_409K/"
+
+
+def fetch_ukbb_sumstats(trait: str, out, *, billing: str | None, bucket: str = UKBB_SUMSTATS_BUCKET,
+                        prefix: str = UKBB_SUMSTATS_PREFIX, client=None, retries: int = 5, backoff: float = 2.0,
+                        progress: bool = True) -> dict:
+    remote = GCSRemote(bucket, f"{prefix}{trait}.sumstats.gz", user_project=billing, client=client)
+    return fetch(remote, out, name=trait, retries=retries, backoff=backoff, progress=progress)
+
+
+def write_lock_record(path, record: dict) -> None:
+    write_json(path, record)
+
+
+def merge_lock_records(record_paths: Iterable, out_path, order: list[str] | None = None) -> pd.DataFrame:
+    """Join JSON lock records into one TSV, in `order` of names (the manifest order), else as given."""
+    records = [json.loads(Path(p).read_text()) for p in record_paths]
+    df = pd.DataFrame(records)
+    for col in LOCK_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    df = df[LOCK_COLUMNS + [c for c in df.columns if c not in LOCK_COLUMNS]]
+    if order is not None:
+        missing = sorted(set(order) - set(df["name"]))
+        if missing:
+            raise DownloadError(f"{out_path}: no lock record for {missing}")
+        df = df.set_index("name").loc[order].reset_index()
+    with atomic_path(out_path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)
+    return df
+
+
+def copy_local(src, dest, name: str | None = None) -> dict:
+    """Copy a user-supplied archive (dbNSFP) into resources/, recording its md5."""
+    return fetch(LocalRemote(src), dest, name=name, retries=0, progress=False)
+
+
+__all__ = [
+    "BILLING_ENV", "BillingProjectError", "DownloadError", "GCSRemote", "HTTPRemote", "LocalRemote",
+    "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "billing_project", "copy_local",
+    "fetch", "gcs_client", "md5_file", "merge_lock_records", "s3_client", "verify", "write_lock_record",
+]
