@@ -46,12 +46,15 @@ rule whiten:
 
 rule estimate_s2:
     input:
+        factors=expand("results/ld_factors/chr{chrom}", chrom=TRAIN_CHROMS),
+        manifests_train=expand("results/ld_factors/chr{chrom}.manifest.tsv", chrom=TRAIN_CHROMS),
         stats=lambda wc: expand("results/stats/{trait}/chr{chrom}.npz", trait=wc.trait, chrom=TRAIN_CHROMS),
         manifests=expand("results/ld_factors/chr{chrom}.manifest.tsv", chrom=CHROMS),
     output:
         "results/stats/{trait}/s2.json",
     params:
         s2=lambda wc: trait_value(wc.trait, "s2"),
+        alpha=config["prior"]["alpha"],
     log:
         "logs/estimate_s2/{trait}.log",
     conda:

@@ -1,37 +1,47 @@
-"""Rule estimate_s2: the trait's residual variance s2 and sample size N (trait sheet value wins)."""
+"""Rule estimate_s2: the trait's per-window residual variance s2, sample size N and prior scale.
+
+s2 is fitted by maximum likelihood jointly with a constant prior on the training windows (the trait sheet's
+value wins when given); the LD-score-regression intercept is recorded beside it as a cross-check.
+"""
 import math
 
 import numpy as np
 import pandas as pd
 
+from deepwas.dataset import load_windows, make_window, trait_sample_size
 from deepwas.evaluation import estimate_s2
 from deepwas.io import setup_logging, write_json
+from deepwas.priors import init_log_scale
+from deepwas.training import fit_constant_and_s2
 
 
-def main(stats_files, manifests, s2_sheet, out, log_path=None):
+def main(chrom_inputs, manifests, s2_sheet, alpha, out, log_path=None):
     log = setup_logging(log_path)
     # M: every variant that has LD and statistics lies in exactly one core
-    n_variants_genome = int(sum(pd.read_csv(m, sep="\t")["n_core"].sum() for m in manifests))
-    z2, l, n = [], [], []
-    for p in stats_files:
-        with np.load(p) as st:
-            for k in st.files:
-                (z2 if k.startswith("z2/") else l if k.startswith("ldscore/") else n if k.startswith("n/") else []).append(st[k])
-    z2, l, n = map(np.concatenate, (z2, l, n))
-    N = float(np.median(n))
-    s2_ldsr, h2 = estimate_s2(z2, l, N, n_variants_genome)
+    M = int(sum(pd.read_csv(m, sep="\t")["n_core"].sum() for m in manifests))
+    loaded = load_windows(chrom_inputs)
+    N = trait_sample_size(loaded)
+    z2 = np.concatenate([st["z2"] for _, _, st, _ in loaded])
+    l = np.concatenate([st["ldscore"] for _, _, st, _ in loaded])
+    s2_ldsr, h2_ldsr = estimate_s2(z2, l, N, M)
+    windows = [make_window(name, fac, st["y"], p) for name, fac, st, p in loaded]
+    freq = np.concatenate([fac["freq"][fac["core"]] for _, fac, _, _ in loaded])
+    c0 = init_log_scale(freq, min(max(h2_ldsr, 0.01), 0.9), M, alpha)
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
-    s2 = float(s2_sheet) if given else s2_ldsr
-    if not given and not 1e-4 < h2 < 0.99:
-        log.warning("LDSR h2 estimate %.3f is at its bound: the constant-prior LD score regression does not fit "
-                    "this trait; set 's2' in the trait sheet (e.g. 1 - BOLT-LMM h2)", h2)
-    if not 0 < s2 <= 1:
-        raise ValueError(f"s2 = {s2} is outside (0, 1]; set a valid 's2' for this trait in the trait sheet")
-    write_json(out, {"s2": s2, "source": "trait sheet" if given else "ldsr", "s2_ldsr": s2_ldsr, "h2_ldsr": h2,
-                     "N": N, "M": int(n_variants_genome), "n_variants_used": int(z2.size)})
-    log.info("s2 = %.4f (%s), LDSR h2 = %.4f, N = %.0f", s2, "trait sheet" if given else "LDSR", h2, N)
+    s2_ml, c_ml = fit_constant_and_s2(windows, N, alpha, c0)
+    s2 = float(s2_sheet) if given else s2_ml
+    if not 0 < s2 < 10:
+        raise ValueError(f"s2 = {s2} is not a usable residual variance; set a valid 's2' for this trait in the trait sheet")
+    if not given and not 0.5 < s2_ml < 1.5:
+        log.warning("maximum-likelihood s2 = %.3f is far from 1: check the statistics (confounding, wrong N, "
+                    "sign errors) or set 's2' for this trait in the trait sheet", s2_ml)
+    write_json(out, {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
+                     "s2_ml": s2_ml, "init_log_scale": c_ml, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
+                     "N": N, "M": M, "n_windows": len(windows)})
+    log.info("s2 = %.4f (ML %.4f, LDSR intercept %.4f), N = %.0f, M = %d", s2, s2_ml, s2_ldsr, N, M)
 
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    main(sm.input.stats, sm.input.manifests, sm.params.s2, sm.output[0], sm.log[0])
+    chrom_inputs = list(zip(sm.input.factors, sm.input.manifests_train, sm.input.stats))
+    main(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0], sm.log[0])

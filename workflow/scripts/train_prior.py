@@ -5,7 +5,7 @@ import torch
 
 from deepwas.dataset import FeatureScaler, load_windows, make_window, pred_feature_names, read_annotations
 from deepwas.io import atomic_path, setup_logging
-from deepwas.priors import build_prior, init_log_scale
+from deepwas.priors import build_prior
 from deepwas.training import TrainConfig, Trainer, pick_device
 
 
@@ -19,9 +19,7 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     loaded = load_windows(chrom_inputs, annotations)
     scaler = FeatureScaler.fit(pred_feature_names(ann_names), [p for *_, p in loaded])
     windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
-    import numpy as np
-    freq = np.concatenate([fac["freq"][fac["core"]] for _, fac, _, _ in loaded])
-    c0 = init_log_scale(freq, 1.0 - s2, s2info["M"], prior_cfg["alpha"])
+    c0 = s2info["init_log_scale"]   # the maximum-likelihood constant prior: every model starts there
     torch.manual_seed(train_cfg["seed"])
     prior = build_prior(model, d_pred=len(scaler.names), d_func=0, init_log_scale=c0, alpha=prior_cfg["alpha"],
                         learn_alpha=prior_cfg.get("learn_alpha", False))

@@ -59,17 +59,18 @@ def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iterations: int = 3) -> tuple[float, float]:
-    """Residual variance s2 = 1 - h2 from LD score regression with the model's own intercept.
+    """Per-window residual variance s2 as the intercept of LD score regression (App. A.4 weights).
 
-    Under the constant prior, E[z_m^2] = N h2 l_m / M + s2 with s2 = 1 - h2, i.e.
-    E[z^2 - 1] = h2 (N l / M - 1). Weighted least squares for h2 with the weights of App. A.4,
-    1 / (l (N h2 l / M + 1)^2), re-estimated a few times. Returns (s2, h2).
+    For one window's z the genetic effects of all other windows act as noise: with y standardised,
+    Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likelihood is
+    1 - h2_window (about 1), not 1 - h2_SNP. LDSR estimates exactly that as its intercept:
+    E[z_m^2] = N h2 l_m / M + s2. Weighted least squares with weights 1 / (l (N h2 l / M + 1)^2),
+    re-estimated `iterations` times. Returns (s2, h2).
     """
-    x = N * ldscore / M - 1.0
-    t = z2 - 1.0
+    x = N * ldscore / M
     h2 = 0.1
     for _ in range(iterations):
-        wts = 1.0 / (np.maximum(ldscore, 1.0) * (N * h2 * ldscore / M + 1.0) ** 2)
-        h2 = float(np.sum(wts * x * t) / np.sum(wts * x * x))
-        h2 = min(max(h2, 1e-4), 0.99)
-    return 1.0 - h2, h2
+        wts = 1.0 / (np.maximum(ldscore, 1.0) * (N * max(h2, 0.0) * ldscore / M + 1.0) ** 2)
+        A = np.stack([x, np.ones_like(x)], 1) * np.sqrt(wts)[:, None]
+        (h2, s2), *_ = np.linalg.lstsq(A, z2 * np.sqrt(wts), rcond=None)
+    return float(s2), float(h2)

@@ -202,3 +202,26 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
+
+
+def fit_constant_and_s2(windows: list[WindowData], N: float, alpha: float, init_log_scale: float,
+                        s2_init: float = 1.0, max_iter: int = 100) -> tuple[float, float]:
+    """Maximum-likelihood s2 and constant prior scale c over the given windows (exact likelihood, L-BFGS).
+
+    s2 is the per-window residual variance: for one window the genetic effects elsewhere act as noise,
+    so it is about 1 - h2_window, not 1 - h2_SNP (see evaluation.estimate_s2). Returns (s2, c).
+    """
+    c = torch.tensor(float(init_log_scale), dtype=torch.float64, requires_grad=True)
+    log_s2 = torch.tensor(float(np.log(s2_init)), dtype=torch.float64, requires_grad=True)
+    logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in windows]
+    opt = torch.optim.LBFGS([c, log_s2], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        s2 = torch.exp(log_s2)
+        total = sum(likelihood.exact.nll(N * torch.exp(lp + c), s2, w.G, w.y, w.lam) for lp, w in zip(logpq, windows))
+        total.backward()
+        return total
+
+    opt.step(closure)
+    return float(torch.exp(log_s2)), float(c)
