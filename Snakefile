@@ -15,6 +15,7 @@ include: "workflow/rules/ld.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/download.smk"
 
 
 rule all:

@@ -93,3 +93,104 @@ def print_summary():
     p = Path("results/summary.txt")
     if p.exists():
         print("\n" + p.read_text())
+
+
+# --- downloads (issue 4) ---
+# Helpers for workflow/rules/download.smk. Everything is read from local manifests at parse time: building
+# the DAG makes no network call. `download:` keys are optional; defaults below (documented in config/README.md).
+DOWNLOAD_DEFAULTS = {
+    "s3_endpoint": None,
+    "ld_bucket": "broad-alkesgroup-ukbb-ld",
+    "ld_prefix": "UKBB_LD/",
+    "sumstats_bucket": "broad-alkesgroup-public-requester-pays",
+    "sumstats_prefix": "UKBB_409K/",
+    "billing_project": None,
+    "retries": 5,
+    "backoff_s": 2.0,
+    "chromosomes": None,
+    "ukbb_traits": None,
+    "ucsc_manifest": "config/manifests/ucsc_tracks.tsv",
+    "fantom_manifest": "config/manifests/fantom_tissues.tsv",
+    "fantom_base_url": "https://fantom.gsc.riken.jp/5/datahub/hg38/tpm/human.tissue.hCAGE/",
+    "encode_manifest": "config/manifests/encode_experiments.tsv",
+    "encode_base_url": "https://www.encodeproject.org",
+    "encode_allow_warnings": True,
+    "chain_url": "https://hgdownload.soe.ucsc.edu/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz",
+    "dbnsfp_archive": None,
+}
+UKBB_LD_DIR = config["ld"].get("dir", "resources/ukbb/ld")
+
+
+def dl_cfg(key):
+    return (config.get("download") or {}).get(key, DOWNLOAD_DEFAULTS[key])
+
+
+def _dl_manifest(key):
+    return pd.read_csv(dl_cfg(key), sep="\t", comment="#", dtype=str, keep_default_na=False)
+
+
+def dl_ld_chromosomes():
+    return [str(c) for c in (dl_cfg("chromosomes") or CHROMS)]
+
+
+def dl_ld_windows():
+    """LD windows to download: kind 'npz' rows of the manifest on download.chromosomes (default: chromosomes)."""
+    man = pd.read_csv(config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv"), sep="\t", comment="#",
+                      dtype={"chromosome": str})
+    man = man[man["chromosome"].isin(dl_ld_chromosomes()) & (man["kind"] == "npz")]
+    return list(man["name"])
+
+
+def dl_ukbb_traits():
+    """Traits fetched from UKBB_409K: download.ukbb_traits, else trait-sheet rows whose path is under resources/ukbb/sumstats/."""
+    if dl_cfg("ukbb_traits"):
+        return list(dl_cfg("ukbb_traits"))
+    return [t for t in traits() if str(TRAITS.loc[t, "path"]).startswith("resources/ukbb/sumstats/")]
+
+
+def sumstats_input(trait):
+    """Local path of a trait's statistics: a URL in the trait sheet becomes resources/sumstats/{trait}/{file}."""
+    path = str(TRAITS.loc[trait, "path"])
+    if path.startswith(("http://", "https://")):
+        return f"resources/sumstats/{trait}/" + path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+    return path
+
+
+def dl_tracks():
+    """(source, name, url or accession) in the fixed feature order: UCSC, FANTOM, ENCODE manifests."""
+    rows = [("ucsc", r["name"], r["url"]) for _, r in _dl_manifest("ucsc_manifest").iterrows()]
+    base = dl_cfg("fantom_base_url")
+    rows += [("fantom", r["name"], base + r["file"]) for _, r in _dl_manifest("fantom_manifest").iterrows()]
+    rows += [("encode", r["name"], r["accession"]) for _, r in _dl_manifest("encode_manifest").iterrows()]
+    names = [r[1] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError("config/manifests: duplicated track names across the UCSC/FANTOM/ENCODE manifests")
+    return rows
+
+
+def dl_track_names():
+    return [name for _, name, _ in dl_tracks()]
+
+
+def dl_track_files():
+    return [f"resources/tracks/{s}/{n}.bigWig" for s, n, _ in dl_tracks()]
+
+
+def dl_track_locks():
+    return [f"resources/locks/tracks/{s}/{n}.json" for s, n, _ in dl_tracks()]
+
+
+def dl_track_url(source, name):
+    for s, n, url in dl_tracks():
+        if s == source and n == name:
+            return url
+    raise ValueError(f"no {source} track named {name!r} in config/manifests")
+
+
+def dl_encode_accession(name):
+    return dl_track_url("encode", name)
+
+
+def dl_chain_file():
+    return config["features"].get("chain", "resources/chain/hg19ToHg38.over.chain.gz")
+# --- end downloads ---
