@@ -49,7 +49,7 @@ def windows(chrom):
     ld = config["ld"]
     if ld["source"] == "demo":
         return [w.name for w in tile(chrom, config["demo"]["chrom_length"], ld["window_length"], ld["window_stride"])]
-    man = pd.read_csv(ld["manifest"], sep="\t", dtype={"chromosome": str})
+    man = pd.read_csv(shipped_path(ld["manifest"]), sep="\t", comment="#", dtype={"chromosome": str})
     man = man[(man["chromosome"] == str(chrom)) & (man["kind"] == "npz")]
     return list(man["name"])
 
@@ -125,8 +125,14 @@ def dl_cfg(key):
     return (config.get("download") or {}).get(key, DOWNLOAD_DEFAULTS[key])
 
 
+def shipped_path(path):
+    """A path from the config; relative ones that do not exist in the working directory are the workflow's own."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else Path(workflow.basedir) / p
+
+
 def _dl_manifest(key):
-    return pd.read_csv(dl_cfg(key), sep="\t", comment="#", dtype=str, keep_default_na=False)
+    return pd.read_csv(shipped_path(dl_cfg(key)), sep="\t", comment="#", dtype=str, keep_default_na=False)
 
 
 def dl_ld_chromosomes():
@@ -135,7 +141,7 @@ def dl_ld_chromosomes():
 
 def dl_ld_windows():
     """LD windows to download: kind 'npz' rows of the manifest on download.chromosomes (default: chromosomes)."""
-    man = pd.read_csv(config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv"), sep="\t", comment="#",
+    man = pd.read_csv(shipped_path(config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv")), sep="\t", comment="#",
                       dtype={"chromosome": str})
     man = man[man["chromosome"].isin(dl_ld_chromosomes()) & (man["kind"] == "npz")]
     return list(man["name"])

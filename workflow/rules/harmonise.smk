@@ -3,7 +3,7 @@
 
 rule harmonise:
     input:
-        sumstats=lambda wc: TRAITS.loc[wc.trait, "path"],
+        sumstats=lambda wc: sumstats_input(wc.trait),
         ld_variants=all_ld_variant_lists(),
     output:
         table="results/harmonised/{trait}.tsv.gz",
@@ -13,6 +13,8 @@ rule harmonise:
         n=lambda wc: trait_value(wc.trait, "n"),
         palindromic_max_maf=config["harmonise"]["palindromic_max_maf"],
         z_scale=config["harmonise"].get("z_scale", "correlation"),
+        min_info=config["harmonise"].get("min_info", 0.0),
+        min_maf=config["harmonise"].get("min_maf", 0.0),
     log:
         "logs/harmonise/{trait}.log",
     conda:
