@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from deepwas.evaluation import pct_per_person
@@ -47,17 +48,26 @@ def _gain_public(X, y, f, sigma2, rtol):
 @pytest.mark.parametrize("n_ind,length,seed,m,expect_rank_deficient", [
     (150, 300_000, 21, 600, True),       # more variants than people: R has rank < N
     (100, 200_000, 22, 500, True),
-    (400, 150_000, 23, 150, False),      # fewer variants than people
-    (300, 100_000, 24, 120, False),
+    (400, 150_000, 23, 150, False),      # fewer variants than people (R still singular: identical variants)
+    (400, 150_000, 23, "independent", False),   # a linearly independent variant subset: R has full rank
+    (300, 100_000, 24, "independent", False),
 ])
 @pytest.mark.parametrize("h2", [0.1, 0.5])
 def test_public_gain_equals_individual_gain(msprime_chromosome, msprime_genotypes, n_ind, length, seed, m,
                                             expect_rank_deficient, h2):
     X_all = msprime_genotypes(n_ind, length, seed)
     p_all = msprime_chromosome(n_ind, length, seed).freq
-    assert X_all.shape[0] >= m
-    X = np.ascontiguousarray(X_all[:m])
-    p = p_all[:m]
+    independent = m == "independent"
+    if independent:
+        _, T, piv = scipy.linalg.qr(X_all.T, pivoting=True, mode="economic")
+        sel = np.sort(piv[: int((np.abs(np.diag(T)) > 1e-2 * abs(T[0, 0])).sum())])
+        m = len(sel)
+        assert 30 <= m < n_ind
+    else:
+        assert X_all.shape[0] >= m
+        sel = np.arange(m)
+    X = np.ascontiguousarray(X_all[sel])
+    p = p_all[sel]
     rng = np.random.default_rng(seed)
     # prior of Eqn 6 form with a random feature effect, sum f = h2
     f = (p * (1 - p)) ** 0.7 * np.exp(rng.normal(size=m) * 0.5)
@@ -72,6 +82,8 @@ def test_public_gain_equals_individual_gain(msprime_chromosome, msprime_genotype
     assert rank == rank_X
     if expect_rank_deficient:
         assert rank < m and rank <= n_ind - 1
+    if independent:
+        assert rank == m                 # full rank: the pseudo-inverse is the inverse
     assert abs(gain_ind) > 1e-3
     assert gain_pub == pytest.approx(gain_ind, rel=1e-6)
     # and the per-person metric built on it agrees too

@@ -30,8 +30,8 @@ CASES = [
     pytest.param((100, 200_000, 1, 600, 150, "left"), id="rankdef-100x600-left"),
     pytest.param((150, 300_000, 7, 600, 200, "right"), id="rankdef-150x600-right"),
     pytest.param((200, 300_000, 11, 450, 120, "middle"), id="rankdef-200x450-middle"),
-    pytest.param((400, 150_000, 3, 300, 90, "middle"), id="fullrank-400x300-middle"),
-    pytest.param((400, 150_000, 5, 300, 80, "left"), id="fullrank-400x300-left"),
+    pytest.param((400, 150_000, 3, 300, 90, "middle"), id="morepeople-400x300-middle"),
+    pytest.param((400, 150_000, 5, 300, 80, "left"), id="morepeople-400x300-left"),
 ]
 
 
