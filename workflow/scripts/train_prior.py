@@ -1,12 +1,15 @@
 """Rule train: fit one prior (model x objective) on the training chromosomes of one trait."""
 import json
 
+import numpy as np
+
 import torch
 
 from deepwas.dataset import FeatureScaler, load_windows, make_window, pred_feature_names, read_annotations
 from deepwas.io import atomic_path, setup_logging
 from deepwas.priors import build_prior
-from deepwas.training import TrainConfig, Trainer, pick_device
+from deepwas.ld_factors import core_rows
+from deepwas.training import TrainConfig, Trainer, ldsr_objective, pick_device
 
 
 def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,
@@ -32,7 +35,14 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     device = pick_device(train_cfg.get("device", "auto"))
     log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
              len(windows), N, s2, cfg.solver, device)
-    trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device)
+    loss_fn = None
+    if objective == "ldsr":
+        extras = {name: (torch.as_tensor(core_rows(fac["U"], fac["lam"], fac["G"]) ** 2),
+                         torch.as_tensor(np.sqrt(st["z2"])), torch.as_tensor(st["ldscore"]))
+                  for name, fac, st, _ in loaded}
+        h2_guess = min(max(s2info.get("h2_ldsr", 0.1), 0.01), 0.9)
+        loss_fn = ldsr_objective(extras, N, h2_guess, s2info["M"])
+    trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn)
     result = trainer.fit()
     log.info("done: %s", result)
     with atomic_path(out_model) as tmp:

@@ -87,7 +87,7 @@ def harmonise(stats: pd.DataFrame, ld_variants: pd.DataFrame, palindromic_max_ma
     m_all_sid = m["_sid"].to_numpy()
     # a palindromic pair matches both 'same' and 'flip_swap': take it at face value (same strand)
     sign = np.where(same | flip, 1.0, -1.0)
-    m = m.assign(_sign=sign)[keep]
+    m = m.assign(_sign=sign, _flip=(flip | flip_swap).to_numpy())[keep]
     if m.duplicated("index").any():
         # one LD variant matched by two statistics rows with different allele spellings
         d = m.duplicated("index", keep=False)
@@ -95,7 +95,7 @@ def harmonise(stats: pd.DataFrame, ld_variants: pd.DataFrame, palindromic_max_ma
         m = m[~d]
     rs_bad = (m["SNP"] != "") & (m["rsid"].astype(str) != "") & (m["SNP"] != m["rsid"].astype(str))
     report["rsid_mismatch"] = int(rs_bad.sum())
-    report["strand_flipped"] = int((flip | flip_swap)[keep].sum())
+    report["strand_flipped"] = int(m["_flip"].sum())
     report["allele_swapped"] = int((m["_sign"] < 0).sum())
 
     if z_scale not in ("correlation", "raw"):

@@ -115,3 +115,8 @@ def whiten(U: np.ndarray, lam: np.ndarray, z_core: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(z_core)):
         raise ValueError(f"whiten: {int((~np.isfinite(z_core)).sum())} non-finite z-scores in the core")
     return (U.T @ z_core) / np.sqrt(lam)
+
+
+def core_rows(U: np.ndarray, lam: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """R[i,+] rebuilt from the stored factors: U lam^1/2 G^T (exact on the support of R[i,i])."""
+    return (U * np.sqrt(lam)) @ G.T

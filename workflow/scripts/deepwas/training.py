@@ -225,3 +225,17 @@ def fit_constant_and_s2(windows: list[WindowData], N: float, alpha: float, init_
 
     opt.step(closure)
     return float(torch.exp(log_s2)), float(c)
+
+
+def ldsr_objective(extras: dict, N: float, h2_guess: float, M: int) -> Callable:
+    """Loss of the LDSR objective (App. A.4) per window; `extras[name]` = (R2 core rows, z_core, ldscore_core)."""
+    from .ldsr import ldsr_loss
+
+    def loss(prior, w: WindowData, N_: float, s2: float, autocast) -> torch.Tensor:
+        R2c, z, l = extras[w.name]
+        with autocast:
+            f = prior(w.inputs)
+        core = torch.arange(R2c.shape[0])
+        # the core's rows are passed directly: ldsr_loss recognises R2 of shape (n, m)
+        return ldsr_loss(N * f.double(), s2, R2c, z, core, N, h2_guess, M, ldscore=l)
+    return loss
