@@ -36,6 +36,29 @@ def msprime_genotypes():
     return _standardised
 
 
+@functools.lru_cache(maxsize=None)
+def _common_variant_ld(n_people: int = 200, length: int = 300_000, seed: int = 7, maf: float = 0.05) -> np.ndarray:
+    import msprime
+
+    ts = msprime.sim_ancestry(samples=n_people, population_size=10_000, sequence_length=length,
+                              recombination_rate=1e-8, random_seed=seed)
+    ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=seed)
+    hap = ts.genotype_matrix()
+    X = (hap[:, 0::2] + hap[:, 1::2]).astype(np.float64)
+    p = X.mean(1) / 2
+    X = X[(p > maf) & (p < 1 - maf)]
+    X = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
+    R = X @ X.T / X.shape[1]
+    R.setflags(write=False)
+    return R
+
+
+@pytest.fixture(scope="session")
+def msprime_ld():
+    """msprime_ld(n_people, length, seed, maf) -> LD matrix R (float64, read-only) of common variants."""
+    return _common_variant_ld
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """Run a module's small torch linear algebra on one thread (restored afterwards).

@@ -1,5 +1,4 @@
 """LDSR objective (App. A.4): exact value on an msprime window and recovery of a simulated h2."""
-import msprime
 import numpy as np
 import pytest
 import torch
@@ -7,22 +6,9 @@ import torch
 from deepwas.ldsr import ldsr_loss, ldsr_weights, r2_rows
 
 
-def msprime_ld(n_people=200, length=300_000, seed=7, maf=0.05):
-    """LD matrix R (float64) of common variants in a small simulated cohort."""
-    ts = msprime.sim_ancestry(samples=n_people, population_size=10_000, sequence_length=length,
-                              recombination_rate=1e-8, random_seed=seed)
-    ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=seed)
-    hap = ts.genotype_matrix()
-    X = (hap[:, 0::2] + hap[:, 1::2]).astype(np.float64)
-    p = X.mean(1) / 2
-    X = X[(p > maf) & (p < 1 - maf)]
-    X = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
-    return X @ X.T / X.shape[1]
-
-
 @pytest.fixture(scope="module")
-def R():
-    return msprime_ld()
+def R(msprime_ld):
+    return msprime_ld(seed=7)
 
 
 def test_loss_equals_a_direct_evaluation_of_app_a4(R):

@@ -1,5 +1,4 @@
 """Semi-synthetic truth and statistics (Sec. 6.1, App. A.5, B.1)."""
-import msprime
 import numpy as np
 import pytest
 import torch
@@ -9,21 +8,9 @@ from deepwas.semisynthetic import (PAPER_B1, RMSE_COLUMNS, normalise_f, rmse_log
                                    simulate_z_windows, threshold_enrichment_truth, truth_from_network)
 
 
-def msprime_ld(n_people=200, length=300_000, seed=11, maf=0.05):
-    ts = msprime.sim_ancestry(samples=n_people, population_size=10_000, sequence_length=length,
-                              recombination_rate=1e-8, random_seed=seed)
-    ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=seed)
-    hap = ts.genotype_matrix()
-    X = (hap[:, 0::2] + hap[:, 1::2]).astype(np.float64)
-    p = X.mean(1) / 2
-    X = X[(p > maf) & (p < 1 - maf)]
-    X = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
-    return X @ X.T / X.shape[1]
-
-
 @pytest.fixture(scope="module")
-def R():
-    return msprime_ld()
+def R(msprime_ld):
+    return msprime_ld(seed=11)
 
 
 def test_normalisation_gives_the_target_mean():
