@@ -37,8 +37,7 @@ def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rto
             log.warning("%s: no core variant with statistics; window excluded", w.name)
             continue
         Rs, psd = make_psd(R[np.ix_(sel, sel)], source=str(prefix) + ".npz", max_clip=max_clip)
-        fac = factorise(Rs, core, rtol=rtol, name=w.name)
-        fac.ldscore = ldscore_full[sel]
+        fac = factorise(Rs, core, rtol=rtol, name=w.name, ldscore=ldscore_full[sel])
         save_factors(Path(out_dir) / f"{w.name}.npz", fac, pos, vk[sel], eaf.reindex(vk[sel]).to_numpy(),
                      dtype=np.dtype(factor_dtype))
         rows.append(row | {"status": "ok", "n_core": fac.n, "n_extended": fac.m, "rank": fac.rank,

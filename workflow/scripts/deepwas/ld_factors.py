@@ -96,8 +96,13 @@ class WindowFactors:
         return whiten(self.U, self.lam, z_core)
 
 
-def factorise(R: np.ndarray, core: np.ndarray, rtol: float = 1e-8, name: str = "window") -> WindowFactors:
-    """Eigendecompose R[i,i] and form G = R[+,i] U lam^-1/2 (DESIGN section 2)."""
+def factorise(R: np.ndarray, core: np.ndarray, rtol: float = 1e-8, name: str = "window",
+              ldscore: np.ndarray | None = None) -> WindowFactors:
+    """Eigendecompose R[i,i] and form G = R[+,i] U lam^-1/2 (DESIGN section 2).
+
+    `ldscore` defaults to sum_k R_mk^2 over R; pass the LD score over the whole window file when R is a
+    subset of it.
+    """
     core = np.asarray(core, dtype=np.int64)
     if core.size == 0:
         raise LDMatrixError(f"{name}: empty core (i); nothing to factorise")
@@ -106,7 +111,9 @@ def factorise(R: np.ndarray, core: np.ndarray, rtol: float = 1e-8, name: str = "
     keep = lam > rtol * lam.max()
     lam, U = lam[keep], U[:, keep]
     G = (R_ec @ U) / np.sqrt(lam)
-    return WindowFactors(name=name, G=G, lam=lam, U=U, core=core, ldscore=(R * R).sum(1))
+    if ldscore is None:
+        ldscore = (R * R).sum(1)
+    return WindowFactors(name=name, G=G, lam=lam, U=U, core=core, ldscore=ldscore)
 
 
 def whiten(U: np.ndarray, lam: np.ndarray, z_core: np.ndarray) -> np.ndarray:
