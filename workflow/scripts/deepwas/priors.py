@@ -43,6 +43,28 @@ class Linear(nn.Module):
         return self.lin(x).squeeze(-1)
 
 
+class Network(nn.Module):
+    """Deep body: c + EnformerNN(C_func, C_pred) (App. A.1); the network's output starts near 0, so the prior
+    starts at the constant prior c. Needs track windows in the batch (`tracks` [m, d_func, w])."""
+
+    def __init__(self, d_pred: int, d_func: int, init_log_scale: float = 0.0, size: str = "tiny",
+                 w: int | None = None, **overrides):
+        super().__init__()
+        from .networks import EnformerNN
+
+        if d_func <= 0:
+            raise ValueError("the transformer prior reads functional tracks, but no tracks were given: set "
+                             "features.tracks (the demo's synthetic tracks or a track manifest) or drop 'transformer' "
+                             "from models")
+        self.net = EnformerNN.from_size(size, d_func=d_func, d_pred=d_pred, w=w, **overrides)
+        self.c = nn.Parameter(torch.tensor(float(init_log_scale)))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        if "tracks" not in batch:
+            raise KeyError("the transformer prior needs batch['tracks'] ([variants, d_func, w] track windows)")
+        return self.c + self.net(batch["tracks"], batch["pred"])
+
+
 class Prior(nn.Module):
     def __init__(self, body: nn.Module, alpha: float = 0.7, learn_alpha: bool = False):
         super().__init__()
@@ -69,15 +91,16 @@ def init_log_scale(freq: np.ndarray, h2: float, M: int, alpha: float) -> float:
 
 def build_prior(model: str, d_pred: int, d_func: int, init_log_scale: float, alpha: float = 0.7,
                 learn_alpha: bool = False, network: dict | None = None) -> Prior:
-    """The prior named in the config: 'constant', 'glm' or 'transformer' (Enformer-style, issue 6)."""
+    """The prior named in the config: 'constant', 'glm' or 'transformer' (Enformer-style, issue 6).
+
+    `network`: keyword arguments of the transformer body: `size` (a name in networks.SIZES), `w` (track
+    window length) and any EnformerNN override (e.g. `norm`, `checkpointing`)."""
     if model == "constant":
         body = Constant(init_log_scale)
     elif model == "glm":
         body = Linear(d_pred=d_pred, d_func=d_func, init_log_scale=init_log_scale)
     elif model == "transformer":
-        from .networks import build_network
-
-        body = build_network(d_func=d_func, d_pred=d_pred, init_log_scale=init_log_scale, **(network or {}))
+        body = Network(d_pred=d_pred, d_func=d_func, init_log_scale=init_log_scale, **(network or {}))
     else:
         raise ValueError(f"unknown model {model!r}; choose constant, glm or transformer")
     return Prior(body, alpha=alpha, learn_alpha=learn_alpha)
