@@ -73,8 +73,9 @@ def pred_features(factors: dict, annotations: np.ndarray | None) -> np.ndarray:
     return base if annotations is None else np.concatenate([annotations, base], 1)
 
 
-def pred_feature_names(annotation_names: list[str]) -> list[str]:
-    return list(annotation_names) + ["frequency", "maf", "ldscore"]
+def pred_feature_names(annotation_names: list[str], tracks: bool = False) -> list[str]:
+    """Names of the 'pred' columns; with track features the last one is the missing-tracks indicator."""
+    return list(annotation_names) + ["frequency", "maf", "ldscore"] + (["tracks_missing"] if tracks else [])
 
 
 @dataclass
@@ -100,6 +101,7 @@ class WindowData:
 
 
 def make_window(name: str, factors: dict, y: np.ndarray, pred: np.ndarray, tracks: np.ndarray | None = None) -> WindowData:
+    tracks = factors.get("tracks") if tracks is None else tracks
     inputs = {"freq": torch.as_tensor(factors["freq"], dtype=torch.float64),
               "pred": torch.as_tensor(pred, dtype=torch.float32)}
     if tracks is not None:
@@ -128,11 +130,15 @@ def read_annotations(path) -> "pd.DataFrame | None":
     return vals.set_index(variant_key(t))
 
 
-def load_windows(chrom_inputs, annotations=None) -> list[tuple[str, dict, dict, np.ndarray]]:
+def load_windows(chrom_inputs, annotations=None, tracks=None) -> list[tuple[str, dict, dict, np.ndarray]]:
     """[(name, factors, stats, raw pred features)] for the windows of the given chromosomes.
 
     chrom_inputs: iterable of (factor_dir, manifest_tsv, stats_npz). Variants absent from the
     annotation table get 0 annotations (counted in the returned stats under 'n_missing_annotation').
+    tracks: a `features.variants.VariantTracks`; then factors['tracks'] holds the normalised [m, d_func, w]
+    windows, the pred features end with the missing-tracks indicator, and stats['n_missing_tracks'] counts
+    the variants without features. The windows are held in memory (demo scale; UKBB-scale runs stream them
+    with `features.loader.WindowDataset`).
     """
     import pandas as pd
 
@@ -151,7 +157,12 @@ def load_windows(chrom_inputs, annotations=None) -> list[tuple[str, dict, dict, 
                 ann = a.fillna(0.0).to_numpy(dtype=np.float64)
             wstats = {k.split("/")[0]: v for k, v in stats.items() if k.endswith("/" + name)}
             wstats["n_missing_annotation"] = n_missing
-            out.append((name, fac, wstats, pred_features(fac, ann)))
+            pred = pred_features(fac, ann)
+            if tracks is not None:
+                fac["tracks"], missing = tracks(fac["keys"])
+                wstats["n_missing_tracks"] = int(missing.sum())
+                pred = np.concatenate([pred, missing[:, None].astype(np.float64)], 1)
+            out.append((name, fac, wstats, pred))
     return out
 
 
