@@ -5,6 +5,21 @@ checkpoints at epoch ends and every `checkpoint_every` optimiser steps, and exac
 any window and restarted from its checkpoint ends with the same parameters as an uninterrupted run.
 Checkpoints live in a directory that is not a declared Snakemake output, so a failed job keeps them.
 The linear algebra is float64 whatever precision the network runs in.
+
+What a checkpoint holds, and why that makes the resume exact (tested on CPU in tests/test_training_resume.py):
+
+- it is written only right after an optimiser step (or at an epoch end, after the epoch's last, possibly
+  partial, accumulation group), so no accumulated gradient is pending: the windows a killed job had
+  accumulated since are simply replayed;
+- model, AdamW and LR-scheduler state, the epoch, the position in the epoch's seeded window order and the step;
+- the torch RNG state (CPU, and CUDA when used) at that point: dropout of the replayed windows draws the same
+  numbers again;
+- the call counter of a stochastic solver (the iterative solver's probes are seeded by it). The iterative
+  solver's optional CG warm-start cache is not saved: with `warm_start` a resumed run agrees only within the
+  CG tolerance;
+- the byte length of the metrics file at that point: on resume the file is cut back to it, so the rows of
+  the replayed windows are not duplicated. (TensorBoard, when installed, gets the replayed steps again;
+  its viewer shows the last value per step.)
 """
 from __future__ import annotations
 
@@ -99,10 +114,14 @@ class Trainer:
     def _ckpt_path(self) -> Path:
         return self.checkpoint_dir / "last.pt"
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, metrics_bytes: int | None = None) -> None:
+        """Write last.pt; call only when no accumulated gradient is pending (after an optimiser step)."""
         state = {"model": self.prior.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "epoch": self.epoch, "position": self.position, "step": self.step,
-                 "torch_rng": torch.get_rng_state(), "fingerprint": self.cfg.fingerprint()}
+                 "torch_rng": torch.get_rng_state(), "fingerprint": self.cfg.fingerprint(),
+                 "metrics_bytes": metrics_bytes, "solver_counter": getattr(self.solver, "_counter", None)}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         with atomic_path(self._ckpt_path()) as tmp:
             torch.save(state, tmp)
 
@@ -119,20 +138,43 @@ class Trainer:
         self.sched.load_state_dict(state["sched"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if state.get("solver_counter") is not None and hasattr(self.solver, "_counter"):
+            self.solver._counter = state["solver_counter"]
+        self._resume_metrics_bytes = state.get("metrics_bytes")
         log.info("resumed from %s at epoch %d, window %d, step %d", path, self.epoch, self.position, self.step)
         return True
+
+    def _open_metrics(self, resumed: bool):
+        """The metrics file: new (with header), or on resume cut back to its length at the checkpoint."""
+        header = ["epoch", "position", "window", "step", "nll", "lr", "seconds"]
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        keep = getattr(self, "_resume_metrics_bytes", None) if resumed else None
+        if keep is not None and self.metrics_path.exists() and self.metrics_path.stat().st_size >= keep:
+            fh = open(self.metrics_path, "r+", newline="")
+            fh.truncate(keep)
+            fh.seek(keep)
+            return fh, csv.writer(fh, delimiter="\t")
+        if resumed:
+            log.warning("%s does not hold the rows up to the checkpoint; it restarts at epoch %d, window %d",
+                        self.metrics_path, self.epoch, self.position)
+        fh = open(self.metrics_path, "w", newline="")
+        writer = csv.writer(fh, delimiter="\t")
+        writer.writerow(header)
+        return fh, writer
 
     # -- loop --------------------------------------------------------------------------------------
     def fit(self, stop_after_windows: int | None = None) -> dict:
         """Run (or continue) training; `stop_after_windows` simulates a job killed mid-epoch (tests)."""
         cfg = self.cfg
         resumed = self.try_resume()
-        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        new_file = not (resumed and self.metrics_path.exists())
-        fh = open(self.metrics_path, "w" if new_file else "a", newline="")
-        writer = csv.writer(fh, delimiter="\t")
-        if new_file:
-            writer.writerow(["epoch", "position", "window", "step", "nll", "lr", "seconds"])
+        fh, writer = self._open_metrics(resumed)
+
+        def checkpoint():
+            fh.flush()
+            self.save_checkpoint(metrics_bytes=fh.tell())
+
         tb = _tensorboard(self.metrics_path.parent)
         autocast = _autocast(cfg.autocast, self.device)
         seen, t0 = 0, time.time()
@@ -155,18 +197,18 @@ class Trainer:
                     seen += 1
                     if self.position % cfg.accumulate == 0 or self.position == len(order):
                         self._optimiser_step()
-                    writer.writerow([self.epoch, self.position, w.name, self.step, f"{float(loss):.6f}",
+                    value = float(loss.detach())
+                    writer.writerow([self.epoch, self.position, w.name, self.step, f"{value:.6f}",
                                      f"{self.sched.get_last_lr()[0]:.3g}", f"{time.time() - ts:.4f}"])
                     if tb is not None:
-                        tb.add_scalar("nll", float(loss), self.epoch * len(order) + self.position)
+                        tb.add_scalar("nll", value, self.epoch * len(order) + self.position)
                     bar.update(1)
                     bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}")
                     if cfg.checkpoint_every and self.position % cfg.accumulate == 0 \
                             and self.step % cfg.checkpoint_every == 0:
-                        self.save_checkpoint()
+                        checkpoint()
                 self.epoch, self.position = self.epoch + 1, 0
-                self.save_checkpoint()
-                fh.flush()
+                checkpoint()
         finally:
             bar.close()
             fh.close()
