@@ -51,6 +51,11 @@ def test_download_rules_end_to_end(tmp_path, monkeypatch):
     shutil.copy(DATA / "downloads" / "ENCFF000FCA.bigWig", srv_dir / "t.bw")
     shutil.copy(DATA / "liftover" / "toy.over.chain.gz", srv_dir / "chain.gz")
     shutil.copy(DATA / "downloads" / "encode_ENCSR000TST.json", srv_dir / "experiments" / "ENCSR000TST" / "index.html")
+    # a FANTOM5-like data-hub folder: http.server lists it with percent-encoded hrefs, like the real hub
+    (srv_dir / "hub").mkdir()
+    for strand in ("fwd", "rev"):
+        shutil.copy(DATA / "downloads" / "ENCFF000FCA.bigWig", srv_dir / "hub" / f"thymus, adult, pool1.CNhs90001.10027-101D9.hg38.tpm.{strand}.bw")
+    shutil.copy(DATA / "downloads" / "ENCFF000FCA.bigWig", srv_dir / "hub" / "thymus, fetal, pool1.CNhs90004.1-1.hg38.tpm.fwd.bw")
 
     class Handler(SimpleHTTPRequestHandler):
         def __init__(self, *a, **k):
@@ -84,7 +89,9 @@ def test_download_rules_end_to_end(tmp_path, monkeypatch):
         shutil.copytree(ROOT / "config", work / "config")
         (work / "m").mkdir()
         (work / "m" / "ucsc.tsv").write_text(f"name\tkind\talignment\turl\nphyloPtest\tphyloP\ttest\t{base}/t.bw\n")
-        (work / "m" / "fantom.tsv").write_text("name\ttissue\tstrand\tfile\n")
+        (work / "m" / "fantom.tsv").write_text("# header comment\nname\ttissue\tstrand\tlibrary\tfile\tstatus\n"
+                                               "fantom_thymus_rev\tthymus, adult, pool1\trev\t\t\tunresolved\n"
+                                               "fantom_thymus_fwd\tthymus adult\tfwd\tCNhs90001\t\tlibrary_known\n")
         (work / "m" / "encode.tsv").write_text("name\tassay\ttarget\taccession\nencode_CTCF\tTF_ChIP-seq\tCTCF\tENCSR000TST\n")
         man = pd.DataFrame({"name": WINDOWS + ["chr6_28000001_31000001"], "chromosome": ["22", "22", "6"],
                             "start": [16000001, 17000001, 28000001], "end": [19000001, 20000001, 31000001],
@@ -94,7 +101,8 @@ def test_download_rules_end_to_end(tmp_path, monkeypatch):
             "ld": {"manifest": "m/windows.tsv"},
             "download": {"s3_endpoint": endpoint, "chromosomes": ["22", "6"], "retries": 1, "backoff_s": 0,
                          "ucsc_manifest": "m/ucsc.tsv", "fantom_manifest": "m/fantom.tsv",
-                         "encode_manifest": "m/encode.tsv", "encode_base_url": base, "chain_url": f"{base}/chain.gz"},
+                         "encode_manifest": "m/encode.tsv", "encode_base_url": base, "chain_url": f"{base}/chain.gz",
+                         "fantom_base_url": f"{base}/hub/"},
         }))
         targets = ["resources/locks/ukbb_ld.lock.tsv", "resources/locks/tracks.lock.tsv", "results/liftover/chr22.tsv.gz"]
         r = subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"),
@@ -112,8 +120,12 @@ def test_download_rules_end_to_end(tmp_path, monkeypatch):
     excluded = pd.read_csv(work / "resources/ukbb/ld_excluded_windows.tsv", sep="\t")
     assert list(excluded["name"]) == ["chr6_28000001_31000001"]
     tracks = pd.read_csv(work / "resources/locks/tracks.lock.tsv", sep="\t")
-    assert list(tracks["name"]) == ["phyloPtest", "encode_CTCF"]
-    assert tracks.loc[1, "verified"] == "size+md5" and tracks.loc[1, "file"] == "ENCFF000FCA"
-    assert list(pd.read_csv(work / "resources/tracks/manifest.tsv", sep="\t")["name"]) == ["phyloPtest", "encode_CTCF"]
+    assert list(tracks["name"]) == ["phyloPtest", "fantom_thymus_rev", "fantom_thymus_fwd", "encode_CTCF"]
+    assert tracks.loc[3, "verified"] == "size+md5" and tracks.loc[3, "file"] == "ENCFF000FCA"
+    assert tracks.loc[2, "file"] == "thymus, adult, pool1.CNhs90001.10027-101D9.hg38.tpm.fwd.bw"  # by CNhs id
+    # the FANTOM row was resolved from the hub listing by its description; the lock pins the name and CNhs id
+    assert tracks.loc[1, "file"] == "thymus, adult, pool1.CNhs90001.10027-101D9.hg38.tpm.rev.bw"
+    assert tracks.loc[1, "library"] == "CNhs90001" and tracks.loc[1, "source"].startswith(f"{base}/hub/thymus%2C%20adult")
+    assert list(pd.read_csv(work / "resources/tracks/manifest.tsv", sep="\t")["name"]) == list(tracks["name"])
     rep = json.loads((work / "results/liftover/chr22.report.json").read_text())
     assert rep["variants"] == 40 and rep["unknown_chrom"] == 40  # the toy chain has chr1 only: all NA, none dropped

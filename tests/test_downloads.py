@@ -178,6 +178,108 @@ def test_window_manifest_selection_and_check(s3, tmp_path):
     assert set(shipped.loc[shipped["kind"] == "npz2", "chromosome"]) == {"6", "8", "11"}
 
 
+def _generator():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "workflow" / "scripts" / "download_ld_manifest.py"
+    spec = importlib.util.spec_from_file_location("download_ld_manifest", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_shipped_ld_manifest_is_the_recorded_bucket_listing(tmp_path):
+    """resources/ukbb_ld_windows.tsv = the recorded 2023-03-21 listing: 2,763 .npz windows (paper), 14 .npz2."""
+    root = Path(__file__).parents[1]
+    shipped = pd.read_csv(root / "resources" / "ukbb_ld_windows.tsv", sep="\t", dtype={"chromosome": str})
+    gen = _generator()
+    out = tmp_path / "w.tsv"
+    assert gen.main(["--out", str(out)]) == 0
+    assert out.read_text() == (root / "resources" / "ukbb_ld_windows.tsv").read_text()  # regenerated exactly
+    assert shipped["kind"].value_counts().to_dict() == {"npz": 2763, "absent": 117, "npz2": 14}
+    npz2 = set(shipped.loc[shipped["kind"] == "npz2", "name"])
+    assert npz2 == {f"chr6_{s}_{s + 3000000}" for s in (26000001, 27000001, 31000001, 32000001)} | {
+        f"chr8_{s}_{s + 3000000}" for s in (8000001, 9000001)} | {
+        f"chr11_{s}_{s + 3000000}" for s in range(47000001, 55000001, 1000000)}
+    kind = shipped.set_index("name")["kind"]
+    assert kind["chr6_29000001_32000001"] == "absent" and kind["chr6_25000001_28000001"] == "npz"  # MHC core not in bucket
+    assert kind["chr22_14000001_17000001"] == "npz" and kind["chr22_13000001_16000001"] == "absent"
+    assert shipped.groupby("chromosome")["end"].max().to_dict()["1"] == 252000001  # last window runs past the end
+    # a listing in `aws s3 ls` format gives the same manifest
+    ls = tmp_path / "ls.txt"
+    ls.write_text("".join(f"2023-03-21 10:00:00 123 {k.removeprefix('UKBB_LD/')}\n" for k in gen.recorded_keys())
+                  + "2023-03-21 14:21:15 1663 readme_ld.txt\n")
+    assert gen.build(ls).equals(gen.build())
+
+
+def test_windows_from_keys():
+    keys = ["UKBB_LD/chr22_14000001_17000001.npz", "UKBB_LD/chr22_14000001_17000001.gz", "UKBB_LD/readme_ld.txt",
+            "chr22_16000001_19000001.npz", "chr22_16000001_19000001.gz", "chr6_26000001_29000001.npz2",
+            "chr6_26000001_29000001.gz"]
+    m = dl.windows_from_keys(keys)
+    got = dict(zip(m["name"], m["kind"]))
+    assert got["chr22_14000001_17000001"] == got["chr22_16000001_19000001"] == "npz"
+    assert got["chr22_15000001_18000001"] == got["chr22_1_3000001"] == "absent"  # gap and short arm
+    assert got["chr6_26000001_29000001"] == "npz2" and list(m["chromosome"])[0] == "6"  # numeric order
+    with pytest.raises(ValueError, match=r"chr1_1_3000001: listing has \['npz'\]"):
+        dl.windows_from_keys(["chr1_1_3000001.npz"])
+    with pytest.raises(ValueError, match="not a 3000000-bp window"):
+        dl.windows_from_keys(["chr1_1_2000001.npz", "chr1_1_2000001.gz"])
+
+
+# ------------------------------------------------------------------------------------------ FANTOM5
+_INDEX_HTML = """<html><body><h1>Index of /5/datahub/hg38/tpm/human.tissue.hCAGE</h1><table>
+<tr><td><a href="/5/datahub/hg38/tpm/">Parent Directory</a></td></tr>
+<tr><td><a href="thymus%2C%20adult%2C%20pool1.CNhs90001.10027-101D9.hg38.tpm.fwd.bw">thymus, adult, pool1...</a></td></tr>
+<tr><td><a href="thymus%2C%20adult%2C%20pool1.CNhs90001.10027-101D9.hg38.tpm.rev.bw">thymus...</a></td></tr>
+<tr><td><a href='thalamus%252c%2520adult%252c%2520donor10258%252c%2520tech_rep1.CNhs90002.10370-105G1.hg38.tpm.fwd.bw'>x</a></td></tr>
+<tr><td><a href="thalamus%2C%20adult%2C%20donor10258%2C%20tech_rep2.CNhs90003.10370-105G1.hg38.tpm.fwd.bw">x</a></td></tr>
+<tr><td><a href="thymus%2C%20fetal%2C%20pool1.CNhs90004.1-1.hg38.tpm.fwd.bw">x</a></td></tr>
+<tr><td><a href="00_readme.txt">readme</a></td></tr></table></body></html>"""
+
+
+def test_fantom_index_and_resolution():
+    index = dl.parse_index_hrefs(_INDEX_HTML)
+    assert len(index) == 5 and "thalamus, adult, donor10258, tech_rep1.CNhs90002.10370-105G1.hg38.tpm.fwd.bw" in set(index["name"])
+    hit = dl.resolve_fantom_file(index, "thymus, adult, pool1", "rev")
+    assert hit["file"] == "thymus, adult, pool1.CNhs90001.10027-101D9.hg38.tpm.rev.bw" and hit["library"] == "CNhs90001"
+    assert hit["href"].startswith("thymus%2C%20adult")  # the URL uses the server's own href
+    # technical replicates: the paper's description matches neither exactly -> stop, naming both
+    with pytest.raises(dl.FantomResolutionError, match=r"'thalamus, adult, donor10258' \(fwd\): no data-hub file.*tech_rep1.*tech_rep2"):
+        dl.resolve_fantom_file(index, "thalamus, adult, donor10258", "fwd")
+    pinned = "thalamus, adult, donor10258, tech_rep2.CNhs90003.10370-105G1.hg38.tpm.fwd.bw"
+    assert dl.resolve_fantom_file(index, "thalamus, adult, donor10258", "fwd", pinned)["library"] == "CNhs90003"
+    with pytest.raises(dl.FantomResolutionError, match="pinned FANTOM5 file is not in the data-hub listing"):
+        dl.resolve_fantom_file(index, "thymus, adult, pool1", "fwd", "thymus, adult, pool1.CNhs1.x.tpm.fwd.bw")
+    # a known CNhs id wins over the description (robust to how the hub spells it)
+    assert dl.resolve_fantom_file(index, "thymus adult pool1", "fwd", library="CNhs90001")["file"].startswith("thymus, adult, pool1.")
+    with pytest.raises(dl.FantomResolutionError, match=r"no data-hub file matches '\*\.CNhs1\.\*\.fwd\.bw'"):
+        dl.resolve_fantom_file(index, "thymus, adult, pool1", "fwd", library="CNhs1")
+    with pytest.raises(dl.FantomResolutionError, match="strand must be fwd or rev"):
+        dl.resolve_fantom_file(index, "thymus, adult, pool1", "+")
+
+
+def test_shipped_fantom_and_encode_manifests():
+    """The 20 App. D.3 tissues x 2 strands, every row flagged; ENCODE accessions well formed, corrections flagged."""
+    import re
+
+    root = Path(__file__).parents[1] / "config" / "manifests"
+    fantom = pd.read_csv(root / "fantom_tissues.tsv", sep="\t", comment="#", dtype=str, keep_default_na=False)
+    assert len(fantom) == 40 and fantom["tissue"].nunique() == 20 and list(fantom["strand"][:2]) == ["fwd", "rev"]
+    assert set(fantom["status"]) <= {"unresolved", "library_known", "pinned"}
+    assert (fantom.loc[fantom["status"] != "pinned", "file"] == "").all()
+    assert (fantom.loc[fantom["status"] == "pinned", "file"] != "").all()
+    known = fantom[fantom["status"] == "library_known"]
+    assert known["library"].str.fullmatch(r"CNhs\d+").all() and (fantom.loc[fantom["status"] == "unresolved", "library"] == "").all()
+    assert dict(zip(known["tissue"], known["library"]))["thymus, adult, pool1"] == "CNhs10633"
+    enc = pd.read_csv(root / "encode_experiments.tsv", sep="\t", comment="#", dtype=str, keep_default_na=False)
+    assert len(enc) == 93 and not enc["accession"].duplicated().any()
+    assert all(re.fullmatch(r"ENCSR\d{3}[A-Z]{3}", a) for a in enc["accession"])
+    assert all(n.endswith(a) for n, a in zip(enc["name"], enc["accession"]))
+    assert dict(zip(enc.loc[enc["status"] != "as_in_paper", "accession"], enc.loc[enc["status"] != "as_in_paper", "status"])) == {
+        "ENCSR697YLL": "corrected_unverified", "ENCSR010OVI": "corrected_verified"}
+
+
 # --------------------------------------------------------------------------------------------- HTTP
 class _Handler(BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
@@ -324,6 +426,18 @@ def test_encode_resolution_rule_and_md5(http, tmp_path):
         dl.fetch(dl.HTTPRemote(rec["url"], md5="0" * 32, size=rec["size"]), tmp_path / "f.bw", progress=False)
 
 
+def test_encode_checks_assay_and_target(http):
+    base, _ = http
+    assert encode.resolve("ENCSR000TST", base_url=base, assay="TF_ChIP-seq", target="ctcf")["file"] == "ENCFF000FCA"
+    with pytest.raises(encode.EncodeResolutionError, match=r"ENCSR000TST: manifest says target 'CBFA2T3', ENCODE says \['CTCF'\]"):
+        encode.resolve("ENCSR000TST", base_url=base, assay="TF_ChIP-seq", target="CBFA2T3")
+    with pytest.raises(encode.EncodeResolutionError, match="manifest says assay 'Histone_ChIP-seq'"):
+        encode.check_experiment({"accession": "X", "assay_title": "TF ChIP-seq"}, assay="Histone_ChIP-seq")
+    encode.check_experiment({"assay_title": "in situ ChIA-PET", "target": "/targets/POLR2A-human/"}, "ChIA-PET", "POLR2A")
+    with pytest.raises(encode.EncodeResolutionError, match="no such ENCODE experiment"):
+        encode.resolve("ENCSR697YLLJ", base_url=base)
+
+
 def test_encode_rejects_errors_and_no_candidates():
     meta = json.loads((DATA / "encode_ENCSR000TST.json").read_text())
     with pytest.raises(encode.EncodeResolutionError, match="ENCSR000TST: experiment has ERROR audits"):
@@ -425,6 +539,7 @@ def test_ukbb_dag_dry_run_offline():
     stats = dict(line.split() for line in out.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip())
     assert int(stats["download_ukbb_ld_window"]) == n_windows
     assert int(stats["download_ukbb_sumstats"]) == 3
-    assert int(stats["download_track_http"]) == 15 + 40
+    assert int(stats["download_track_http"]) == 15
+    assert int(stats["download_track_fantom"]) == 40 and int(stats["fantom_datahub_index"]) == 1
     assert int(stats["resolve_encode_experiment"]) == int(stats["download_track_encode"]) == 93
     assert int(stats["liftover_ld_variants"]) == 22

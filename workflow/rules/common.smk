@@ -162,16 +162,20 @@ def sumstats_input(trait):
     return path
 
 
+_DL_TRACKS = {}
+
+
 def dl_tracks():
-    """(source, name, url or accession) in the fixed feature order: UCSC, FANTOM, ENCODE manifests."""
-    rows = [("ucsc", r["name"], r["url"]) for _, r in _dl_manifest("ucsc_manifest").iterrows()]
-    base = dl_cfg("fantom_base_url")
-    rows += [("fantom", r["name"], base + r["file"]) for _, r in _dl_manifest("fantom_manifest").iterrows()]
-    rows += [("encode", r["name"], r["accession"]) for _, r in _dl_manifest("encode_manifest").iterrows()]
-    names = [r[1] for r in rows]
-    if len(set(names)) != len(names):
-        raise ValueError("config/manifests: duplicated track names across the UCSC/FANTOM/ENCODE manifests")
-    return rows
+    """(source, name, manifest row) in the fixed feature order: UCSC, FANTOM, ENCODE manifests (read once)."""
+    keys = ("ucsc_manifest", "fantom_manifest", "encode_manifest")
+    cache_key = tuple(str(shipped_path(dl_cfg(k))) for k in keys)
+    if cache_key not in _DL_TRACKS:
+        rows = [(k.split("_")[0], r["name"], dict(r)) for k in keys for _, r in _dl_manifest(k).iterrows()]
+        names = [r[1] for r in rows]
+        if len(set(names)) != len(names):
+            raise ValueError("config/manifests: duplicated track names across the UCSC/FANTOM/ENCODE manifests")
+        _DL_TRACKS[cache_key] = rows
+    return _DL_TRACKS[cache_key]
 
 
 def dl_track_names():
@@ -186,15 +190,20 @@ def dl_track_locks():
     return [f"resources/locks/tracks/{s}/{n}.json" for s, n, _ in dl_tracks()]
 
 
-def dl_track_url(source, name):
-    for s, n, url in dl_tracks():
+def dl_track_row(source, name):
+    """The manifest row (dict of strings) of one track."""
+    for s, n, row in dl_tracks():
         if s == source and n == name:
-            return url
+            return row
     raise ValueError(f"no {source} track named {name!r} in config/manifests")
 
 
+def dl_track_url(source, name):
+    return dl_track_row(source, name)["url"]
+
+
 def dl_encode_accession(name):
-    return dl_track_url("encode", name)
+    return dl_track_row("encode", name)["accession"]
 
 
 def dl_chain_file():

@@ -98,12 +98,12 @@ rule download_sumstats_url:
 
 
 rule download_track_http:
-    """UCSC conservation and FANTOM5 hCAGE bigWigs, pinned by URL in config/manifests/."""
+    """UCSC conservation bigWigs, pinned by URL in config/manifests/ucsc_tracks.tsv."""
     output:
         bigwig="resources/tracks/{source}/{track}.bigWig",
         lock="resources/locks/tracks/{source}/{track}.json",
     wildcard_constraints:
-        source="ucsc|fantom",
+        source="ucsc",
     params:
         url=lambda wc: dl_track_url(wc.source, wc.track),
         retries=dl_cfg("retries"),
@@ -115,12 +115,50 @@ rule download_track_http:
         "../scripts/download_http.py"
 
 
+rule fantom_datahub_index:
+    """ONE listing of the FANTOM5 hg38 data-hub folder (download.fantom_base_url): href + decoded file name."""
+    output:
+        "resources/tracks/fantom/datahub_index.tsv",
+    params:
+        base_url=dl_cfg("fantom_base_url"),
+        retries=dl_cfg("retries"),
+        backoff=dl_cfg("backoff_s"),
+    log:
+        "logs/download/fantom_index.log",
+    localrule: True
+    script:
+        "../scripts/download_fantom.py"
+
+
+rule download_track_fantom:
+    """FANTOM5 hCAGE TPM bigWig of one tissue and strand: the pinned `file`, else the unique data-hub file
+    named '{tissue}.CNhs<id>.*.{strand}.bw' (rule in deepwas.downloads.resolve_fantom_file); the resolved
+    name is recorded in the lock so it can be pinned."""
+    input:
+        index="resources/tracks/fantom/datahub_index.tsv",
+    output:
+        bigwig="resources/tracks/fantom/{track}.bigWig",
+        lock="resources/locks/tracks/fantom/{track}.json",
+    params:
+        row=lambda wc: dl_track_row("fantom", wc.track),
+        base_url=dl_cfg("fantom_base_url"),
+        retries=dl_cfg("retries"),
+        backoff=dl_cfg("backoff_s"),
+    log:
+        "logs/download/tracks/fantom/{track}.log",
+    localrule: True
+    script:
+        "../scripts/download_http.py"
+
+
 rule resolve_encode_experiment:
     """ENCODE REST metadata -> one GRCh38 bigWig (rule in deepwas/encode.py), md5 and size from metadata."""
     output:
         "resources/tracks/encode/{track}.resolved.json",
     params:
         accession=lambda wc: dl_encode_accession(wc.track),
+        assay=lambda wc: dl_track_row("encode", wc.track).get("assay", ""),
+        target=lambda wc: dl_track_row("encode", wc.track).get("target", ""),
         base_url=dl_cfg("encode_base_url"),
         allow_warnings=dl_cfg("encode_allow_warnings"),
     log:

@@ -25,6 +25,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,6 +399,47 @@ def list_ld_bucket(bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX, e
     return pd.DataFrame(rows, columns=["key", "size", "etag"])
 
 
+_WINDOW_KEY = re.compile(r"chr(\d+)_(\d+)_(\d+)\.(npz2?|gz2?)$")
+
+
+def windows_from_keys(keys: Iterable[str], prefix: str = UKBB_LD_PREFIX, stride: int = 1_000_000,
+                      length: int = 3_000_000) -> pd.DataFrame:
+    """The window manifest implied by a bucket listing (object keys, with or without `prefix`).
+
+    kind 'npz'   : `{w}.npz` and `{w}.gz` are listed (downloaded);
+         'npz2'  : `{w}.npz2` is listed (long-range LD; the bucket pairs it with `{w}.gz`): excluded;
+         'absent': a window of the 1-based grid (start = 1 + k * stride) between position 1 and the last
+                   listed window of its chromosome that the bucket does not have (short arms, centromeres,
+                   heterochromatin, the MHC core): excluded and reported.
+    Rows are sorted by chromosome (numeric) and start. Keys that are not window files are ignored.
+    """
+    found: dict[str, set[str]] = {}
+    for key in keys:
+        key = str(key).strip()
+        m = _WINDOW_KEY.search(key[len(prefix):] if key.startswith(prefix) else key)
+        if m:
+            found.setdefault(f"chr{m[1]}_{m[2]}_{m[3]}", set()).add(m[4])
+    rows = []
+    for name, exts in found.items():
+        chrom, start, end = name[3:].split("_")
+        if int(end) - int(start) != length or (int(start) - 1) % stride:
+            raise ValueError(f"{name}: not a {length}-bp window on the {stride}-bp grid")
+        kind = "npz2" if "npz2" in exts else "npz" if {"npz", "gz"} <= exts else None
+        if kind is None:
+            raise ValueError(f"{name}: listing has {sorted(exts)}; expected .npz + .gz (or .npz2)")
+        rows.append((name, chrom, int(start), int(end), kind))
+    df = pd.DataFrame(rows, columns=["name", "chromosome", "start", "end", "kind"])
+    absent = []
+    for chrom, d in df.groupby("chromosome"):
+        have = set(d["start"])
+        for start in range(1, int(d["start"].max()), stride):
+            if start not in have:
+                absent.append((f"chr{chrom}_{start}_{start + length}", chrom, start, start + length, "absent"))
+    df = pd.concat([df, pd.DataFrame(absent, columns=df.columns)], ignore_index=True)
+    df["_c"] = df["chromosome"].astype(int)
+    return df.sort_values(["_c", "start"]).drop(columns="_c").reset_index(drop=True)
+
+
 def check_window_manifest(manifest: pd.DataFrame, listing: pd.DataFrame, prefix: str = UKBB_LD_PREFIX) -> pd.DataFrame:
     """Mark manifest windows whose .npz/.gz are not both listed as 'absent' (npz2 kept when .npz2 listed)."""
     keys = set(listing["key"])
@@ -420,6 +462,75 @@ def fetch_ukbb_sumstats(trait: str, out, *, billing: str | None, bucket: str = U
                         progress: bool = True) -> dict:
     remote = GCSRemote(bucket, f"{prefix}{trait}.sumstats.gz", user_project=billing, client=client)
     return fetch(remote, out, name=trait, retries=retries, backoff=backoff, progress=progress)
+
+
+# ------------------------------------------------------------------------------ FANTOM5 data hub
+def parse_index_hrefs(html: str, suffix: str = ".bw") -> pd.DataFrame:
+    """Links of an HTTP directory index (Apache autoindex): columns href (as served) and name (decoded).
+
+    FANTOM5 file names carry the sample description ("thymus, adult, pool1"); some servers percent-encode
+    it once, some twice (a file name that itself contains %2c%20), so `name` is unquoted until stable.
+    """
+    from html import unescape
+    from urllib.parse import unquote
+
+    rows = []
+    for href in re.findall(r"""href\s*=\s*["']([^"'#?]+)["']""", html, flags=re.I):
+        href = unescape(href)
+        if "/" in href.rstrip("/") or not href.endswith(suffix):
+            continue  # sub-directories, parent links, absolute URLs, other files
+        name = href
+        while unquote(name) != name:
+            name = unquote(name)
+        rows.append((href, name))
+    return pd.DataFrame(sorted(set(rows), key=lambda r: r[1]), columns=["href", "name"])
+
+
+class FantomResolutionError(DownloadError):
+    """No unique FANTOM5 data-hub file for a manifest row."""
+
+
+def resolve_fantom_file(index: pd.DataFrame, tissue: str, strand: str, pinned: str | None = None,
+                        library: str | None = None) -> dict:
+    """The one data-hub file for a tissue and strand (`index` from `parse_index_hrefs`).
+
+    Documented rule (never directory-listing order), first that applies:
+    1. a pinned file name (decoded, as in the manifest's `file` column) must be listed exactly;
+    2. a known CNhs library id (manifest column `library`): the unique listed name containing
+       `.{library}.` and ending `.{strand}.bw`;
+    3. otherwise the unique listed name matching `{tissue}.CNhs<digits>.<anything>.{strand}.bw`, i.e. the
+       sample description exactly as written in App. D.3 followed by its CNhs library id.
+    Zero or several matches raise `FantomResolutionError` naming the candidates (e.g. technical replicates
+    "..., tech_rep1"), so a person pins one.
+    """
+    if strand not in ("fwd", "rev"):
+        raise FantomResolutionError(f"{tissue}: strand must be fwd or rev, got {strand!r}")
+    names = list(index["name"])
+    if pinned:
+        hit = index[index["name"] == pinned]
+        if hit.empty:
+            near = [n for n in names if n.split(".")[0].lower() == pinned.split(".")[0].lower()]
+            raise FantomResolutionError(f"{pinned!r}: pinned FANTOM5 file is not in the data-hub listing; "
+                                        f"files with the same description: {near[:10]}")
+        row = hit.iloc[0]
+    else:
+        if library:
+            hit = index[[f".{library}." in n and n.endswith(f".{strand}.bw") for n in names]]
+        else:
+            pat = re.compile(re.escape(tissue) + r"\.CNhs\d+\..*\." + strand + r"\.bw$")
+            hit = index[[bool(pat.fullmatch(n)) for n in names]]
+        if len(hit) != 1:
+            word = re.split(r"[ ,]", tissue)[0].lower()
+            near = [n for n in names if word in n.lower() and n.endswith(f".{strand}.bw")]
+            what = "no" if hit.empty else f"{len(hit)}"
+            rule = f"'*.{library}.*.{strand}.bw'" if library else f"'<description>.CNhs<id>.*.{strand}.bw'"
+            raise FantomResolutionError(
+                f"{tissue!r} ({strand}): {what} data-hub file matches {rule}; "
+                f"candidates: {(list(hit['name']) or near)[:12]}; pin one in the manifest's `file` column")
+        row = hit.iloc[0]
+    m = re.search(r"\.(CNhs\d+)\.", row["name"])
+    return {"tissue": tissue, "strand": strand, "file": row["name"], "href": row["href"],
+            "library": m[1] if m else ""}
 
 
 def write_lock_record(path, record: dict) -> None:
@@ -450,7 +561,8 @@ def copy_local(src, dest, name: str | None = None) -> dict:
 
 
 __all__ = [
-    "BILLING_ENV", "BillingProjectError", "DownloadError", "GCSRemote", "HTTPRemote", "LocalRemote",
-    "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "billing_project", "copy_local",
-    "fetch", "gcs_client", "md5_file", "merge_lock_records", "s3_client", "verify", "write_lock_record",
+    "BILLING_ENV", "BillingProjectError", "DownloadError", "FantomResolutionError", "GCSRemote", "HTTPRemote",
+    "LocalRemote", "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "billing_project",
+    "copy_local", "fetch", "gcs_client", "md5_file", "merge_lock_records", "parse_index_hrefs",
+    "resolve_fantom_file", "s3_client", "verify", "windows_from_keys", "write_lock_record",
 ]

@@ -16,6 +16,12 @@ documented rule, applied to the experiment's REST JSON (`/experiments/{accession
 4. the first one wins. Its md5sum and file_size from the metadata are what the download verifies.
 
 An experiment with no candidate raises `EncodeResolutionError` naming the accession and what it had.
+
+When the manifest row gives the assay and target (App. D.3 writes them with '_' for ' '), the experiment's
+`assay_title` and `target.label` must match them (case and punctuation ignored; a title may carry a prefix
+such as "in situ ChIA-PET"), else resolution fails
+naming both: this is what catches a mistyped accession (two in the paper's list were; see
+config/manifests/README.md) pointing at some other released experiment.
 """
 from __future__ import annotations
 
@@ -90,6 +96,34 @@ def choose_file(experiment: dict, assembly: str = "GRCh38", allow_warnings: bool
     }
 
 
+def _norm(text) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(text or "").lower())
+
+
+def _target_labels(experiment: dict) -> list[str]:
+    target = experiment.get("target")
+    targets = target if isinstance(target, list) else [target] if target else []
+    labels = []
+    for t in targets:
+        if isinstance(t, dict):
+            labels.append(t.get("label") or t.get("name") or "")
+        else:  # an @id such as /targets/CTCF-human/
+            labels.append(str(t).rstrip("/").rsplit("/", 1)[-1].rsplit("-", 1)[0])
+    return labels
+
+
+def check_experiment(experiment: dict, assay: str | None = None, target: str | None = None) -> None:
+    """The experiment is the one the manifest describes: same assay title and (when given) target label."""
+    acc = experiment.get("accession", "?")
+    if assay and not _norm(experiment.get("assay_title")).endswith(_norm(assay)):  # "in situ ChIA-PET" ~ ChIA-PET
+        raise EncodeResolutionError(f"{acc}: manifest says assay {assay!r}, ENCODE says {experiment.get('assay_title')!r}; "
+                                    "check the accession (or correct the manifest row)")
+    labels = _target_labels(experiment)
+    if target and _norm(target) not in {_norm(label) for label in labels}:
+        raise EncodeResolutionError(f"{acc}: manifest says target {target!r}, ENCODE says {labels or 'none'}; "
+                                    "check the accession (or correct the manifest row)")
+
+
 def fetch_experiment(accession: str, base_url: str = BASE_URL, session=None, timeout: float = 60) -> dict:
     import requests
 
@@ -101,8 +135,11 @@ def fetch_experiment(accession: str, base_url: str = BASE_URL, session=None, tim
     return r.json()
 
 
-def resolve(accession: str, base_url: str = BASE_URL, session=None, allow_warnings: bool = True) -> dict:
-    rec = choose_file(fetch_experiment(accession, base_url, session), allow_warnings=allow_warnings)
+def resolve(accession: str, base_url: str = BASE_URL, session=None, allow_warnings: bool = True,
+            assay: str | None = None, target: str | None = None) -> dict:
+    experiment = fetch_experiment(accession, base_url, session)
+    check_experiment(experiment, assay, target)
+    rec = choose_file(experiment, allow_warnings=allow_warnings)
     rec["url"] = base_url.rstrip("/") + rec["href"]
     return rec
 
