@@ -3,8 +3,14 @@ import numpy as np
 import pyBigWig
 
 from deepwas.features.synthetic import (
-    calibrate_thresholds, lift_with_chain, threshold_enrichment, write_synthetic_bigwigs, write_synthetic_chain)
+    calibrate_thresholds, threshold_enrichment, write_synthetic_bigwigs, write_synthetic_chain)
 from deepwas.features.tracks import build_track_store, gather_windows, open_track_store
+from deepwas.liftover import lift_positions, load_chain
+
+
+def lift_with_chain(chain, chroms, pos):
+    """1-based GRCh38 positions through the workflow's liftover, -1 where unmapped."""
+    return lift_positions(chroms, pos, load_chain(chain))["POS38"].fillna(-1).to_numpy("int64")
 
 HG19 = {"chr1": 200_000, "chr2": 120_000}
 

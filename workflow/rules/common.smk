@@ -74,6 +74,44 @@ def chrom_inputs(chroms, trait):
     }
 
 
+def use_tracks():
+    """Whether the models read functional tracks (features.tracks): the store, liftover and normalisation."""
+    return bool(config["features"].get("tracks", False))
+
+
+def track_inputs(chroms):
+    """Rule inputs of the track features of variants on `chroms` ({} without tracks)."""
+    if not use_tracks():
+        return {}
+    return {
+        "store": "results/features/store",
+        "normalisation": "results/features/normalisation.json",
+        "liftover": [f"results/liftover/chr{c}.tsv.gz" for c in chroms],
+    }
+
+
+def track_params(chroms):
+    """What the train / evaluate scripts need to read track windows (None without tracks)."""
+    if not use_tracks():
+        return None
+    return {"window": config["features"].get("track_window", 64),
+            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms}}
+
+
+def demo_track_inputs(wildcards):
+    """The demo's true f reads the synthetic tracks (when the models do): store and chain are inputs."""
+    if not use_tracks() or config["ld"]["source"] != "demo":
+        return {}
+    return {"store": "results/features/store", "chain": dl_chain_file()}
+
+
+def demo_track_truth():
+    tt = config["demo"].get("track_truth")
+    if not use_tracks() or config["ld"]["source"] != "demo" or not tt:
+        return None
+    return dict(tt, window=config["features"].get("track_window", 64))
+
+
 def demo_truth(wildcards):
     return f"resources/demo/truth/{wildcards.trait}.tsv.gz"
 

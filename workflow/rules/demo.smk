@@ -2,15 +2,18 @@
 
 
 rule demo_cohort:
+    input:
+        unpack(demo_track_inputs),
     output:
         ld=[f"resources/demo/ld/{w}.{ext}" for c in CHROMS for w in windows(c) for ext in ("npz", "gz")],
         sumstats=[f"resources/demo/sumstats/{t}.sumstats.gz" for t in config["demo"]["traits"]],
         truth=[f"resources/demo/truth/{t}.tsv.gz" for t in config["demo"]["traits"]],
         genotypes=[f"resources/demo/genotypes/chr{c}.npz" for c in CHROMS],
         annotations="resources/demo/annotations.tsv.gz",
-        phenotypes="resources/demo/phenotypes.tsv",
+        phenotypes=[] if config["demo"].get("n_gwas") else "resources/demo/phenotypes.tsv",
     params:
         demo=config["demo"],
+        track_truth=demo_track_truth(),
         ld=config["ld"],
         chromosomes=CHROMS,
         outdir="resources/demo",

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        unpack(lambda wc: chrom_inputs(HELDOUT, wc.trait)),
+        unpack(lambda wc: {**chrom_inputs(HELDOUT, wc.trait), **track_inputs(HELDOUT)}),
         s2="results/stats/{trait}/s2.json",
         model="results/train/{trait}/{model}/{objective}/model.pt",
     output:
@@ -11,6 +11,7 @@ rule evaluate:
         summary="results/evaluation/{trait}/{model}/{objective}.json",
     params:
         annotations=config["features"].get("annotations"),
+        tracks=track_params(HELDOUT),
     log:
         "logs/evaluate/{trait}/{model}/{objective}.log",
     conda:

@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        unpack(lambda wc: chrom_inputs(TRAIN_CHROMS, wc.trait)),
+        unpack(lambda wc: {**chrom_inputs(TRAIN_CHROMS, wc.trait), **track_inputs(TRAIN_CHROMS)}),
         s2="results/stats/{trait}/s2.json",
     output:
         model="results/train/{trait}/{model}/{objective}/model.pt",
@@ -12,7 +12,9 @@ rule train:
         model="{model}",
         objective="{objective}",
         annotations=config["features"].get("annotations"),
+        tracks=track_params(TRAIN_CHROMS),
         prior=config["prior"],
+        network=config.get("network", {}),
         train=config["train"],
         likelihood=config["likelihood"],
         # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun

@@ -7,7 +7,7 @@ from deepwas.io import setup_logging, write_table
 
 def main(chromosomes, chrom_length, seed, n_tracks, n_eclip, outdir, out_manifest, out_sizes, out_chain, log_path=None):
     log = setup_logging(log_path)
-    hg19 = {str(c): int(chrom_length) for c in chromosomes}
+    hg19 = {f"chr{c}": int(chrom_length) for c in chromosomes}    # UCSC names, like the real chain
     info = write_synthetic_chain(out_chain, hg19, seed=seed)
     log.info("chain %s: %d blocks, unmapped %s", out_chain, len(info["blocks"]), info["unmapped"])
     manifest = write_synthetic_bigwigs(outdir, info["grch38_sizes"], n_tracks=n_tracks, seed=seed, n_eclip=n_eclip)

@@ -6,18 +6,20 @@ import pandas as pd
 import torch
 
 from deepwas.dataset import FeatureScaler, load_windows, make_window, read_annotations
+from deepwas.features.variants import VariantTracks
 from deepwas.evaluation import evaluate_windows, prior_phi, summarise
 from deepwas.harmonise import variant_key
 from deepwas.io import setup_logging, write_json, write_table
 from deepwas.priors import build_prior
 
 
-def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary, log_path=None):
+def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary, log_path=None,
+         tracks=None):
     log = setup_logging(log_path)
     s2info = json.load(open(s2_json))
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
-    loaded = load_windows(chrom_inputs, annotations)
+    loaded = load_windows(chrom_inputs, annotations, None if truth_path else tracks)
     if truth_path:
         t = pd.read_csv(truth_path, sep="\t", dtype={"chromosome": str})
         f = pd.Series(t["f"].to_numpy(), index=variant_key(t))
@@ -27,10 +29,14 @@ def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait,
         model, objective = "oracle", "truth"
     else:
         ck = torch.load(model_path, map_location="cpu", weights_only=False)
+        have = tracks.track_names if tracks is not None else []
+        if ck.get("track_names", []) != have:
+            raise ValueError(f"{model_path} was trained on tracks {ck.get('track_names', [])}, but the evaluation "
+                             f"reads {have}; retrain the model or fix features.tracks")
         scaler = FeatureScaler.from_state(ck["scaler"])
         windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
         prior = build_prior(ck["model"], d_pred=ck["d_pred"], d_func=ck["d_func"], init_log_scale=0.0,
-                            alpha=ck["alpha"], learn_alpha=ck["learn_alpha"])
+                            alpha=ck["alpha"], learn_alpha=ck["learn_alpha"], network=ck.get("network"))
         prior.load_state_dict(ck["state"])
         phi_of = prior_phi(prior, N)
         model, objective = ck["model"], ck["objective"]
@@ -44,5 +50,8 @@ def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait,
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
-    main(chrom_inputs, sm.input.s2, sm.params.annotations, sm.input.get("model"), sm.input.get("truth"),
-         sm.wildcards.trait, sm.output.table, sm.output.summary, sm.log[0])
+    p = sm.params
+    tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"]) \
+        if p.get("tracks") else None
+    main(chrom_inputs, sm.input.s2, p.annotations, sm.input.get("model"), sm.input.get("truth"),
+         sm.wildcards.trait, sm.output.table, sm.output.summary, sm.log[0], tracks=tracks)

@@ -6,29 +6,41 @@ import numpy as np
 import torch
 
 from deepwas.dataset import FeatureScaler, load_windows, make_window, pred_feature_names, read_annotations
+from deepwas.features.variants import VariantTracks
 from deepwas.io import atomic_path, setup_logging
 from deepwas.priors import build_prior
 from deepwas.ld_factors import core_rows
 from deepwas.training import TrainConfig, Trainer, ldsr_objective, pick_device
 
 
+def per_model(value, model):
+    """A train setting given as one value or as {model: value} (like lr)."""
+    return value[model] if isinstance(value, dict) else value
+
+
 def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,
-         out_model, out_metrics, checkpoint_dir, log_path=None):
+         out_model, out_metrics, checkpoint_dir, log_path=None, tracks=None, network=None):
+    """`tracks`: a VariantTracks (models then read track windows), or None."""
     log = setup_logging(log_path)
     s2info = json.load(open(s2_json))
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
     ann_names = list(annotations.columns) if annotations is not None else []
-    loaded = load_windows(chrom_inputs, annotations)
-    scaler = FeatureScaler.fit(pred_feature_names(ann_names), [p for *_, p in loaded])
+    loaded = load_windows(chrom_inputs, annotations, tracks)
+    scaler = FeatureScaler.fit(pred_feature_names(ann_names, tracks is not None), [p for *_, p in loaded])
     windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+    d_func = tracks.d_func if tracks is not None else 0
+    network = dict(network or {}, w=tracks.w) if tracks is not None else None
+    if tracks is not None:
+        log.info("track features: %d tracks x %d bp; %d of %d variants without features", d_func, tracks.w,
+                 sum(st["n_missing_tracks"] for _, _, st, _ in loaded), sum(len(f["keys"]) for _, f, _, _ in loaded))
     c0 = s2info["init_log_scale"]   # the maximum-likelihood constant prior: every model starts there
     torch.manual_seed(train_cfg["seed"])
-    prior = build_prior(model, d_pred=len(scaler.names), d_func=0, init_log_scale=c0, alpha=prior_cfg["alpha"],
-                        learn_alpha=prior_cfg.get("learn_alpha", False))
+    prior = build_prior(model, d_pred=len(scaler.names), d_func=d_func, init_log_scale=c0, alpha=prior_cfg["alpha"],
+                        learn_alpha=prior_cfg.get("learn_alpha", False), network=network)
     solver_opts = {k: v for k, v in solver_cfg.items() if k != "solver"}
-    cfg = TrainConfig(epochs=train_cfg["epochs"], lr=train_cfg["lr"][model], warmup_steps=train_cfg["warmup_steps"],
-                      weight_decay=train_cfg["weight_decay"], accumulate=train_cfg["accumulate"],
+    cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
+                      weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
                       clip_grad_norm=train_cfg.get("clip_grad_norm"), seed=train_cfg["seed"],
                       checkpoint_every=train_cfg.get("checkpoint_every", 0), objective=objective,
                       solver=solver_cfg["solver"], solver_options=solver_opts)
@@ -47,7 +59,8 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     log.info("done: %s", result)
     with atomic_path(out_model) as tmp:
         torch.save({"model": model, "objective": objective, "state": prior.cpu().state_dict(),
-                    "scaler": scaler.state(), "d_pred": len(scaler.names), "d_func": 0, "alpha": prior_cfg["alpha"],
+                    "scaler": scaler.state(), "d_pred": len(scaler.names), "d_func": d_func, "network": network,
+                    "track_names": tracks.track_names if tracks is not None else [], "alpha": prior_cfg["alpha"],
                     "learn_alpha": prior_cfg.get("learn_alpha", False), "init_log_scale": c0,
                     "train": result}, tmp)
 
@@ -56,5 +69,7 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     p = sm.params
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
+    tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"]) \
+        if p.tracks else None
     main(chrom_inputs, sm.input.s2, p.annotations, p.model, p.objective, p.prior, p.train, p.likelihood,
-         sm.output.model, sm.output.metrics, p.checkpoint_dir, sm.log[0])
+         sm.output.model, sm.output.metrics, p.checkpoint_dir, sm.log[0], tracks=tracks, network=p.network)

@@ -3,11 +3,19 @@
 Genotypes come from msprime (recombination and mutation, human-like rates), so LD has realistic block
 structure. Effects follow the model of paper Eqn 1 with a known prior that depends on variant features:
 
-    log f_m = alpha log(p_m (1 - p_m)) + sum_d w_d a_md + c,    beta_m ~ N(0, f_m),   sum_m f_m = h2
+    log f_m = alpha log(p_m (1 - p_m)) + sum_d w_d a_md + t_m + c,  beta_m ~ N(0, f_m),  sum_m f_m = h2
     y = X_s^T beta + eps,  eps ~ N(0, 1 - h2)                  (X_s: standardised genotypes)
 
-and an actual GWAS (per-variant ordinary least squares of y on allele counts) gives the summary
-statistics. Everything is a pure function of a seed; `write_demo` writes the files.
+where a_m are per-variant annotations and t_m the App. B.1 threshold enrichment of the functional tracks
+in a window around the variant's GRCh38 position (`track_enrichment`), so a model that reads tracks can
+beat one that cannot. Summary statistics come either from an actual GWAS of the simulated cohort
+(per-variant ordinary least squares of y on allele counts, `gwas`) or, to reach biobank-like power with a
+small reference panel, from the summary-level model at a larger GWAS size N (`summary_gwas`):
+
+    z = sqrt(N) R beta + e,   e ~ N(0, (1 - h2) R),   R = X_s X_s^T / n   (the panel's in-sample LD)
+
+drawn exactly through the genotypes (see `summary_gwas`, also for what N > n does to the per-window s2).
+Everything is a pure function of a seed; the rule script `demo_cohort.py` writes the files.
 """
 from __future__ import annotations
 
@@ -83,9 +91,14 @@ def simulate_annotations(positions: np.ndarray, length: int, rng: np.random.Gene
     return pd.DataFrame({"coding": coding.astype(float), "enhancer": enhancer.astype(float), "conservation": cons})
 
 
-def truth_f(freq: np.ndarray, annotations: pd.DataFrame, weights: dict[str, float], alpha: float, h2: float) -> np.ndarray:
-    """The demo's ground-truth prior f (Eqn 6 form), normalised so that sum_m f_m = h2."""
+def truth_f(freq: np.ndarray, annotations: pd.DataFrame, weights: dict[str, float], alpha: float, h2: float,
+            extra_logf: np.ndarray | None = None) -> np.ndarray:
+    """The demo's ground-truth prior f (Eqn 6 form), normalised so that sum_m f_m = h2.
+
+    extra_logf: an additional per-variant log-scale term (the track enrichment), or None."""
     logf = alpha * np.log(freq * (1 - freq))
+    if extra_logf is not None:
+        logf = logf + extra_logf
     for name, w in weights.items():
         logf = logf + w * annotations[name].to_numpy()
     f = np.exp(logf - logf.max())
@@ -104,6 +117,43 @@ def gwas(genotypes: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     se = np.sqrt(rss / (N - 2) / sxx)
     p = 2 * sps.t.sf(np.abs(beta / se), N - 2)
     return pd.DataFrame({"Beta": beta, "se": se, "P": p, "EAF": g.mean(1) / 2})
+
+
+def track_enrichment(track_windows: np.ndarray, dims, active_fractions, values) -> np.ndarray:
+    """App. B.1 log-scale term sum_d v_d 1(sum_{centre} C[d] > e_d) on raw track windows [M, d_func, w], with
+    thresholds e_d calibrated so that track dims[k] is active for about active_fractions[k] of the variants
+    (fewer where many windows tie at 0: sparse tracks)."""
+    from .features.synthetic import calibrate_thresholds, threshold_enrichment
+
+    if not len(dims) == len(active_fractions) == len(values):
+        raise ValueError("demo.track_truth: dims, active_fractions and values must have the same length")
+    if max(dims) >= track_windows.shape[1]:
+        raise ValueError(f"demo.track_truth: track index {max(dims)} >= {track_windows.shape[1]} demo tracks")
+    e = calibrate_thresholds(track_windows, dims, active_fractions)
+    return threshold_enrichment(track_windows, dims, e, values)
+
+
+def summary_gwas(Xs: np.ndarray, beta: np.ndarray, N: float, s2: float, rng: np.random.Generator) -> np.ndarray:
+    """z ~ N(sqrt(N) R beta, s2 R) with R = Xs Xs^T / n, drawn through the standardised genotypes Xs [M, n]:
+    z = sqrt(N) Xs (Xs^T beta) / n + Xs u / sqrt(n), u ~ N(0, s2 I_n).
+
+    With N above the panel's n, the panel's chance correlations between distant variants (about 1 / sqrt(n)
+    each) carry the effects of the rest of the chromosome into every z: a term whose covariance is about
+    (N / n) h2_rest R, i.e. of the same form as the noise. The per-window s2 then is about
+    1 - h2_window + (N / n) h2_rest, which the workflow estimates by maximum likelihood (trait sheet s2 empty)."""
+    n = Xs.shape[1]
+    return np.sqrt(N) * (Xs @ (Xs.T @ beta)) / n + Xs @ rng.normal(0.0, np.sqrt(s2), n) / np.sqrt(n)
+
+
+def sumstats_from_z(z: np.ndarray, freq: np.ndarray, N: float) -> pd.DataFrame:
+    """Beta, se, P, EAF of a per-allele regression whose correlation-scale statistic is z: the t statistic is
+    t = r sqrt(N - 2) / sqrt(1 - r^2) with r = z / sqrt(N), so the harmoniser's correlation scale gives z back."""
+    r = z / np.sqrt(N)
+    if np.any(np.abs(r) >= 1):
+        raise ValueError("summary_gwas produced |z| >= sqrt(N); lower h2 or raise n_gwas")
+    t = r * np.sqrt(N - 2) / np.sqrt(1 - r * r)
+    se = 1.0 / np.sqrt(2 * freq * (1 - freq) * N)
+    return pd.DataFrame({"Beta": t * se, "se": se, "P": 2 * sps.t.sf(np.abs(t), N - 2), "EAF": freq})
 
 
 def ld_matrix(Xs: np.ndarray) -> np.ndarray:

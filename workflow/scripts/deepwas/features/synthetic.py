@@ -81,21 +81,6 @@ def write_synthetic_chain(path, chrom_sizes_hg19: dict[str, int], seed: int = 0,
     return {"grch38_sizes": sizes38, "blocks": blocks, "unmapped": unmapped}
 
 
-def lift_with_chain(chain_path, chroms, pos_hg19_1based) -> np.ndarray:
-    """1-based GRCh37 -> 1-based GRCh38 positions with pyliftover (0-based internally); -1 if unmapped or
-    mapped to another chromosome / strand. (The harmonisation stage owns liftover in the workflow; this is
-    the demo-side helper and the reference for the chain test.)"""
-    from pyliftover import LiftOver
-
-    lo = LiftOver(str(chain_path))
-    out = np.full(len(pos_hg19_1based), -1, dtype=np.int64)
-    for i, (c, p) in enumerate(zip(chroms, pos_hg19_1based)):
-        r = lo.convert_coordinate(str(c), int(p) - 1)
-        if r and len(r) == 1 and r[0][0] == str(c) and r[0][2] == "+":
-            out[i] = int(r[0][1]) + 1
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- tracks
 def _smooth(x: np.ndarray, width: int) -> np.ndarray:
     k = np.ones(width) / width
