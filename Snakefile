@@ -18,6 +18,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/simulation.smk"
 
 
 rule all:

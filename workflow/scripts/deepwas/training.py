@@ -281,3 +281,18 @@ def ldsr_objective(extras: dict, N: float, h2_guess: float, M: int) -> Callable:
         # the core's rows are passed directly: ldsr_loss recognises R2 of shape (n, m)
         return ldsr_loss(N * f.double(), s2, R2c, z, core, N, h2_guess, M, ldscore=l)
     return loss
+
+
+def ldsr_inputs(factors: dict, z2_core, ldscore_core=None) -> tuple:
+    """What `ldsr_objective` reads for one window: (R[(i), (i)+]^2, |z_(i)|, LD scores of (i)).
+
+    R[(i), (i)+] is rebuilt from the stored factors (`ld_factors.core_rows`: exact on the support of R[i,i]);
+    z2_core are the squared core z-scores (only z^2 enters the loss); ldscore_core defaults to the factor
+    file's whole-window LD score of the core variants.
+    """
+    from .ld_factors import core_rows
+
+    if ldscore_core is None:
+        ldscore_core = np.asarray(factors["ldscore"])[np.asarray(factors["core"])]
+    return (torch.as_tensor(core_rows(factors["U"], factors["lam"], factors["G"]) ** 2),
+            torch.as_tensor(np.sqrt(np.asarray(z2_core))), torch.as_tensor(np.asarray(ldscore_core)))

@@ -1,0 +1,65 @@
+# Semi-synthetic recovery experiment (issue 6; paper Sec. 6.1, App. A.5, B.1): a known prior f, statistics
+# simulated through the real LD factors, every model x objective trained on the training chromosomes and
+# scored by the RMSE of log f on the held-out ones. Not part of `all`: run `snakemake --cores 2 simulation`.
+# Every key of the `simulation:` block is optional (defaults in deepwas.simulation.DEFAULTS).
+
+
+def simulation_truths():
+    return [str(t) for t in (config.get("simulation") or {}).get("truths", ["network", "threshold"])]
+
+
+rule simulate_semisynthetic:
+    input:
+        factors=expand("results/ld_factors/chr{chrom}", chrom=CHROMS),
+        manifests=expand("results/ld_factors/chr{chrom}.manifest.tsv", chrom=CHROMS),
+        store="results/features/store",
+        normalisation="results/features/normalisation.json",
+        liftover=expand("results/liftover/chr{chrom}.tsv.gz", chrom=CHROMS),
+    output:
+        rmse="results/simulation/{truth}/rmse.tsv",
+        details="results/simulation/{truth}/details.json",
+    wildcard_constraints:
+        truth="network|threshold",
+    params:
+        chromosomes=CHROMS,
+        heldout=HELDOUT,
+        simulation=config.get("simulation") or {},
+        track_window=config["features"].get("track_window", 64),
+        network=config.get("network") or {"size": "tiny"},
+        alpha=config["prior"]["alpha"],
+        train=config["train"],
+        # checkpoints and training metrics: not declared outputs, so a failed job keeps them for the rerun
+        checkpoint_root="results/checkpoints/simulation/{truth}",
+    log:
+        "logs/simulation/{truth}.log",
+    benchmark:
+        "benchmarks_runs/simulation/{truth}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/simulate_semisynthetic.py"
+
+
+rule plot_simulation:
+    input:
+        expand("results/simulation/{truth}/rmse.tsv", truth=simulation_truths()),
+    output:
+        "results/figures/simulation_rmse.png",
+    log:
+        "logs/figures/simulation_rmse.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/plot_simulation.py"
+
+
+rule simulation:
+    """Target: the semi-synthetic RMSE tables of every truth and their figure."""
+    input:
+        expand("results/simulation/{truth}/rmse.tsv", truth=simulation_truths()),
+        "results/figures/simulation_rmse.png",
+    localrule: True
