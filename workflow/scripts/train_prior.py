@@ -9,8 +9,7 @@ from deepwas.dataset import FeatureScaler, load_windows, make_window, pred_featu
 from deepwas.features.variants import VariantTracks
 from deepwas.io import atomic_path, setup_logging
 from deepwas.priors import build_prior
-from deepwas.ld_factors import core_rows
-from deepwas.training import TrainConfig, Trainer, ldsr_objective, pick_device
+from deepwas.training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, pick_device
 
 
 def per_model(value, model):
@@ -49,9 +48,7 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
              len(windows), N, s2, cfg.solver, device)
     loss_fn = None
     if objective == "ldsr":
-        extras = {name: (torch.as_tensor(core_rows(fac["U"], fac["lam"], fac["G"]) ** 2),
-                         torch.as_tensor(np.sqrt(st["z2"])), torch.as_tensor(st["ldscore"]))
-                  for name, fac, st, _ in loaded}
+        extras = {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded}
         h2_guess = min(max(s2info.get("h2_ldsr", 0.1), 0.01), 0.9)
         loss_fn = ldsr_objective(extras, N, h2_guess, s2info["M"])
     trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn)
