@@ -5,7 +5,8 @@ import numpy as np
 
 import torch
 
-from deepwas.dataset import FeatureScaler, load_windows, make_window, pred_feature_names, read_annotations
+from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, load_windows, make_window,
+                             pred_feature_names, read_annotations, use_streaming)
 from deepwas.features.variants import VariantTracks
 from deepwas.io import atomic_path, setup_logging
 from deepwas.priors import build_prior
@@ -25,12 +26,22 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
     ann_names = list(annotations.columns) if annotations is not None else []
-    loaded = load_windows(chrom_inputs, annotations, tracks)
-    scaler = FeatureScaler.fit(pred_feature_names(ann_names, tracks is not None), [p for *_, p in loaded])
-    windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+    stream = use_streaming(train_cfg.get("stream", "auto"), chrom_inputs, tracks)
+    if stream:   # windows read from disk during training (UKBB scale)
+        loaded = None
+        windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg.get("num_workers", 2),
+                                   prefetch=train_cfg.get("prefetch", 2))
+        scaler = windows.scaler
+    else:
+        loaded = load_windows(chrom_inputs, annotations, tracks)
+        scaler = FeatureScaler.fit(pred_feature_names(ann_names, tracks is not None), [p for *_, p in loaded])
+        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
     d_func = tracks.d_func if tracks is not None else 0
     network = dict(network or {}, w=tracks.w) if tracks is not None else None
-    if tracks is not None:
+    if stream:
+        log.info("streaming %d windows (%d workers); %d of %d variants without track features", len(windows),
+                 windows.num_workers, windows.counts.get("n_missing_tracks", 0), windows.counts.get("n_variants", 0))
+    elif tracks is not None:
         log.info("track features: %d tracks x %d bp; %d of %d variants without features", d_func, tracks.w,
                  sum(st["n_missing_tracks"] for _, _, st, _ in loaded), sum(len(f["keys"]) for _, f, _, _ in loaded))
     c0 = s2info["init_log_scale"]   # the maximum-likelihood constant prior: every model starts there
@@ -48,7 +59,8 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
              len(windows), N, s2, cfg.solver, device)
     loss_fn = None
     if objective == "ldsr":
-        extras = {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded}
+        extras = LdsrExtras(chrom_inputs) if stream else \
+            {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded}
         h2_guess = min(max(s2info.get("h2_ldsr", 0.1), 0.01), 0.9)
         loss_fn = ldsr_objective(extras, N, h2_guess, s2info["M"])
     trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn)

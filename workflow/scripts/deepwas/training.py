@@ -20,6 +20,13 @@ What a checkpoint holds, and why that makes the resume exact (tested on CPU in t
 - the byte length of the metrics file at that point: on resume the file is cut back to it, so the rows of
   the replayed windows are not duplicated. (TensorBoard, when installed, gets the replayed steps again;
   its viewer shows the last value per step.)
+
+Windows come from a window source (`as_window_source`): an in-memory list of `WindowData` (wrapped in
+`InMemoryWindows`, order `window_order(n, seed, epoch)`), or any object with `__len__`, `names`,
+`mean_n_core` (the loss scale), `order_key` (None when its order is `window_order`'s, else a string that
+the checkpoint fingerprint includes, so a resume never continues an epoch in another order) and
+`iter_epoch(seed, epoch, start)` yielding the epoch's `WindowData` from position `start` of a deterministic
+order; `dataset.StreamingWindows` reads them from disk with worker processes and prefetch.
 """
 from __future__ import annotations
 
@@ -91,10 +98,41 @@ def window_order(n_windows: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_windows)
 
 
-class Trainer:
-    """Train `prior` on `windows` of one trait with sample size N and residual variance s2."""
+class InMemoryWindows:
+    """Window source over a list of `WindowData`; `order(seed, epoch)` (default `window_order`) gives the
+    indices of an epoch (a custom order must be deterministic and set `order_key`)."""
 
-    def __init__(self, prior: torch.nn.Module, windows: list[WindowData], N: float, s2: float, cfg: TrainConfig,
+    def __init__(self, windows, order: Callable | None = None, order_key: str | None = None):
+        self.windows = list(windows)
+        self.names = [w.name for w in self.windows]
+        self._order = order
+        self.order_key = order_key
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def mean_n_core(self) -> float:
+        return float(np.mean([w.n_core for w in self.windows]))
+
+    def order(self, seed: int, epoch: int):
+        return self._order(seed, epoch) if self._order is not None else window_order(len(self.windows), seed, epoch)
+
+    def iter_epoch(self, seed: int, epoch: int, start: int = 0):
+        for i in list(self.order(seed, epoch))[start:]:
+            yield self.windows[i]
+
+
+def as_window_source(windows):
+    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows`."""
+    return windows if hasattr(windows, "iter_epoch") else InMemoryWindows(windows)
+
+
+class Trainer:
+    """Train `prior` on `windows` (a list of WindowData or a window source) of one trait with sample size N
+    and residual variance s2."""
+
+    def __init__(self, prior: torch.nn.Module, windows, N: float, s2: float, cfg: TrainConfig,
                  checkpoint_dir, metrics_path, device: str | torch.device = "cpu", loss_fn: Callable | None = None):
         self.prior, self.windows, self.N, self.s2, self.cfg = prior, windows, float(N), float(s2), cfg
         self.device = torch.device(device)
@@ -102,7 +140,12 @@ class Trainer:
         self.metrics_path = Path(metrics_path)
         self.solver = likelihood.get_solver(cfg.solver, **cfg.solver_options)
         self.loss_fn = loss_fn or deepwas_loss(self.solver)
-        self.scale = 1.0 / max(1.0, float(np.mean([w.n_core for w in windows])))
+        self.source = as_window_source(windows)
+        self.windows = windows
+        self.scale = 1.0 / max(1.0, float(self.source.mean_n_core))
+        key = getattr(self.source, "order_key", None)
+        self.fingerprint = cfg.fingerprint() if key is None else \
+            hashlib.sha256((cfg.fingerprint() + key).encode()).hexdigest()[:16]
         torch.manual_seed(cfg.seed)
         self.prior.to(self.device)
         self.opt = torch.optim.AdamW(_param_groups(prior, cfg.weight_decay), lr=cfg.lr)
@@ -118,7 +161,7 @@ class Trainer:
         """Write last.pt; call only when no accumulated gradient is pending (after an optimiser step)."""
         state = {"model": self.prior.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "epoch": self.epoch, "position": self.position, "step": self.step,
-                 "torch_rng": torch.get_rng_state(), "fingerprint": self.cfg.fingerprint(),
+                 "torch_rng": torch.get_rng_state(), "fingerprint": self.fingerprint,
                  "metrics_bytes": metrics_bytes, "solver_counter": getattr(self.solver, "_counter", None)}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -130,8 +173,9 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("fingerprint") != self.cfg.fingerprint():
-            log.warning("%s was written with another training configuration; starting afresh", path)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s was written with another training configuration or window order; starting afresh",
+                        path)
             return False
         self.prior.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
@@ -178,16 +222,18 @@ class Trainer:
         tb = _tensorboard(self.metrics_path.parent)
         autocast = _autocast(cfg.autocast, self.device)
         seen, t0 = 0, time.time()
-        total = cfg.epochs * len(self.windows)
-        bar = _progress(total, cfg.progress, initial=self.epoch * len(self.windows) + self.position)
+        n_windows = len(self.source)
+        total = cfg.epochs * n_windows
+        bar = _progress(total, cfg.progress, initial=self.epoch * n_windows + self.position)
         self.prior.train()
         try:
             while self.epoch < cfg.epochs:
-                order = window_order(len(self.windows), cfg.seed, self.epoch)
-                while self.position < len(order):
+                stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
+                while self.position < n_windows:
                     if stop_after_windows is not None and seen >= stop_after_windows:
+                        stream.close()
                         return {"stopped": True}
-                    w = self.windows[order[self.position]].to(self.device)
+                    w = next(stream).to(self.device)
                     ts = time.time()
                     loss = self.loss_fn(self.prior, w, self.N, self.s2, autocast)
                     if not torch.isfinite(loss):
@@ -195,18 +241,19 @@ class Trainer:
                     (loss * self.scale / cfg.accumulate).backward()
                     self.position += 1
                     seen += 1
-                    if self.position % cfg.accumulate == 0 or self.position == len(order):
+                    if self.position % cfg.accumulate == 0 or self.position == n_windows:
                         self._optimiser_step()
                     value = float(loss.detach())
                     writer.writerow([self.epoch, self.position, w.name, self.step, f"{value:.6f}",
                                      f"{self.sched.get_last_lr()[0]:.3g}", f"{time.time() - ts:.4f}"])
                     if tb is not None:
-                        tb.add_scalar("nll", value, self.epoch * len(order) + self.position)
+                        tb.add_scalar("nll", value, self.epoch * n_windows + self.position)
                     bar.update(1)
                     bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}")
                     if cfg.checkpoint_every and self.position % cfg.accumulate == 0 \
                             and self.step % cfg.checkpoint_every == 0:
                         checkpoint()
+                stream.close()
                 self.epoch, self.position = self.epoch + 1, 0
                 checkpoint()
         finally:

@@ -1,0 +1,169 @@
+"""Training on streamed windows (issue 5 item 6): `dataset.StreamingWindows` through `Trainer`.
+
+Five overlapping windows cut from an msprime LD matrix are written as factor files, manifest and whitened
+statistics, with an annotation table and a two-track store (+ liftover table, normalisation JSON). The
+streaming source must yield the same WindowData as the in-memory path (`load_windows` + `make_window`), and
+training on it must end with the same parameters: exactly, when its order is `window_order`'s (run_length 1,
+any number of workers). With runs of neighbours (run_length > 1) the order is another deterministic
+function of (seed, epoch, run_length, num_workers): an in-memory list trained in that order gives the same
+parameters, and a run killed mid-epoch and resumed ends identical.
+"""
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pyBigWig
+import pytest
+import torch
+
+from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, fit_scaler_streaming, load_windows,
+                             make_window, pred_feature_names, save_factors, use_streaming)
+from deepwas.features.normalise import write_normalisation
+from deepwas.features.tracks import build_track_store
+from deepwas.features.variants import VariantTracks
+from deepwas.ld_factors import factorise
+from deepwas.priors import build_prior
+from deepwas.training import InMemoryWindows, TrainConfig, Trainer
+
+N, S2, W, L = 2_000.0, 0.8, 16, 9_000
+
+
+@pytest.fixture(scope="module")
+def disk(msprime_ld, torch_one_thread, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    R = msprime_ld(n_people=100, length=100_000, seed=3)
+    rng = np.random.default_rng(0)
+    n_var = R.shape[0]
+    pos37 = 100 + 60 * np.arange(n_var)
+    keys_all = np.array([f"1:{p}:A:G" for p in pos37])
+    pos38 = (pos37 + 7).astype(float)
+    pos38[::9] = np.nan                                            # unmapped
+    pos38[-3:] = L + 50                                            # beyond the store's chromosome
+    freq_all = rng.uniform(0.05, 0.95, size=n_var)
+    (root / "factors").mkdir()
+    rows, arrays = [], {}
+    m_win, n_core, step = 40, 16, 16
+    for start in range(0, n_var - m_win + 1, step)[:5]:
+        idx = np.arange(start, start + m_win)
+        fac = factorise(R[np.ix_(idx, idx)], np.arange(12, 12 + n_core), rtol=1e-6)
+        name = f"chr1_{start}_{start + m_win}"
+        save_factors(root / "factors" / f"{name}.npz", fac, pos37[idx], keys_all[idx], freq_all[idx])
+        z = rng.normal(size=n_core) * 1.3
+        arrays[f"y/{name}"] = fac.whiten(z)
+        arrays[f"z2/{name}"] = z ** 2
+        arrays[f"ldscore/{name}"] = fac.ldscore[fac.core]
+        arrays[f"n/{name}"] = np.full(n_core, N)
+        rows.append({"window": name, "status": "ok", "n_core": fac.n, "n_extended": fac.m, "rank": fac.rank})
+    rows.append({"window": "chr1_x", "status": "excluded: empty core", "n_core": 0, "n_extended": 3, "rank": 0})
+    pd.DataFrame(rows).to_csv(root / "manifest.tsv", sep="\t", index=False)
+    np.savez(root / "stats.npz", **arrays)
+    ann = pd.DataFrame({"a": rng.normal(size=n_var), "b": rng.uniform(size=n_var)}, index=keys_all).iloc[5:]
+    bws = []
+    for t in ["t0", "t1"]:
+        p = root / f"{t}.bw"
+        bw = pyBigWig.open(str(p), "w")
+        bw.addHeader([("1", L)], maxZooms=0)
+        bw.addEntries("1", 0, values=(rng.normal(size=L // 5) + (t == "t1") * 3).tolist(), span=5, step=5)
+        bw.close()
+        bws.append((t, str(p)))
+    build_track_store(bws, {"1": L}, root / "store", dtype=np.float32)
+    write_normalisation(root / "store", ["1"], root / "norm.json")
+    lift = pd.DataFrame({"chromosome": "1", "position": pos37, "allele1": "A", "allele2": "G", "POS38": pos38,
+                         "liftover_status": np.where(np.isnan(pos38), "unmapped", "ok")})
+    lift.to_csv(root / "lift.tsv", sep="\t", index=False)
+    tracks = VariantTracks(root / "store", {"1": root / "lift.tsv"}, root / "norm.json", W)
+    return [(root / "factors", root / "manifest.tsv", root / "stats.npz")], ann, tracks
+
+
+def _in_memory(chrom_inputs, ann, tracks):
+    loaded = load_windows(chrom_inputs, ann, tracks)
+    scaler = FeatureScaler.fit(pred_feature_names(list(ann.columns), True), [p for *_, p in loaded])
+    return [make_window(n, f, st["y"], scaler.transform(p)) for n, f, st, p in loaded], scaler
+
+
+def _train(source, root, kill_at=None, model="transformer"):
+    torch.manual_seed(123)
+    prior = build_prior(model, 6, 2, init_log_scale=-6.0, network=dict(size="tiny", w=W))
+    cfg = TrainConfig(epochs=2, lr=2e-3, warmup_steps=3, accumulate=2, clip_grad_norm=1.0, seed=5,
+                      checkpoint_every=1, progress=False)
+    tr = Trainer(prior, source, N, S2, cfg, root / "ckpt", root / "metrics.tsv")
+    out = tr.fit(stop_after_windows=kill_at)
+    return prior, out
+
+
+def _rows(path):
+    with open(path) as fh:
+        return [r[:-1] for r in csv.reader(fh, delimiter="\t")]
+
+
+def _assert_same(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_streamed_windows_equal_in_memory_windows(disk):
+    chrom_inputs, ann, tracks = disk
+    mem, scaler = _in_memory(chrom_inputs, ann, tracks)
+    fitted, counts = fit_scaler_streaming(chrom_inputs, ann, tracks)
+    assert fitted.names == scaler.names
+    np.testing.assert_allclose(fitted.mean, scaler.mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fitted.sd, scaler.sd, rtol=1e-12)
+    assert counts["n_missing_tracks"] > 0 and counts["n_variants"] == sum(w.m for w in mem)
+    src = StreamingWindows(chrom_inputs, ann, tracks, scaler=scaler, run_length=1, num_workers=0)
+    assert len(src) == 5 and src.names == [w.name for w in mem] and src.order_key is None
+    assert src.mean_n_core == np.mean([w.n_core for w in mem])
+    by_name = {w.name: w for w in mem}
+    got = list(src.iter_epoch(5, 0))
+    assert [w.name for w in got] == src.order(5, 0) == [mem[i].name for i in InMemoryWindows(mem).order(5, 0)]
+    for w in got:
+        ref = by_name[w.name]
+        for a, b in [(w.G, ref.G), (w.lam, ref.lam), (w.y, ref.y)] + [(w.inputs[k], ref.inputs[k]) for k in ref.inputs]:
+            assert a.dtype == b.dtype and torch.equal(a, b)
+        assert w.n_core == ref.n_core
+    assert [w.name for w in src.iter_epoch(5, 1, start=3)] == src.order(5, 1)[3:]
+    ex = LdsrExtras(chrom_inputs)[mem[0].name]
+    assert ex[0].shape == (mem[0].n_core, mem[0].m)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_training_on_streamed_windows_equals_in_memory(disk, tmp_path, num_workers):
+    chrom_inputs, ann, tracks = disk
+    mem, scaler = _in_memory(chrom_inputs, ann, tracks)
+    ref, _ = _train(mem, tmp_path / "mem")
+    src = StreamingWindows(chrom_inputs, ann, tracks, scaler=scaler, run_length=1, num_workers=num_workers)
+    got, out = _train(src, tmp_path / "stream")
+    assert out["steps"] == 6
+    _assert_same(ref, got)
+    assert _rows(tmp_path / "mem" / "metrics.tsv") == _rows(tmp_path / "stream" / "metrics.tsv")
+
+
+def test_runs_of_neighbours_deterministic_and_resumable(disk, tmp_path):
+    chrom_inputs, ann, tracks = disk
+    mem, scaler = _in_memory(chrom_inputs, ann, tracks)
+    src = StreamingWindows(chrom_inputs, ann, tracks, scaler=scaler, run_length=2, num_workers=2)
+    assert src.order_key == "runs2-workers2"
+    for start in range(6):                                       # every start position continues the order
+        assert [w.name for w in src.iter_epoch(5, 1, start=start)] == src.order(5, 1)[start:]
+    ref, _ = _train(src, tmp_path / "ref")
+    idx = {w.name: i for i, w in enumerate(mem)}
+    same_order = InMemoryWindows(mem, order=lambda s, e: [idx[n] for n in src.order(s, e)], order_key=src.order_key)
+    _assert_same(ref, _train(same_order, tmp_path / "mem")[0])
+    _, out = _train(src, tmp_path / "run", kill_at=8)             # epoch 1, off a checkpoint
+    assert out["stopped"] is True
+    resumed, out = _train(src, tmp_path / "run")
+    assert out["steps"] == 6
+    _assert_same(ref, resumed)
+    assert _rows(tmp_path / "run" / "metrics.tsv") == _rows(tmp_path / "ref" / "metrics.tsv")
+
+
+def test_use_streaming(disk):
+    chrom_inputs, _, tracks = disk
+    assert use_streaming("true", chrom_inputs, None) and not use_streaming(False, chrom_inputs, tracks)
+    assert not use_streaming("auto", chrom_inputs, tracks)                      # a few kB of tracks
+    assert use_streaming("auto", chrom_inputs, tracks, limit_bytes=1000)
+    assert not use_streaming("auto", chrom_inputs, None, limit_bytes=0)
+    with pytest.raises(ValueError):
+        use_streaming("maybe", chrom_inputs, tracks)
