@@ -71,3 +71,26 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _run_workflow(workdir, configfile: str, files: tuple[str, ...] = ()):
+    """Run the real Snakefile on tests/e2e/{configfile} in `workdir` (copying `files` from tests/e2e there)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for f in files:
+        shutil.copy(repo / "tests/e2e" / f, Path(workdir) / f)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(repo / "tests/e2e" / configfile), "--cores", "2", "--quiet", "rules", "all"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def run_workflow():
+    """run_workflow(workdir, configfile, files) -> workdir: the end-to-end DAG on a tests/e2e scenario."""
+    return _run_workflow

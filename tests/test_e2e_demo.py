@@ -1,25 +1,14 @@
 """End-to-end: the real Snakemake DAG on a small msprime cohort (tests/e2e/config.yaml), outputs checked."""
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("e2e")
-    shutil.copy(REPO / "tests/e2e/traits.tsv", d / "traits.tsv")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(d),
-           "--configfile", str(REPO / "tests/e2e/config.yaml"), "--cores", "2", "--quiet", "rules", "all"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return d
+def run_dir(tmp_path_factory, run_workflow):
+    return run_workflow(tmp_path_factory.mktemp("e2e"), "config.yaml", ("traits.tsv",))
 
 
 @pytest.mark.slow

@@ -1,28 +1,17 @@
 """End-to-end with functional tracks (tests/e2e/tracks.yaml): synthetic bigWigs -> liftover -> track store ->
 normalisation -> constant / GLM / transformer priors, both objectives, exact held-out evaluation."""
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("e2e_tracks")
-    shutil.copy(REPO / "tests/e2e/traits_tracks.tsv", d / "traits_tracks.tsv")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(d),
-           "--configfile", str(REPO / "tests/e2e/tracks.yaml"), "--cores", "2", "--quiet", "rules", "all"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return d
+def run_dir(tmp_path_factory, run_workflow):
+    return run_workflow(tmp_path_factory.mktemp("e2e_tracks"), "tracks.yaml", ("traits_tracks.tsv",))
 
 
 @pytest.mark.slow
