@@ -1,6 +1,7 @@
 """End-to-end with functional tracks (tests/e2e/tracks.yaml): synthetic bigWigs -> liftover -> track store ->
 normalisation -> constant / GLM / transformer priors, both objectives, exact held-out evaluation."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -40,4 +41,6 @@ def test_track_path_and_models(run_dir):
     assert w.shape[0] == len(glm["scaler"]["names"]) + 5
     assert np.abs(w[-5:]).max() > 1e-3
     log = (run_dir / "logs/train/tracked/transformer/deepwas.log").read_text()
-    assert "track features: 5 tracks x 32 bp" in log
+    # streamed (train.stream: true); the variants without features are exactly chromosome 1's unmapped ones
+    m = re.search(r"streaming 2 windows \(1 workers\); (\d+) of (\d+) variants without track features", log)
+    assert m and int(m.group(1)) == r1["unmapped"] and int(m.group(2)) <= r1["variants"] + r2["variants"]
