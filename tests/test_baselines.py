@@ -6,12 +6,14 @@ import torch
 from deepwas.likelihood.baselines import WindowProblem, make_methods
 from deepwas.likelihood.dense import nll_dense
 
-from test_iterative import msprime_ld  # shared msprime fixture code
+from test_iterative import thin
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # small linear algebra: 1 thread
 
 
 @pytest.fixture(scope="module")
-def problem():
-    R = msprime_ld(n_samples=200, length=200_000, seed=3, max_sites=90)
+def problem(msprime_ld):
+    R = thin(msprime_ld(200, 400_000, 3, 0.02), 90)       # shared conftest fixture, 90 of 568 sites
     m = R.shape[0]
     n = m // 3
     core = np.arange(n, 2 * n)

@@ -1,30 +1,25 @@
 """Iterative (CG + SLQ + Hutchinson) solver: value, unbiased gradient, gradcheck, fallback (issue 3)."""
 import logging
 
-import msprime
 import numpy as np
 import pytest
 import torch
 
 from deepwas.ld_factors import factorise
 from deepwas.likelihood import exact, get_solver
-from deepwas.likelihood.iterative import IterativeSolver, NotConverged
+from deepwas.likelihood.iterative import IterativeSolver, NotConverged, batched_cg, estimate_gram
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # small linear algebra: 1 thread
 
 
-# ---- shared msprime fixture (a few hundred samples, 300 kb) ------------------------------------------
+# ---- windows from the shared msprime_ld fixture (tests/conftest.py) ---------------------------------
 
-def msprime_ld(n_samples=300, length=300_000, seed=11, maf=0.02, max_sites=None):
-    ts = msprime.sim_ancestry(samples=n_samples, sequence_length=length, recombination_rate=1e-8,
-                              population_size=10_000, random_seed=seed)
-    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=seed)
-    H = ts.genotype_matrix().T
-    X = (H[0::2] + H[1::2]).astype(float)
-    f = X.mean(0) / 2
-    X = X[:, (f > maf) & (f < 1 - maf)]
-    if max_sites is not None and X.shape[1] > max_sites:
-        X = X[:, np.linspace(0, X.shape[1] - 1, max_sites).astype(int)]
-    X = (X - X.mean(0)) / X.std(0)
-    return X.T @ X / X.shape[0]
+def thin(R, max_sites):
+    """LD of an evenly spaced subset of the sites (R of a subset is the submatrix of R)."""
+    if max_sites is None or R.shape[0] <= max_sites:
+        return np.array(R)
+    idx = np.linspace(0, R.shape[0] - 1, max_sites).astype(int)
+    return R[np.ix_(idx, idx)]
 
 
 def make_window(R, n_core, seed=0, phi_scale=0.02, s2=0.5):
@@ -46,8 +41,8 @@ def make_window(R, n_core, seed=0, phi_scale=0.02, s2=0.5):
 
 
 @pytest.fixture(scope="module")
-def win():
-    R = msprime_ld()
+def win(msprime_ld):
+    R = np.array(msprime_ld(300, 600_000, 11, 0.02))      # 938 sites, 300 people
     return make_window(R, n_core=min(150, R.shape[0] // 2))
 
 
@@ -73,6 +68,10 @@ def test_registered_and_options(win):
     assert isinstance(s, IterativeSolver)
     with pytest.raises(ValueError, match="unknown option"):
         get_solver("iterative", tolerance=1e-6)
+    with pytest.raises(ValueError, match="matvec_dtype"):
+        get_solver("iterative", matvec_dtype="float16")
+    with pytest.raises(ValueError, match="power_iters"):
+        get_solver("iterative", power_iters=-1)
     v = s(win["phi"], win["s2"], win["G"], win["y"], win["lam"])
     assert v.dim() == 0 and s.stats["calls"] == 1 and s.stats["fallbacks"] == 0
 
@@ -95,23 +94,40 @@ def test_quadratic_term_to_tolerance(win):
     """The CG solution alpha = C^-1 y reaches the configured relative residual."""
     G, y, phi, s2 = win["G"], win["y"], win["phi"], win["s2"]
     C = G.T @ (phi.unsqueeze(1) * G) + s2 * torch.eye(G.shape[1], dtype=G.dtype)
-    from deepwas.likelihood.iterative import estimate_gram
     for rtol in (1e-4, 1e-8):
-        est = estimate_gram(G, phi, s2, y, 10, 4, torch.Generator().manual_seed(0), rtol=rtol,
-                            max_iters=500, lanczos_iters=50)
-        res = torch.linalg.vector_norm(C @ est.alpha - y) / torch.linalg.vector_norm(y)
-        assert res < 50 * rtol          # preconditioned residual vs plain residual: cond(M)^1/2 apart
-        assert abs(est.quad.item() - (y @ torch.linalg.solve(C, y)).item()) < 1e3 * rtol * (y @ y).item()
+        for G_low in (None, G.float()):     # float32 G products: the y column is finished in float64
+            est = estimate_gram(G, phi, s2, y, 10, 4, torch.Generator().manual_seed(0), rtol=rtol,
+                                max_iters=500, lanczos_iters=50, probe_rtol=1e-2, G_low=G_low, power_iters=1)
+            res = torch.linalg.vector_norm(C @ est.alpha - y) / torch.linalg.vector_norm(y)
+            assert res < 50 * rtol          # preconditioned residual vs plain residual: cond(M)^1/2 apart
+            assert abs(est.quad.item() - (y @ torch.linalg.solve(C, y)).item()) < 1e3 * rtol * (y @ y).item()
 
 
-def test_gradient_unbiased_and_shrinks(win):
-    _, ge = exact_value_grad(win)
+ESTIMATORS = {
+    # float64 products, every column to 1e-10, plain Gaussian sketch
+    "float64_tight": dict(rtol=1e-10, probe_rtol=None, power_iters=0, matvec_dtype=None),
+    # the defaults: float32 products for sketch/probes/phase A, probe columns to 1e-2, power-iterated sketch
+    "defaults": dict(),
+    # the previous call's Q as the sketch (independent of the current probes, so still unbiased)
+    "reuse_sketch": dict(reuse_sketch=True),
+}
+
+
+@pytest.mark.parametrize("config", sorted(ESTIMATORS))
+def test_gradient_unbiased_and_shrinks(win, config):
+    ve, ge = exact_value_grad(win)
     spreads = {}
     for probes in (5, 40):
-        grads = []
-        s = IterativeSolver(probes=probes, precond_rank=5, seed=probes, rtol=1e-10, probe_rtol=None)
+        grads, values = [], []
+        s = IterativeSolver(probes=probes, precond_rank=5, seed=probes, **ESTIMATORS[config])
         for _ in range(60):
-            grads.append(solver_value_grad(s, win)[1])
+            v, g = solver_value_grad(s, win)
+            grads.append(g)
+            values.append(v)
+        assert s.stats["fallbacks"] == 0
+        # the value: quadratic term to rtol, log-det unbiased (SLQ) -> mean within 4 standard errors
+        values = np.array(values)
+        assert abs(values.mean() - ve) < 4 * values.std() / np.sqrt(len(values)) + 1e-6 * abs(ve)
         g = torch.stack(grads)
         mean, se = g.mean(0), g.std(0) / np.sqrt(g.shape[0])
         z = (mean - ge) / (se + 1e-12 * ge.abs().max())
@@ -138,8 +154,8 @@ def test_s2_gradient(win):
     assert abs(s2b.grad.item() - ge) < 1e-6 * abs(ge) + 1e-8
 
 
-def test_gradcheck_tiny_window():
-    R = msprime_ld(n_samples=100, length=100_000, seed=5, max_sites=24)
+def test_gradcheck_tiny_window(msprime_ld):
+    R = thin(msprime_ld(100, 200_000, 5, 0.02), 24)
     w = make_window(R, n_core=12, seed=2)
     r = w["G"].shape[1]
     s = IterativeSolver(probes="exact", rtol=1e-13, probe_rtol=None, max_iters=500, lanczos_iters=r + 2, precond_rank=0)
@@ -178,3 +194,38 @@ def test_reproducible_and_warm_start(win):
     it_cold = ws.stats["iterations_last"]
     solver_value_grad(ws, win)
     assert ws.stats["fallbacks"] == 0 and ws.stats["iterations_last"] <= it_cold
+
+
+def test_batched_cg_accumulates_side_products():
+    """with_aux: CG returns aux(X) for the linear side map (here G @ .) without applying it to X, and
+    aux(B) from its first product; warm-started columns include aux(x0)."""
+    gen = torch.Generator().manual_seed(0)
+    r, m, k = 30, 50, 4
+    A0 = torch.randn(r, r, generator=gen, dtype=torch.float64)
+    A = A0 @ A0.T + r * torch.eye(r, dtype=torch.float64)
+    Gm = torch.randn(m, r, generator=gen, dtype=torch.float64)
+    B = torch.randn(r, k, generator=gen, dtype=torch.float64)
+    tols = torch.tensor([1e-12, 1e-3, 1e-12, 1e-6], dtype=torch.float64)   # columns stop at different steps
+    cg = batched_cg(lambda P: (A @ P, Gm @ P), B, rtol=tols, max_iters=200, with_aux=True)
+    assert cg.converged and len(set(cg.col_iters.tolist())) > 1
+    assert torch.allclose(cg.aux, Gm @ cg.X, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(cg.aux0, Gm @ B, rtol=1e-12, atol=1e-12)
+    X_true = torch.linalg.solve(A, B)
+    x0 = torch.zeros(r, k, dtype=torch.float64)
+    x0[:, 0] = 0.9 * X_true[:, 0]
+    cg2 = batched_cg(lambda P: (A @ P, Gm @ P), B, rtol=1e-12, max_iters=200, x0=x0, with_aux=True)
+    assert torch.allclose(cg2.X, X_true, rtol=1e-8, atol=1e-10)
+    assert torch.allclose(cg2.aux, Gm @ cg2.X, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_products_change_only_rounding(win):
+    """Same seed, same probes: float32 G products (the default) move value and gradient only at float32
+    rounding level against all-float64 products."""
+    for kw in (dict(), dict(probes=10, precond_rank=8)):
+        va, ga = solver_value_grad(IterativeSolver(seed=4, **kw), win)
+        vb, gb = solver_value_grad(IterativeSolver(seed=4, matvec_dtype=None, **kw), win)
+        assert abs(va - vb) < 1e-6 * abs(vb) + 1e-4
+        assert ((ga - gb).norm() / gb.norm()).item() < 1e-4
+    # float32 is not used where its precision cannot reach the probe tolerance
+    s = IterativeSolver(probe_rtol=1e-6)
+    assert s._low_precision(win["G"])[0] is win["G"]

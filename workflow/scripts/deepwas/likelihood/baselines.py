@@ -12,7 +12,8 @@ A_s = U^T A U = U^T R[i,+] Phi R[+,i] U + s2 diag(lam) (r x r), applied through 
 - cg_B:          CG + SLQ + Hutchinson on B = I_m + Phi^1/2 W Phi^1/2 / s2 (m x m), W = G G^T matrix-free.
 - exact:         exact low-rank solver on C (exact.nll).
 - reference:     the authors' per-step path (dense.nll_reference_style), autograd backward.
-- iterative:     our solver on C (iterative.IterativeSolver).
+- iterative:     our solver on C (iterative.IterativeSolver; batched G products in float32 by default).
+- iterative_f64: the same with every G product in G's dtype.
 
 The iterative building blocks (batched CG, SLQ from CG coefficients, Nystrom, the estimator) are those
 of `iterative.py`; nothing is re-implemented here.
@@ -34,7 +35,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 @dataclass
 class WindowProblem:
-    R: torch.Tensor        # (m, m) LD of the extended set
+    R: torch.Tensor | None  # (m, m) LD of the extended set (None: only the factor-based methods can run)
     core: torch.Tensor     # (n,) index of (i) into (i)+
     z_core: torch.Tensor   # (n,)
     U: torch.Tensor        # (n, r) kept eigenvectors of R[i,i]
@@ -54,7 +55,7 @@ class WindowProblem:
 
     @property
     def m(self):
-        return self.R.shape[0]
+        return self.G.shape[0]
 
     @property
     def n(self):
@@ -68,6 +69,8 @@ class WindowProblem:
         return self.r * LOG_2PI
 
     def R_ec(self):
+        if self.R is None:
+            raise ValueError("this WindowProblem was built without R; R-based methods cannot run on it")
         return self.R[:, self.core]
 
 
@@ -95,7 +98,7 @@ class _CGA:
         self.stats = dict(iterations_last=0)
 
     def __call__(self, phi, s2, pb: WindowProblem, **_):
-        gen = torch.Generator(device=pb.R.device).manual_seed(self.seed * 1_000_003 + self.calls)
+        gen = torch.Generator(device=pb.G.device).manual_seed(self.seed * 1_000_003 + self.calls)
         self.calls += 1
         s2_t = _s2(s2, pb.G)
         R_ec, U, lam = pb.R_ec(), pb.U, pb.lam
@@ -139,7 +142,7 @@ class _CGB:
         self.stats = dict(iterations_last=0)
 
     def __call__(self, phi, s2, pb: WindowProblem, **_):
-        gen = torch.Generator(device=pb.R.device).manual_seed(self.seed * 1_000_003 + self.calls)
+        gen = torch.Generator(device=pb.G.device).manual_seed(self.seed * 1_000_003 + self.calls)
         self.calls += 1
         s2_t = _s2(s2, pb.G)
         G, y = pb.G, pb.y
@@ -191,15 +194,30 @@ def reference(phi, s2, pb: WindowProblem, **_):
     return dense.nll_reference_style(phi, s2, pb.R, pb.core, pb.z_core, pb.rtol_rank)
 
 
-def make_methods(probes=DEFAULTS["probes"], rtol=DEFAULTS["rtol"], precond_rank=DEFAULTS["precond_rank"],
-                 seed=0, a_max_iters=DEFAULTS["max_iters"]):
-    """Name -> method callable, in the order of the Fig. 2 legend."""
+# settings of the CG baselines on A and B (paper: 100 probes); the iterative solver uses its own DEFAULTS
+BASELINE_PROBES = 100
+BASELINE_PRECOND_RANK = 200
+
+
+def make_methods(probes=None, rtol=None, precond_rank=None, seed=0, a_max_iters=DEFAULTS["max_iters"],
+                 iterative_options=None):
+    """Name -> method callable, in the order of the Fig. 2 legend.
+
+    probes / rtol / precond_rank: None keeps each method's default (baselines: 100 probes, Nystrom rank 200,
+    rtol 1e-6; iterative: iterative.DEFAULTS); a value applies to every method. `iterative_f64` is the
+    iterative solver with every G product in G's dtype (matvec_dtype=None), for comparison."""
+    base = dict(probes=BASELINE_PROBES if probes is None else probes,
+                rtol=DEFAULTS["rtol"] if rtol is None else rtol)
+    rank_a = BASELINE_PRECOND_RANK if precond_rank is None else precond_rank
+    it_opts = {k: v for k, v in dict(probes=probes, rtol=rtol, precond_rank=precond_rank).items() if v is not None}
+    it_opts.update(seed=seed, **(iterative_options or {}))
     return {
         "reference": reference,
         "chol_A": chol_A,
-        "cg_A": _CGA(0, rtol=rtol, probes=probes, seed=seed, max_iters=a_max_iters),
-        "cg_A_nystrom": _CGA(precond_rank, rtol=rtol, probes=probes, seed=seed, max_iters=a_max_iters),
-        "cg_B": _CGB(rtol=rtol, probes=probes, seed=seed),
+        "cg_A": _CGA(0, seed=seed, max_iters=a_max_iters, **base),
+        "cg_A_nystrom": _CGA(rank_a, seed=seed, max_iters=a_max_iters, **base),
+        "cg_B": _CGB(seed=seed, **base),
         "exact": exact_C,
-        "iterative": _Iterative(rtol=rtol, probes=probes, precond_rank=precond_rank, seed=seed),
+        "iterative": _Iterative(**it_opts),
+        "iterative_f64": _Iterative(**{**it_opts, "matvec_dtype": None}),
     }
