@@ -52,7 +52,7 @@ def simulation_rmse_bars(table: pd.DataFrame, out) -> None:
         ax.set_xticks(np.arange(len(models)), models)
         ax.set_ylabel("RMSE of log f (held-out variants)")
         ax.set_title(f"truth: {truth}")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8, loc="lower left", framealpha=0.9)
     fig.suptitle("Semi-synthetic recovery of the true prior (lower is better)", fontsize=10)
     fig.tight_layout()
     with atomic_path(out) as tmp:
