@@ -10,12 +10,7 @@ from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, load_w
 from deepwas.features.variants import VariantTracks
 from deepwas.io import atomic_path, setup_logging
 from deepwas.priors import build_prior
-from deepwas.training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, pick_device
-
-
-def per_model(value, model):
-    """A train setting given as one value or as {model: value} (like lr)."""
-    return value[model] if isinstance(value, dict) else value
+from deepwas.training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, per_model, pick_device
 
 
 def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,

@@ -46,7 +46,7 @@ from .dataset import FeatureScaler, WindowData, load_factors, pred_feature_names
 from .priors import build_prior, init_log_scale
 from .semisynthetic import (PAPER_B1, PAPER_B1_ACTIVE_FRACTIONS, RMSE_COLUMNS, normalise_f, rmse_row,
                             threshold_enrichment_truth, truth_from_network)
-from .training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective
+from .training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, per_model
 
 log = logging.getLogger("deepwas.simulation")
 
@@ -254,13 +254,6 @@ def predict_f(prior: torch.nn.Module, variants: VariantTable, pred_n: np.ndarray
         prior.train(was)
 
 
-def _per_model(value, model: str, default: float = 0.01) -> float:
-    """A `train` setting given once or per model ({constant: .., glm: .., transformer: ..})."""
-    if isinstance(value, Mapping):
-        return float(value.get(model, default))
-    return float(value)
-
-
 def data_fingerprint(truth: str, cfg: Mapping, windows: Sequence[FactorWindow], extra: Mapping | None = None) -> str:
     """Hash of what a replicate's training data depends on: checkpoints of another replicate are never resumed."""
     d = {"truth": truth, "cfg": cfg, "windows": [w.name for w in windows], "extra": extra or {}}
@@ -325,7 +318,7 @@ def run_simulation(truth: str, windows: Sequence[FactorWindow], variants: Varian
                                 if variants.tracks is not None else network)
             tcfg = TrainConfig(epochs=int(cfg["epochs"]), lr=float(cfg["lr"][model]),
                                warmup_steps=int(cfg["warmup_steps"]),
-                               weight_decay=_per_model(train.get("weight_decay", 0.01), model),
+                               weight_decay=float(per_model(train.get("weight_decay", 0.01), model, 0.01)),
                                accumulate=int(cfg["accumulate"]), clip_grad_norm=train.get("clip_grad_norm"),
                                seed=int(cfg["seed"]), checkpoint_every=int(train.get("checkpoint_every", 0)),
                                objective=objective, autocast=train.get("autocast"), progress=progress)

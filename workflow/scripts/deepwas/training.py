@@ -71,6 +71,15 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def per_model(value, model: str, default: float | None = None):
+    """A train setting given once or per model, like lr: {constant: .., glm: .., transformer: ..}."""
+    if isinstance(value, dict):
+        if model not in value and default is None:
+            raise KeyError(f"no setting for model {model!r} in {value}")
+        return value.get(model, default)
+    return value
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
