@@ -17,7 +17,8 @@ rule train:
         network=config.get("network", {}),
         train=config["train"],
         likelihood=config["likelihood"],
-        # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun
+        # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun; the script
+        # keys them by a hash of the training inputs (subfolder), so changed data never resumes an old run
         checkpoint_dir="results/checkpoints/{trait}/{model}/{objective}",
     log:
         "logs/train/{trait}/{model}/{objective}.log",

@@ -8,7 +8,7 @@ import torch
 from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, load_windows, make_window,
                              pred_feature_names, read_annotations, use_streaming)
 from deepwas.features.variants import VariantTracks
-from deepwas.io import atomic_path, setup_logging
+from deepwas.io import atomic_path, files_fingerprint, setup_logging
 from deepwas.priors import build_prior
 from deepwas.training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, per_model, pick_device
 
@@ -75,5 +75,9 @@ if "snakemake" in globals():
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
     tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"]) \
         if p.tracks else None
+    # checkpoints are keyed by the training data too: after the inputs change, a rerun starts afresh
+    data = [*sm.input.stats, *sm.input.manifests, sm.input.s2, *([p.annotations] if p.annotations else []),
+            *([sm.input.normalisation, *sm.input.liftover] if p.tracks else [])]
+    checkpoint_dir = f"{p.checkpoint_dir}/{files_fingerprint(data, extra={'network': p.network, 'tracks': p.tracks})}"
     main(chrom_inputs, sm.input.s2, p.annotations, p.model, p.objective, p.prior, p.train, p.likelihood,
-         sm.output.model, sm.output.metrics, p.checkpoint_dir, sm.log[0], tracks=tracks, network=p.network)
+         sm.output.model, sm.output.metrics, checkpoint_dir, sm.log[0], tracks=tracks, network=p.network)

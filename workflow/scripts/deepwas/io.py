@@ -66,3 +66,22 @@ def setup_logging(log_path=None, level: str = "INFO"):
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return logging.getLogger("deepwas")
+
+
+def files_fingerprint(paths, extra=None, chunk: int = 1 << 22) -> str:
+    """Short sha256 over the bytes of files (directories: their files, sorted) and a JSON-able `extra`.
+
+    Used to key training checkpoints by the data they were trained on, so that a rerun after the inputs
+    changed starts afresh instead of resuming a finished run on the old data."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    files = []
+    for p in map(Path, paths):
+        files += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
