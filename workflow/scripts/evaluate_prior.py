@@ -1,11 +1,10 @@
 """Rule evaluate: exact held-out likelihood of a trained prior, or of the demo's true f (model 'oracle')."""
 import json
 
-import numpy as np
 import pandas as pd
 import torch
 
-from deepwas.dataset import FeatureScaler, load_windows, make_window, read_annotations
+from deepwas.dataset import FeatureScaler, iter_windows, make_window, read_annotations
 from deepwas.features.variants import VariantTracks
 from deepwas.evaluation import evaluate_windows, prior_phi, summarise
 from deepwas.harmonise import variant_key
@@ -19,12 +18,10 @@ def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait,
     s2info = json.load(open(s2_json))
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
-    loaded = load_windows(chrom_inputs, annotations, None if truth_path else tracks)
     if truth_path:
         t = pd.read_csv(truth_path, sep="\t", dtype={"chromosome": str})
         f = pd.Series(t["f"].to_numpy(), index=variant_key(t))
-        windows = [make_window(name, fac, st["y"], p) for name, fac, st, p in loaded]
-        keys = {name: fac["keys"] for name, fac, _, _ in loaded}
+        scale = None
         phi_of = lambda w: N * torch.as_tensor(f.reindex(keys[w.name]).to_numpy(), dtype=torch.float64)  # noqa: E731
         model, objective = "oracle", "truth"
     else:
@@ -33,14 +30,20 @@ def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait,
         if ck.get("track_names", []) != have:
             raise ValueError(f"{model_path} was trained on tracks {ck.get('track_names', [])}, but the evaluation "
                              f"reads {have}; retrain the model or fix features.tracks")
-        scaler = FeatureScaler.from_state(ck["scaler"])
-        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+        scale = FeatureScaler.from_state(ck["scaler"]).transform
         prior = build_prior(ck["model"], d_pred=ck["d_pred"], d_func=ck["d_func"], init_log_scale=0.0,
                             alpha=ck["alpha"], learn_alpha=ck["learn_alpha"], network=ck.get("network"))
         prior.load_state_dict(ck["state"])
         phi_of = prior_phi(prior, N)
         model, objective = ck["model"], ck["objective"]
-    table = evaluate_windows(phi_of, windows, s2)
+    keys = {}
+
+    def windows():   # one held-out window in memory at a time (track windows are large at UKBB scale)
+        for name, fac, st, p in iter_windows(chrom_inputs, annotations, None if truth_path else tracks):
+            keys[name] = fac["keys"]
+            yield make_window(name, fac, st["y"], p if scale is None else scale(p))
+
+    table = evaluate_windows(phi_of, windows(), s2)
     summary = summarise(table, trait, model, objective, N)
     write_table(out_table, table)
     write_json(out_summary, summary)

@@ -1,8 +1,6 @@
 """Rule train: fit one prior (model x objective) on the training chromosomes of one trait."""
 import json
 
-import numpy as np
-
 import torch
 
 from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, load_windows, make_window,

@@ -25,14 +25,16 @@ def save_factors(path, factors: WindowFactors, positions: np.ndarray, keys: np.n
                  ldscore=factors.ldscore, positions=positions, keys=keys.astype(str), freq=freq)
 
 
-def load_factors(path) -> dict[str, np.ndarray]:
+def load_factors(path, members=None) -> dict[str, np.ndarray]:
+    """The arrays of a factor file (`members`: only these, read lazily from the npz), with clear errors."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
+            names = z.files if members is None else [k for k in members if k in z.files]
+            out = {k: z[k] for k in names}
     except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"{path}: cannot read LD factor file ({err}); delete it and rerun the ld_factors rule") from err
-    missing = [k for k in FACTOR_ARRAYS if k not in out]
+    missing = [k for k in (FACTOR_ARRAYS if members is None else members) if k not in out]
     if missing:
         raise ValueError(f"{path}: LD factor file lacks {missing}; it was written by another version, rerun ld_factors")
     return out
@@ -65,12 +67,23 @@ class FeatureScaler:
         return cls(list(s["names"]), np.asarray(s["mean"]), np.asarray(s["sd"]))
 
 
-def pred_features(factors: dict, annotations: np.ndarray | None) -> np.ndarray:
-    """Per-variant 'pred' features: [annotations..., frequency, MAF, LD score] (DESIGN section 4)."""
+def pred_features(factors: dict, annotations: np.ndarray | None, tracks_missing: np.ndarray | None = None) -> np.ndarray:
+    """Per-variant 'pred' features: [annotations..., frequency, MAF, LD score (, tracks_missing)] (DESIGN
+    section 4); the last column, with track features, is 1 for variants without them."""
     freq = factors["freq"]
     cols = [freq, np.minimum(freq, 1 - freq), factors["ldscore"]]
+    if tracks_missing is not None:
+        cols.append(np.asarray(tracks_missing, dtype=np.float64))
     base = np.stack(cols, 1)
     return base if annotations is None else np.concatenate([annotations, base], 1)
+
+
+def annotation_block(annotations, keys) -> tuple[np.ndarray | None, int]:
+    """(annotation values of the variants `keys`, 0 where a variant is absent; how many are absent)."""
+    if annotations is None:
+        return None, 0
+    a = annotations.reindex(keys)
+    return a.fillna(0.0).to_numpy(dtype=np.float64), int(a.isna().any(axis=1).sum())
 
 
 def pred_feature_names(annotation_names: list[str], tracks: bool = False) -> list[str]:
@@ -131,39 +144,36 @@ def read_annotations(path) -> "pd.DataFrame | None":
 
 
 def load_windows(chrom_inputs, annotations=None, tracks=None) -> list[tuple[str, dict, dict, np.ndarray]]:
-    """[(name, factors, stats, raw pred features)] for the windows of the given chromosomes.
+    """All of `iter_windows` as a list (training in memory, s2 estimation)."""
+    return list(iter_windows(chrom_inputs, annotations, tracks))
+
+
+def iter_windows(chrom_inputs, annotations=None, tracks=None):
+    """(name, factors, stats, raw pred features) for the windows of the given chromosomes, one at a time.
 
     chrom_inputs: iterable of (factor_dir, manifest_tsv, stats_npz). Variants absent from the
     annotation table get 0 annotations (counted in the returned stats under 'n_missing_annotation').
     tracks: a `features.variants.VariantTracks`; then factors['tracks'] holds the normalised [m, d_func, w]
     windows, the pred features end with the missing-tracks indicator, and stats['n_missing_tracks'] counts
-    the variants without features. The windows are held in memory (demo scale; UKBB-scale runs stream them
-    with `features.loader.WindowDataset`).
+    the variants without features. Held in memory by `load_windows` (demo scale; UKBB-scale training
+    streams them with `StreamingWindows`).
     """
     import pandas as pd
 
-    out = []
     for factor_dir, manifest, stats_npz in chrom_inputs:
         man = pd.read_csv(manifest, sep="\t")
         with np.load(stats_npz) as st:
             stats = {k: st[k] for k in st.files}
         for name in man.loc[man["status"] == "ok", "window"]:
             fac = load_factors(Path(factor_dir) / f"{name}.npz")
-            ann = None
-            n_missing = 0
-            if annotations is not None:
-                a = annotations.reindex(fac["keys"])
-                n_missing = int(a.isna().any(axis=1).sum())
-                ann = a.fillna(0.0).to_numpy(dtype=np.float64)
+            ann, n_missing = annotation_block(annotations, fac["keys"])
             wstats = {k.split("/")[0]: v for k, v in stats.items() if k.endswith("/" + name)}
             wstats["n_missing_annotation"] = n_missing
-            pred = pred_features(fac, ann)
+            missing = None
             if tracks is not None:
                 fac["tracks"], missing = tracks(fac["keys"])
                 wstats["n_missing_tracks"] = int(missing.sum())
-                pred = np.concatenate([pred, missing[:, None].astype(np.float64)], 1)
-            out.append((name, fac, wstats, pred))
-    return out
+            yield name, fac, wstats, pred_features(fac, ann, missing)
 
 
 def trait_sample_size(loaded) -> float:
@@ -199,12 +209,6 @@ def ok_windows(chrom_inputs) -> list[tuple[str, Path, Path, int, int]]:
     return out
 
 
-def _annotation_block(annotations, keys) -> np.ndarray | None:
-    if annotations is None:
-        return None
-    return annotations.reindex(keys).fillna(0.0).to_numpy(dtype=np.float64)
-
-
 def fit_scaler_streaming(chrom_inputs, annotations=None, tracks=None) -> tuple[FeatureScaler, dict]:
     """FeatureScaler of the pred features over all training variants, one window at a time.
 
@@ -218,21 +222,17 @@ def fit_scaler_streaming(chrom_inputs, annotations=None, tracks=None) -> tuple[F
     n, mean, m2 = 0, None, None
     counts = {"n_variants": 0, "n_missing_tracks": 0, "n_missing_annotation": 0}
     for name, path, _, _, _ in ok_windows(chrom_inputs):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                fac = {k: z[k] for k in ("freq", "ldscore", "keys")}
-        except (OSError, ValueError, EOFError, KeyError) as err:
-            raise ValueError(f"{path}: cannot read LD factor file ({err}); delete it and rerun the ld_factors rule") from err
-        if annotations is not None:
-            counts["n_missing_annotation"] += int(annotations.reindex(fac["keys"]).isna().any(axis=1).sum())
-        X = pred_features(fac, _annotation_block(annotations, fac["keys"]))
+        fac = load_factors(path, ("freq", "ldscore", "keys"))
+        ann, n_missing = annotation_block(annotations, fac["keys"])
+        counts["n_missing_annotation"] += n_missing
+        missing = None
         if tracks is not None:
             from .features.tracks import gather_windows
 
             chrom, pos = tracks.positions(fac["keys"])
             _, missing = gather_windows(tracks.store, chrom, pos, w=1)
             counts["n_missing_tracks"] += int(missing.sum())
-            X = np.concatenate([X, missing[:, None].astype(np.float64)], 1)
+        X = pred_features(fac, ann, missing)
         if X.shape[0] == 0:
             continue
         bn, bmean = X.shape[0], X.mean(0)
@@ -280,7 +280,7 @@ class WindowReader:
         factor_path, stats_path = self.windows[name]
         fac = load_factors(factor_path)
         item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"],
-                "y": self._y(stats_path, name), "pred": pred_features(fac, _annotation_block(self.annotations, fac["keys"]))}
+                "y": self._y(stats_path, name), "pred": pred_features(fac, annotation_block(self.annotations, fac["keys"])[0])}
         if self.tracks is not None:
             item["chrom"], item["pos_grch38"] = self.tracks.positions(fac["keys"])
         return item
