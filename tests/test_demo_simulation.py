@@ -1,6 +1,7 @@
 """The demo's summary-level GWAS (deepwas.simulate.summary_gwas / sumstats_from_z) against its definition."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from deepwas import simulate
 from deepwas.harmonise import correlation_z
@@ -51,3 +52,11 @@ def test_truth_f_adds_the_track_term_and_keeps_h2():
     f = simulate.truth_f(freq, ann, {"a": np.log(2)}, 0.7, 0.4, extra_logf=np.array([0.0, 0.0, np.log(3), np.log(3)]))
     assert f.sum() == np.float64(0.4) or abs(f.sum() - 0.4) < 1e-15
     np.testing.assert_allclose(f / f[0], [1, 2, 3, 6])
+
+
+def test_track_truth_config_errors_are_named():
+    W = np.zeros((10, 3, 32), dtype=np.float32)
+    with pytest.raises(ValueError, match="same length"):
+        simulate.track_enrichment(W, [0, 1], [0.5], [1.0, 2.0])
+    with pytest.raises(ValueError, match="track index 3 >= 3 demo tracks"):
+        simulate.track_enrichment(W, [3], [0.5], [1.0])
