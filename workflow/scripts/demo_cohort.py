@@ -25,7 +25,7 @@ def track_term(chroms, store_dir, chain, track_cfg: dict, log) -> np.ndarray:
         windows.append(win)
     windows = np.concatenate(windows)
     t = simulate.track_enrichment(windows, track_cfg["dims"], track_cfg["active_fractions"], track_cfg["values"])
-    log.info("track enrichment (App. B.1) on tracks %s: active fractions %s",
+    log.info("track enrichment (App. B.1) on tracks %s; fraction of variants with any signal in their window: %s",
              [store.track_names[d] for d in track_cfg["dims"]],
              [round(float(x), 3) for x in (windows[:, track_cfg["dims"]].sum(-1) != 0).mean(0)])
     return t

@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..harmonise import variant_key
 from .normalise import check_normalisation, mean_sd_arrays
 from .tracks import gather_windows, open_track_store
 
@@ -54,7 +55,7 @@ class VariantTracks:
             need = {"chromosome", "position", "allele1", "allele2", "POS38"}
             if need - set(t.columns):
                 raise ValueError(f"{path}: liftover table lacks column(s) {sorted(need - set(t.columns))}")
-            key = t["chromosome"] + ":" + t["position"].astype(str) + ":" + t["allele1"] + ":" + t["allele2"]
+            key = variant_key(t)
             self._pos38[chrom] = pd.Series(pd.to_numeric(t["POS38"]).fillna(-1).astype(np.int64).to_numpy(),
                                            index=key.to_numpy())
         return self._pos38[chrom]
