@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "workflow" / "scripts"))
 
 from deepwas.likelihood.baselines import WindowProblem, make_methods  # noqa: E402
-from deepwas.likelihood.iterative import NotConverged  # noqa: E402
+from deepwas.linalg.cg import NotConverged  # noqa: E402
 
 HEADER = "device dtype method n m seconds speedup_vs_reference rel_grad_err iters".split()
 METHODS = ["reference", "chol_A", "cg_A", "cg_A_nystrom", "cg_B", "exact", "iterative", "iterative_f64"]

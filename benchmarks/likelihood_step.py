@@ -35,7 +35,7 @@ import torch
 from deepwas.ld_factors import factorise, whiten
 from deepwas.likelihood.dense import nll_reference_style
 from deepwas.likelihood.exact import nll
-from deepwas.simulate import simulate_chromosome
+from deepwas.simulation.cohort import simulate_chromosome
 
 SIZES = [(1000, 3000), (2000, 6000)]
 

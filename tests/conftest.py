@@ -6,7 +6,7 @@ import functools
 import numpy as np
 import pytest
 
-from deepwas.simulate import Chromosome, simulate_chromosome
+from deepwas.simulation.cohort import Chromosome, simulate_chromosome
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,7 +26,7 @@ def _standardised(n_individuals: int, length: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def msprime_chromosome():
-    """msprime_chromosome(n_individuals, length, seed) -> deepwas.simulate.Chromosome (read-only arrays)."""
+    """msprime_chromosome(n_individuals, length, seed) -> deepwas.simulation.cohort.Chromosome (read-only arrays)."""
     return _chromosome
 
 

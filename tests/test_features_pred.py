@@ -1,9 +1,9 @@
-"""Derived per-variant features: frequency, MAF, LD score (issue 5 item 4)."""
+"""Per-variant 'pred' features (App. A.1): frequency, MAF, LD score, annotations, tracks_missing; FeatureScaler."""
 import numpy as np
+import pandas as pd
 import pytest
-import scipy.sparse as sp
 
-from deepwas.features.derived import derived_features, ld_score, maf
+from deepwas.features.pred import FeatureScaler, annotation_block, pred_feature_names, pred_features
 
 
 def _corr(m, seed=0):
@@ -11,28 +11,44 @@ def _corr(m, seed=0):
     return np.corrcoef(X, rowvar=False)
 
 
-def test_ldscore_dense_sparse_and_bias():
-    R = _corr(30)
-    direct = (R ** 2).sum(axis=1)
-    np.testing.assert_allclose(ld_score(R, block=7), direct, rtol=1e-12)
-    np.testing.assert_allclose(ld_score(sp.csr_matrix(np.triu(R) + np.triu(R, 1).T)), direct, rtol=1e-12)
-    n = 500
-    adj = R ** 2 - (1 - R ** 2) / (n - 2)
-    np.fill_diagonal(adj, 1.0)
-    expect = adj.sum(axis=1)
-    np.testing.assert_allclose(ld_score(R, bias_correct=True, n_ld=n, block=4), expect, rtol=1e-12)
-    Rs = R.copy(); Rs[np.abs(Rs) < 0.5] = 0
-    adj = Rs ** 2 - (1 - Rs ** 2) / (n - 2); np.fill_diagonal(adj, 1.0)
-    np.testing.assert_allclose(ld_score(sp.csr_matrix(Rs), bias_correct=True, n_ld=n), adj.sum(axis=1), rtol=1e-12)
-    with pytest.raises(ValueError, match="n_ld"):
-        ld_score(R, bias_correct=True)
-
-
-def test_maf_and_stack():
+def test_frequency_maf_ldscore_columns():
     f = np.array([0.1, 0.5, 0.93])
-    np.testing.assert_allclose(maf(f), [0.1, 0.5, 0.07])
-    D = derived_features(f, np.eye(3))
-    assert D.shape == (3, 3) and D.dtype == np.float32
-    np.testing.assert_allclose(D[:, 2], 1.0)
-    with pytest.raises(ValueError):
-        maf([1.2])
+    R = _corr(3)
+    fac = {"freq": f, "ldscore": (R ** 2).sum(axis=1)}
+    P = pred_features(fac, None)
+    assert P.shape == (3, 3) and P.dtype == np.float64
+    np.testing.assert_allclose(P[:, 0], f)
+    np.testing.assert_allclose(P[:, 1], [0.1, 0.5, 0.07])
+    np.testing.assert_allclose(P[:, 2], (R ** 2).sum(axis=1), rtol=1e-12)
+    # an identity LD matrix has LD score 1
+    np.testing.assert_allclose(pred_features({"freq": f, "ldscore": (np.eye(3) ** 2).sum(1)}, None)[:, 2], 1.0)
+    assert pred_feature_names([]) == ["frequency", "maf", "ldscore"]
+
+
+def test_annotations_and_tracks_missing():
+    keys = np.array(["1:1:A:G", "1:2:A:G", "1:3:A:G"])
+    ann = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}, index=["1:1:A:G", "1:3:A:G"])
+    block, n_missing = annotation_block(ann, keys)
+    assert n_missing == 1
+    np.testing.assert_array_equal(block, [[1.0, 3.0], [0.0, 0.0], [2.0, 4.0]])
+    P = pred_features({"freq": np.array([0.2, 0.3, 0.4]), "ldscore": np.ones(3)}, block, np.array([0, 1, 0]))
+    assert P.shape == (3, 6)
+    np.testing.assert_array_equal(P[:, :2], block)
+    np.testing.assert_array_equal(P[:, -1], [0.0, 1.0, 0.0])
+    assert pred_feature_names(["a", "b"], tracks=True) == ["a", "b", "frequency", "maf", "ldscore", "tracks_missing"]
+    assert annotation_block(None, keys) == (None, 0)
+
+
+def test_scaler_exact_and_state_round_trip():
+    rng = np.random.default_rng(1)
+    blocks = [rng.normal(size=(5, 3)), rng.normal(size=(7, 3))]
+    blocks[0][:, 2] = blocks[1][:, 2] = 0.5                           # a constant column: sd 1, not 0
+    sc = FeatureScaler.fit(["x", "y", "z"], blocks)
+    X = np.concatenate(blocks)
+    np.testing.assert_allclose(sc.mean, X.mean(0))
+    np.testing.assert_allclose(sc.sd[:2], X.std(0)[:2])
+    assert sc.sd[2] == 1.0
+    back = FeatureScaler.from_state(sc.state())
+    np.testing.assert_array_equal(back.transform(X), sc.transform(X))
+    with pytest.raises(ValueError, match="no training variants"):
+        FeatureScaler.fit(["x"], [])

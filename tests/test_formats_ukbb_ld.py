@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from deepwas.formats.ukbb_ld import (LDFormatError, read_ld_matrix, read_ld_variants, read_ld_window,
                                      write_ld_window)
 from deepwas.ld_factors import LDMatrixError, make_psd
-from deepwas.simulate import ld_matrix
+from deepwas.simulation.cohort import ld_matrix
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from deepwas.formats.sumstats import SumstatsFormatError, read_sumstats
 from deepwas.harmonise import correlation_z, harmonise, variant_key
-from deepwas.simulate import gwas
+from deepwas.simulation.cohort import gwas
 
 N = 10_000
 

@@ -7,7 +7,8 @@ import torch
 
 from deepwas.ld_factors import factorise
 from deepwas.likelihood import exact, get_solver
-from deepwas.likelihood.iterative import IterativeSolver, NotConverged, batched_cg, estimate_gram
+from deepwas.likelihood.iterative import IterativeSolver, estimate_gram
+from deepwas.linalg.cg import NotConverged, batched_cg
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")   # small linear algebra: 1 thread
 

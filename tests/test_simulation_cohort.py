@@ -1,9 +1,9 @@
-"""The demo's summary-level GWAS (deepwas.simulate.summary_gwas / sumstats_from_z) against its definition."""
+"""The demo's summary-level GWAS (deepwas.simulation.cohort.summary_gwas / sumstats_from_z) against its definition."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from deepwas import simulate
+from deepwas.simulation import cohort as simulate
 from deepwas.harmonise import correlation_z
 
 

@@ -1,4 +1,4 @@
-"""Semi-synthetic experiment (issue 6; Sec. 6.1, App. A.5, B.1): statistics, variant table and one replicate.
+"""Semi-synthetic experiment (Sec. 6.1, App. A.5, B.1): statistics, variant table and one replicate.
 
 Three msprime chromosomes (about 300 common variants each) cut into overlapping windows with stored factors,
 synthetic smooth tracks; chromosome 3 is held out.
@@ -13,9 +13,9 @@ import yaml
 
 from deepwas.ld_factors import factorise
 from deepwas.plots import simulation_rmse_bars
-from deepwas.semisynthetic import RMSE_COLUMNS, normalise_f, simulate_z_windows
-from deepwas.simulation import (DEFAULTS, FactorWindow, run_simulation, simulate_whitened, simulation_config,
-                                variant_table)
+from deepwas.simulation.semisynthetic import (DEFAULTS, RMSE_COLUMNS, FactorWindow, run_simulation,
+                                              simulate_whitened, simulate_z_windows, simulation_config, variant_table)
+from deepwas.simulation.truths import normalise_f
 
 D_FUNC, W = 4, 32
 REPO = Path(__file__).resolve().parents[1]

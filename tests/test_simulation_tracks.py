@@ -1,11 +1,11 @@
-"""Synthetic demo features: chain file read by pyliftover, bigWigs, B.1 threshold truth (issue 5 item 7)."""
+"""Synthetic demo features: chain file read by pyliftover, bigWigs, and the App. B.1 truth on them."""
 import numpy as np
 import pyBigWig
 
-from deepwas.features.synthetic import (
-    calibrate_thresholds, threshold_enrichment, write_synthetic_bigwigs, write_synthetic_chain)
 from deepwas.features.tracks import build_track_store, gather_windows, open_track_store
 from deepwas.liftover import lift_positions, load_chain
+from deepwas.simulation.tracks import write_synthetic_bigwigs, write_synthetic_chain
+from deepwas.simulation.truths import calibrate_thresholds, threshold_enrichment
 
 
 def lift_with_chain(chain, chroms, pos):
@@ -56,15 +56,6 @@ def test_demo_path_liftover_store_gather_truth(tmp_path):
     assert np.abs(win[~in_gap]).sum() > 0
     e = calibrate_thresholds(win, [0, 1], [0.3, 1.0])
     assert e[1] == -np.inf
-    logf = threshold_enrichment(win, [0, 1], e, [0.7, 1.37])
+    logf = threshold_enrichment(win, [0, 1], [0.7, 1.37], thresholds=e)
     assert np.all(np.isclose(logf, 1.37) | np.isclose(logf, 0.7 + 1.37))
     assert 0.1 < np.isclose(logf, 2.07).mean() < 0.5          # dim 0 active for ~30 % (ties at 0 lower it)
-
-
-def test_threshold_enrichment_numbers():
-    win = np.zeros((3, 4, 256), dtype=np.float32)
-    win[0, 0, 113:144] = 1.0       # centre sum 31 on dim 0
-    win[1, 0, 0:100] = 5.0         # outside the centre: no effect
-    win[2, 2, 128] = -3.0
-    logf = threshold_enrichment(win, [0, 2], [30.0, -1.0], [0.7, 0.5])
-    np.testing.assert_allclose(logf, [0.7 + 0.5, 0.5, 0.0])

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from deepwas.networks import EnformerNN
-from deepwas.semisynthetic import (PAPER_B1, RMSE_COLUMNS, normalise_f, rmse_log_f, rmse_row, simulate_z,
-                                   simulate_z_windows, threshold_enrichment_truth, truth_from_network)
+from deepwas.simulation import cohort
+from deepwas.simulation.semisynthetic import RMSE_COLUMNS, rmse_log_f, rmse_row, simulate_z, simulate_z_windows
+from deepwas.simulation.truths import (PAPER_B1, normalise_f, threshold_enrichment, threshold_enrichment_truth,
+                                       truth_from_network)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +113,24 @@ def test_threshold_active_fractions_and_agreement_with_feature_module():
     active0 = np.isin(np.round(log_f).astype(int), [1, 3, 5, 7])
     active1 = np.isin(np.round(log_f).astype(int), [2, 3, 6, 7])
     assert abs(active0.mean() - 0.5) < 0.01 and abs(active1.mean() - 0.25) < 0.01 and np.all(log_f >= 4)
-    synthetic = pytest.importorskip("deepwas.features.synthetic")
-    if hasattr(synthetic, "threshold_enrichment"):
-        other = synthetic.threshold_enrichment(tracks, (0, 1, 3), (0.0, 0.5, -1.0), (1.0, 2.0, 4.0))
-        mine = threshold_enrichment_truth(tracks, None, dims=(0, 1, 3), values=(1.0, 2.0, 4.0),
-                                          thresholds=(0.0, 0.5, -1.0))
-        np.testing.assert_allclose(np.log(mine), other, rtol=1e-12, atol=1e-12)
+    other = threshold_enrichment(tracks, (0, 1, 3), (1.0, 2.0, 4.0), thresholds=(0.0, 0.5, -1.0))
+    mine = threshold_enrichment_truth(tracks, None, dims=(0, 1, 3), values=(1.0, 2.0, 4.0),
+                                      thresholds=(0.0, 0.5, -1.0))
+    np.testing.assert_allclose(np.log(mine), other, rtol=1e-12, atol=1e-12)
+    # the demo cohort's track term is the same App. B.1 function (one implementation)
+    demo = cohort.track_enrichment(tracks, [0, 1, 3], [0.5, 0.25, 1.0], [1.0, 2.0, 4.0])
+    np.testing.assert_array_equal(demo, threshold_enrichment(tracks, (0, 1, 3), (1.0, 2.0, 4.0),
+                                                             active_fractions=(0.5, 0.25, 1.0)))
+    np.testing.assert_allclose(demo, log_f, rtol=1e-12)
+
+
+def test_threshold_enrichment_numbers():
+    win = np.zeros((3, 4, 256), dtype=np.float32)
+    win[0, 0, 113:144] = 1.0       # centre sum 31 on dim 0
+    win[1, 0, 0:100] = 5.0         # outside the centre: no effect
+    win[2, 2, 128] = -3.0
+    logf = threshold_enrichment(win, [0, 2], [0.7, 0.5], thresholds=[30.0, -1.0])
+    np.testing.assert_allclose(logf, [0.7 + 0.5, 0.5, 0.0])
 
 
 def test_truth_from_network():

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepwas.dataset import make_window
 from deepwas.ld_factors import core_rows, factorise
 from deepwas.priors import build_prior
-from deepwas.training import TrainConfig, Trainer, ldsr_objective
+from deepwas.ldsr import ldsr_objective
+from deepwas.training import TrainConfig, Trainer
+from deepwas.window import make_window
 
 N, S2, D_PRED, D_FUNC, W = 2_000.0, 0.8, 3, 4, 32
 

@@ -1,4 +1,4 @@
-"""Training on streamed windows (issue 5 item 6): `dataset.StreamingWindows` through `Trainer`.
+"""Training on streamed windows (App. A.3 at UKBB scale): `sources.StreamingWindows` through `Trainer`.
 
 Five overlapping windows cut from an msprime LD matrix are written as factor files, manifest and whitened
 statistics, with an annotation table and a two-track store (+ liftover table, normalisation JSON). The
@@ -17,14 +17,17 @@ import pyBigWig
 import pytest
 import torch
 
-from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, fit_scaler_streaming, load_windows,
-                             make_window, pred_feature_names, save_factors, use_streaming)
+from deepwas.features.pred import FeatureScaler, pred_feature_names
+from deepwas.formats.factors import save_factors
+from deepwas.ldsr import LdsrExtras
+from deepwas.sources import InMemoryWindows, StreamingWindows, fit_scaler_streaming, load_windows, use_streaming
+from deepwas.window import make_window
 from deepwas.features.normalise import write_normalisation
 from deepwas.features.tracks import build_track_store
 from deepwas.features.variants import VariantTracks
 from deepwas.ld_factors import factorise
 from deepwas.priors import build_prior
-from deepwas.training import InMemoryWindows, TrainConfig, Trainer
+from deepwas.training import TrainConfig, Trainer
 
 N, S2, W, L = 2_000.0, 0.8, 16, 9_000
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepwas import simulate
+from deepwas.simulation import cohort as simulate
 from deepwas.formats.ukbb_ld import write_ld_window
 from deepwas.io import atomic_path, setup_logging, write_table
 from deepwas.windows import tile
@@ -60,7 +60,7 @@ def main(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: str, log_path=
     write_table(out / "annotations.tsv.gz", ann)
 
     # effects from the known prior, then summary statistics per trait: an actual GWAS of the cohort, or the
-    # summary-level model at GWAS size n_gwas (see deepwas.simulate)
+    # summary-level model at GWAS size n_gwas (see deepwas.simulation.cohort)
     Xs = [c.standardised() for c in chroms]
     freq = np.concatenate([c.freq for c in chroms])
     A = pd.concat(annots, ignore_index=True)

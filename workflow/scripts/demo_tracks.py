@@ -1,7 +1,7 @@
 """Rule demo_tracks: synthetic GRCh38 bigWigs, their chromosome sizes and a GRCh37 -> GRCh38 chain."""
 import pandas as pd
 
-from deepwas.features.synthetic import write_synthetic_bigwigs, write_synthetic_chain
+from deepwas.simulation.tracks import write_synthetic_bigwigs, write_synthetic_chain
 from deepwas.io import setup_logging, write_table
 
 

@@ -6,19 +6,19 @@ value wins when given); the LD-score-regression intercept is recorded beside it 
 import math
 
 import numpy as np
-import pandas as pd
 
-from deepwas.dataset import load_windows, make_window, trait_sample_size
-from deepwas.evaluation import estimate_s2
+from deepwas.formats.factors import read_manifest
 from deepwas.io import setup_logging, write_json
 from deepwas.priors import init_log_scale
-from deepwas.training import fit_constant_and_s2
+from deepwas.s2 import estimate_s2, fit_constant_and_s2
+from deepwas.sources import load_windows, trait_sample_size
+from deepwas.window import make_window
 
 
 def main(chrom_inputs, manifests, s2_sheet, alpha, out, log_path=None):
     log = setup_logging(log_path)
     # M: every variant that has LD and statistics lies in exactly one core
-    M = int(sum(pd.read_csv(m, sep="\t")["n_core"].sum() for m in manifests))
+    M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
     loaded = load_windows(chrom_inputs)
     N = trait_sample_size(loaded)
     z2 = np.concatenate([st["z2"] for _, _, st, _ in loaded])

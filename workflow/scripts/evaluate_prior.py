@@ -4,12 +4,16 @@ import json
 import pandas as pd
 import torch
 
-from deepwas.dataset import FeatureScaler, iter_windows, make_window, read_annotations
-from deepwas.features.variants import VariantTracks
 from deepwas.evaluation import evaluate_windows, prior_phi, summarise
+from deepwas.features.pred import FeatureScaler
+from deepwas.features.variants import VariantTracks
+from deepwas.formats.annotations import read_annotations
+from deepwas.formats.model_file import ModelFile
 from deepwas.harmonise import variant_key
 from deepwas.io import setup_logging, write_json, write_table
 from deepwas.priors import build_prior
+from deepwas.sources import iter_windows
+from deepwas.window import make_window
 
 
 def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary, log_path=None,
@@ -25,17 +29,17 @@ def main(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait,
         phi_of = lambda w: N * torch.as_tensor(f.reindex(keys[w.name]).to_numpy(), dtype=torch.float64)  # noqa: E731
         model, objective = "oracle", "truth"
     else:
-        ck = torch.load(model_path, map_location="cpu", weights_only=False)
+        ck = ModelFile.load(model_path)
         have = tracks.track_names if tracks is not None else []
-        if ck.get("track_names", []) != have:
-            raise ValueError(f"{model_path} was trained on tracks {ck.get('track_names', [])}, but the evaluation "
+        if ck.track_names != have:
+            raise ValueError(f"{model_path} was trained on tracks {ck.track_names}, but the evaluation "
                              f"reads {have}; retrain the model or fix features.tracks")
-        scale = FeatureScaler.from_state(ck["scaler"]).transform
-        prior = build_prior(ck["model"], d_pred=ck["d_pred"], d_func=ck["d_func"], init_log_scale=0.0,
-                            alpha=ck["alpha"], learn_alpha=ck["learn_alpha"], network=ck.get("network"))
-        prior.load_state_dict(ck["state"])
+        scale = FeatureScaler.from_state(ck.scaler).transform
+        prior = build_prior(ck.model, d_pred=ck.d_pred, d_func=ck.d_func, init_log_scale=0.0,
+                            alpha=ck.alpha, learn_alpha=ck.learn_alpha, network=ck.network)
+        prior.load_state_dict(ck.state)
         phi_of = prior_phi(prior, N)
-        model, objective = ck["model"], ck["objective"]
+        model, objective = ck.model, ck.objective
     keys = {}
 
     def windows():   # one held-out window in memory at a time (track windows are large at UKBB scale)

@@ -1,4 +1,4 @@
-"""Rule ld_factors: per window of one chromosome, PSD repair, core tiling and the factor G (DESIGN sec. 2-3)."""
+"""Rule ld_factors: per window of one chromosome, PSD repair, core tiling and the factor G (paper Sec. 4.2, App. A.3)."""
 from functools import reduce
 from pathlib import Path
 
@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from deepwas.dataset import save_factors
+from deepwas.formats.factors import save_factors, write_manifest
 from deepwas.formats.ukbb_ld import read_ld_window
 from deepwas.harmonise import variant_key
-from deepwas.io import setup_logging, write_table
+from deepwas.io import setup_logging
 from deepwas.ld_factors import factorise, make_psd
 from deepwas.windows import Window, core_bounds, core_mask
 
@@ -44,7 +44,7 @@ def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rto
                            "psd_" + "n_negative": psd.n_negative, "psd_min_eigenvalue": psd.min_eigenvalue,
                            "psd_clipped_mass": psd.clipped_mass, "psd_max_abs_change": psd.max_abs_change})
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_table(out_manifest, pd.DataFrame(rows))
+    write_manifest(out_manifest, rows)
     log.info("%d windows, %d factorised", len(rows), sum(r["status"] == "ok" for r in rows))
 
 

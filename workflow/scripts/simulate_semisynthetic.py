@@ -1,13 +1,13 @@
 """Rule simulate_semisynthetic: one semi-synthetic replicate (paper Sec. 6.1) on the real LD and features.
 
 Truth f, statistics through the LD factors, training of every model x objective and the held-out RMSE of
-log f are in `deepwas.simulation`; this script only reads the inputs and writes the outputs.
+log f are in `deepwas.simulation.semisynthetic`; this script only reads the inputs and writes the outputs.
 """
 import torch
 
 from deepwas.features.variants import VariantTracks
 from deepwas.io import setup_logging, write_json, write_table
-from deepwas.simulation import data_fingerprint, load_factor_windows, run_simulation, simulation_config, variant_table
+from deepwas.simulation.semisynthetic import data_fingerprint, load_factor_windows, run_simulation, simulation_config, variant_table
 from deepwas.training import pick_device
 
 

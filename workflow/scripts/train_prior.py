@@ -3,12 +3,16 @@ import json
 
 import torch
 
-from deepwas.dataset import (FeatureScaler, LdsrExtras, StreamingWindows, load_windows, make_window,
-                             pred_feature_names, read_annotations, use_streaming)
+from deepwas.features.pred import FeatureScaler, pred_feature_names
 from deepwas.features.variants import VariantTracks
-from deepwas.io import atomic_path, files_fingerprint, setup_logging
+from deepwas.formats.annotations import read_annotations
+from deepwas.formats.model_file import ModelFile
+from deepwas.io import files_fingerprint, setup_logging
+from deepwas.ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
 from deepwas.priors import build_prior
-from deepwas.training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, per_model, pick_device
+from deepwas.sources import StreamingWindows, load_windows, use_streaming
+from deepwas.training import TrainConfig, Trainer, per_model, pick_device
+from deepwas.window import make_window
 
 
 def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,
@@ -59,12 +63,10 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn)
     result = trainer.fit()
     log.info("done: %s", result)
-    with atomic_path(out_model) as tmp:
-        torch.save({"model": model, "objective": objective, "state": prior.cpu().state_dict(),
-                    "scaler": scaler.state(), "d_pred": len(scaler.names), "d_func": d_func, "network": network,
-                    "track_names": tracks.track_names if tracks is not None else [], "alpha": prior_cfg["alpha"],
-                    "learn_alpha": prior_cfg.get("learn_alpha", False), "init_log_scale": c0,
-                    "train": result}, tmp)
+    ModelFile(model=model, objective=objective, state=prior.cpu().state_dict(), scaler=scaler.state(),
+              d_pred=len(scaler.names), d_func=d_func, network=network,
+              track_names=tracks.track_names if tracks is not None else [], alpha=prior_cfg["alpha"],
+              learn_alpha=prior_cfg.get("learn_alpha", False), init_log_scale=c0, train=result).save(out_model)
 
 
 if "snakemake" in globals():

@@ -1,12 +1,11 @@
 """Rule whiten: per trait and chromosome, y = lam^-1/2 U^T z_(i) for every factorised window."""
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from deepwas.dataset import load_factors
+from deepwas.formats.factors import factor_path, load_factors, ok_rows
+from deepwas.formats.whitened import write_whitened
 from deepwas.harmonise import variant_key
-from deepwas.io import atomic_path, setup_logging
+from deepwas.io import setup_logging
 from deepwas.ld_factors import whiten
 
 
@@ -15,22 +14,18 @@ def main(harmonised, factor_dir, manifest, out, log_path=None):
     t = pd.read_csv(harmonised, sep="\t", dtype={"chromosome": str})
     z = pd.Series(t["z"].to_numpy(), index=variant_key(t))
     n = pd.Series(t["n"].to_numpy(), index=z.index)
-    man = pd.read_csv(manifest, sep="\t")
     arrays = {}
-    for name in man.loc[man["status"] == "ok", "window"]:
-        fac = load_factors(Path(factor_dir) / f"{name}.npz")
+    for name in ok_rows(manifest)["window"]:
+        fac = load_factors(factor_path(factor_dir, name))
         core_keys = fac["keys"][fac["core"]]
         zc = z.reindex(core_keys).to_numpy()
         if np.isnan(zc).any():
             raise ValueError(f"{harmonised}: {int(np.isnan(zc).sum())} core variants of {name} have no z-score; "
                              "the LD factors were built for another set of traits - rerun ld_factors")
-        arrays[f"y/{name}"] = whiten(fac["U"], fac["lam"], zc)
-        arrays[f"z2/{name}"] = zc**2
-        arrays[f"ldscore/{name}"] = fac["ldscore"][fac["core"]]
-        arrays[f"n/{name}"] = n.reindex(core_keys).to_numpy()
-    with atomic_path(out) as tmp:
-        np.savez(tmp, **arrays)
-    log.info("whitened %d windows", sum(k.startswith("y/") for k in arrays))
+        arrays[name] = {"y": whiten(fac["U"], fac["lam"], zc), "z2": zc**2, "ldscore": fac["ldscore"][fac["core"]],
+                        "n": n.reindex(core_keys).to_numpy()}
+    write_whitened(out, arrays)
+    log.info("whitened %d windows", len(arrays))
 
 
 if "snakemake" in globals():

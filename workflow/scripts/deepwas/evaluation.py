@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .dataset import WindowData
 from .likelihood import exact, nll_null
+from .window import WindowData
 
 WINDOW_COLUMNS = ["window", "n_core", "n_extended", "rank", "nll_model", "nll_null", "delta"]
 SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct_per_person"]
@@ -56,21 +55,3 @@ def summarise(table: pd.DataFrame, trait: str, model: str, objective: str, N: fl
 def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
     return df[SUMMARY_COLUMNS].sort_values(["trait", "pct_per_person"], ascending=[True, False]).reset_index(drop=True)
-
-
-def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iterations: int = 3) -> tuple[float, float]:
-    """Per-window residual variance s2 as the intercept of LD score regression (App. A.4 weights).
-
-    For one window's z the genetic effects of all other windows act as noise: with y standardised,
-    Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likelihood is
-    1 - h2_window (about 1), not 1 - h2_SNP. LDSR estimates exactly that as its intercept:
-    E[z_m^2] = N h2 l_m / M + s2. Weighted least squares with weights 1 / (l (N h2 l / M + 1)^2),
-    re-estimated `iterations` times. Returns (s2, h2).
-    """
-    x = N * ldscore / M
-    h2 = 0.1
-    for _ in range(iterations):
-        wts = 1.0 / (np.maximum(ldscore, 1.0) * (N * max(h2, 0.0) * ldscore / M + 1.0) ** 2)
-        A = np.stack([x, np.ones_like(x)], 1) * np.sqrt(wts)[:, None]
-        (h2, s2), *_ = np.linalg.lstsq(A, z2 * np.sqrt(wts), rcond=None)
-    return float(s2), float(h2)

@@ -21,13 +21,22 @@ exact likelihood (`deepwas.likelihood`), like every other model.
 The product R^2[(i), (i)+] phi is the only theta-dependent work: one (n x m) matrix-vector product per
 window on the squared LD rows of the core variants, which can be precomputed once per window
 (`r2_rows`) and stored in float32 to halve memory.
+
+This module holds all of LDSR: the weights and the loss above, the training objective over windows
+(`ldsr_objective`, with `ldsr_inputs` per window and `LdsrExtras` for streamed windows), and the classical
+regression whose intercept cross-checks the residual variance (`ldsr_intercept`, used by `s2`).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
+
+from .formats.factors import load_factors, ok_windows
+from .formats.whitened import WhitenedStats
+from .ld_factors import core_rows
+from .window import WindowData
 
 
 def r2_rows(R, core) -> np.ndarray:
@@ -89,3 +98,56 @@ def ldsr_loss(phi: torch.Tensor, s2, R2: torch.Tensor, z: torch.Tensor, core, N:
     if reduction == "mean":
         return loss / w.sum()
     raise ValueError(f"reduction must be 'sum' or 'mean', not {reduction!r}")
+
+
+def ldsr_intercept(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iterations: int = 3) -> tuple[float, float]:
+    """LD score regression E[z_m^2] = N h2 l_m / M + a by weighted least squares (App. A.4 weights
+    `ldsr_weights`, with h2 re-estimated `iterations` times from h2 = 0.1, negative h2 clipped to 0 in the
+    weights). Returns (intercept a, h2)."""
+    x = N * ldscore / M
+    h2 = 0.1
+    for _ in range(iterations):
+        wts = ldsr_weights(ldscore, N, max(h2, 0.0), M)
+        A = np.stack([x, np.ones_like(x)], 1) * np.sqrt(wts)[:, None]
+        (h2, a), *_ = np.linalg.lstsq(A, z2 * np.sqrt(wts), rcond=None)
+    return float(a), float(h2)
+
+
+def ldsr_objective(extras: dict, N: float, h2_guess: float, M: int) -> Callable:
+    """Loss of the LDSR objective (App. A.4) per window; `extras[name]` = (R2 core rows, z_core, ldscore_core)."""
+
+    def loss(prior, w: WindowData, N_: float, s2: float, autocast) -> torch.Tensor:
+        R2c, z, l = extras[w.name]
+        with autocast:
+            f = prior(w.inputs)
+        core = torch.arange(R2c.shape[0])
+        # the core's rows are passed directly: ldsr_loss recognises R2 of shape (n, m)
+        return ldsr_loss(N * f.double(), s2, R2c, z, core, N, h2_guess, M, ldscore=l)
+    return loss
+
+
+def ldsr_inputs(factors: dict, z2_core, ldscore_core=None) -> tuple:
+    """What `ldsr_objective` reads for one window: (R[(i), (i)+]^2, |z_(i)|, LD scores of (i)).
+
+    R[(i), (i)+] is rebuilt from the stored factors (`ld_factors.core_rows`: exact on the support of R[i,i]);
+    z2_core are the squared core z-scores (only z^2 enters the loss); ldscore_core defaults to the factor
+    file's whole-window LD score of the core variants.
+    """
+    if ldscore_core is None:
+        ldscore_core = np.asarray(factors["ldscore"])[np.asarray(factors["core"])]
+    return (torch.as_tensor(core_rows(factors["U"], factors["lam"], factors["G"]) ** 2),
+            torch.as_tensor(np.sqrt(np.asarray(z2_core))), torch.as_tensor(np.asarray(ldscore_core)))
+
+
+class LdsrExtras:
+    """Lazy `{name: ldsr_inputs(...)}` for `ldsr_objective` over streamed windows (each look-up rereads
+    the window's factor file and statistics; nothing is kept)."""
+
+    def __init__(self, chrom_inputs):
+        self.paths = {r[0]: (r[1], r[2]) for r in ok_windows(chrom_inputs)}
+
+    def __getitem__(self, name):
+        factor_path, stats_path = self.paths[name]
+        with WhitenedStats(stats_path) as st:
+            s = st.window(name, ("z2", "ldscore"))
+        return ldsr_inputs(load_factors(factor_path), s["z2"], s["ldscore"])

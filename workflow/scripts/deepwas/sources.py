@@ -1,146 +1,72 @@
-"""Per-window training data: LD factors + whitened statistics + per-variant features, as tensors.
+"""Window sources: how training and evaluation windows reach the trainer (paper Sec. 4.1, App. A.3).
 
-A `WindowData` is what one likelihood step needs: G, lam, y (for one trait) and the model inputs of the
-window's extended variants (`freq`, normalised `pred` features, optional `tracks`). The factor files are
-written by the `ld_factors` rule (one `.npz` per window); the statistics by the `whiten` rule.
+A window source has `__len__`, `mean_n_core`, `order(seed, epoch)`, `order_key` (what the order depends on
+beyond the training configuration: None for `window_order`'s; the checkpoint fingerprint includes it, so a
+resume never continues an epoch in another order) and `iter_epoch(seed, epoch, start)` yielding the epoch's
+`WindowData` from position `start` of a deterministic order.
+
+- `InMemoryWindows`: a list of `WindowData` (demo scale), in the seeded order `window_order`;
+- `StreamingWindows`: windows read from disk during training when they do not fit in memory (UKBB: 2,763
+  windows x 13,000 variants x 165 tracks x 256 bp). It yields the same `WindowData` as `load_windows` +
+  `make_window` (bit for bit: the same arrays go through the same code), read by `features.loader`'s
+  `WindowDataset` in worker processes with prefetch, with the feature rows of overlapping neighbouring
+  windows reused. The feature normalisation is fitted in one streaming pass over the factor files
+  (`fit_scaler_streaming`; no tracks read).
+
+`iter_windows` / `load_windows` read (name, factors, statistics, raw pred features) per window;
+`use_streaming` decides between the two sources (`train.stream`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
-from .io import atomic_path
-from .ld_factors import WindowFactors
-
-FACTOR_ARRAYS = ("G", "lam", "U", "core", "ldscore", "positions", "freq")
-
-
-def save_factors(path, factors: WindowFactors, positions: np.ndarray, keys: np.ndarray, freq: np.ndarray,
-                 dtype=np.float64) -> None:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, G=factors.G.astype(dtype), lam=factors.lam, U=factors.U.astype(dtype), core=factors.core,
-                 ldscore=factors.ldscore, positions=positions, keys=keys.astype(str), freq=freq)
+from .features.loader import FeatureCache, WindowDataset, make_loader, run_order
+from .features.pred import FeatureScaler, annotation_block, pred_feature_names, pred_features
+from .features.tracks import gather_windows
+from .formats.factors import factor_path, load_factors, ok_rows, ok_windows
+from .formats.whitened import WhitenedStats
+from .window import make_window
 
 
-def load_factors(path, members=None) -> dict[str, np.ndarray]:
-    """The arrays of a factor file (`members`: only these, read lazily from the npz), with clear errors."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = z.files if members is None else [k for k in members if k in z.files]
-            out = {k: z[k] for k in names}
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path}: cannot read LD factor file ({err}); delete it and rerun the ld_factors rule") from err
-    missing = [k for k in (FACTOR_ARRAYS if members is None else members) if k not in out]
-    if missing:
-        raise ValueError(f"{path}: LD factor file lacks {missing}; it was written by another version, rerun ld_factors")
-    return out
+def window_order(n_windows: int, seed: int, epoch: int) -> np.ndarray:
+    """The seeded order of an epoch's windows (a permutation drawn from (seed, epoch))."""
+    return np.random.default_rng([seed, epoch]).permutation(n_windows)
 
 
-@dataclass
-class FeatureScaler:
-    """Exact mean/sd of the per-variant features over the training variants (App. A.1 normalisation)."""
+class InMemoryWindows:
+    """Window source over a list of `WindowData`; `order(seed, epoch)` (default `window_order`) gives the
+    indices of an epoch (a custom order must be deterministic and set `order_key`)."""
 
-    names: list[str]
-    mean: np.ndarray
-    sd: np.ndarray
+    def __init__(self, windows, order: Callable | None = None, order_key: str | None = None):
+        self.windows = list(windows)
+        self.names = [w.name for w in self.windows]
+        self._order = order
+        self.order_key = order_key
 
-    @classmethod
-    def fit(cls, names, blocks: list[np.ndarray]) -> "FeatureScaler":
-        X = np.concatenate(blocks, 0) if blocks else np.zeros((0, len(names)))
-        if X.shape[0] == 0:
-            raise ValueError("cannot fit feature normalisation: no training variants")
-        sd = X.std(0)
-        return cls(list(names), X.mean(0), np.where(sd > 0, sd, 1.0))
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean) / self.sd
-
-    def state(self) -> dict:
-        return {"names": self.names, "mean": self.mean.tolist(), "sd": self.sd.tolist()}
-
-    @classmethod
-    def from_state(cls, s: dict) -> "FeatureScaler":
-        return cls(list(s["names"]), np.asarray(s["mean"]), np.asarray(s["sd"]))
-
-
-def pred_features(factors: dict, annotations: np.ndarray | None, tracks_missing: np.ndarray | None = None) -> np.ndarray:
-    """Per-variant 'pred' features: [annotations..., frequency, MAF, LD score (, tracks_missing)] (DESIGN
-    section 4); the last column, with track features, is 1 for variants without them."""
-    freq = factors["freq"]
-    cols = [freq, np.minimum(freq, 1 - freq), factors["ldscore"]]
-    if tracks_missing is not None:
-        cols.append(np.asarray(tracks_missing, dtype=np.float64))
-    base = np.stack(cols, 1)
-    return base if annotations is None else np.concatenate([annotations, base], 1)
-
-
-def annotation_block(annotations, keys) -> tuple[np.ndarray | None, int]:
-    """(annotation values of the variants `keys`, 0 where a variant is absent; how many are absent)."""
-    if annotations is None:
-        return None, 0
-    a = annotations.reindex(keys)
-    return a.fillna(0.0).to_numpy(dtype=np.float64), int(a.isna().any(axis=1).sum())
-
-
-def pred_feature_names(annotation_names: list[str], tracks: bool = False) -> list[str]:
-    """Names of the 'pred' columns; with track features the last one is the missing-tracks indicator."""
-    return list(annotation_names) + ["frequency", "maf", "ldscore"] + (["tracks_missing"] if tracks else [])
-
-
-@dataclass
-class WindowData:
-    name: str
-    G: torch.Tensor
-    lam: torch.Tensor
-    y: torch.Tensor
-    inputs: dict = field(default_factory=dict)      # freq, pred, (tracks)
-    n_core: int = 0
+    def __len__(self) -> int:
+        return len(self.windows)
 
     @property
-    def m(self) -> int:
-        return self.G.shape[0]
+    def mean_n_core(self) -> float:
+        return float(np.mean([w.n_core for w in self.windows]))
 
-    @property
-    def rank(self) -> int:
-        return self.lam.shape[0]
+    def order(self, seed: int, epoch: int):
+        return self._order(seed, epoch) if self._order is not None else window_order(len(self.windows), seed, epoch)
 
-    def to(self, device) -> "WindowData":
-        return WindowData(self.name, self.G.to(device), self.lam.to(device), self.y.to(device),
-                          {k: v.to(device) for k, v in self.inputs.items()}, self.n_core)
-
-
-def make_window(name: str, factors: dict, y: np.ndarray, pred: np.ndarray, tracks: np.ndarray | None = None) -> WindowData:
-    tracks = factors.get("tracks") if tracks is None else tracks
-    inputs = {"freq": torch.as_tensor(factors["freq"], dtype=torch.float64),
-              "pred": torch.as_tensor(pred, dtype=torch.float32)}
-    if tracks is not None:
-        inputs["tracks"] = torch.as_tensor(tracks, dtype=torch.float32)
-    return WindowData(name, torch.as_tensor(factors["G"], dtype=torch.float64),
-                      torch.as_tensor(factors["lam"], dtype=torch.float64),
-                      torch.as_tensor(y, dtype=torch.float64), inputs, int(factors["core"].shape[0]))
+    def iter_epoch(self, seed: int, epoch: int, start: int = 0):
+        for i in list(self.order(seed, epoch))[start:]:
+            yield self.windows[i]
 
 
-def read_annotations(path) -> "pd.DataFrame | None":
-    """Optional per-variant annotation table (chromosome position allele1 allele2 + numeric columns)."""
-    import pandas as pd
-
-    from .harmonise import variant_key
-
-    if not path:
-        return None
-    t = pd.read_csv(path, sep="\t", dtype={"chromosome": str})
-    missing = [c for c in ("chromosome", "position", "allele1", "allele2") if c not in t.columns]
-    if missing:
-        raise ValueError(f"{path}: annotation table lacks column(s) {missing}")
-    vals = t.drop(columns=["chromosome", "position", "allele1", "allele2"])
-    bad = [c for c in vals.columns if not np.issubdtype(vals[c].dtype, np.number)]
-    if bad:
-        raise ValueError(f"{path}: annotation column(s) {bad} are not numeric")
-    return vals.set_index(variant_key(t))
+def as_window_source(windows):
+    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows`."""
+    return windows if hasattr(windows, "iter_epoch") else InMemoryWindows(windows)
 
 
 def load_windows(chrom_inputs, annotations=None, tracks=None) -> list[tuple[str, dict, dict, np.ndarray]]:
@@ -158,55 +84,29 @@ def iter_windows(chrom_inputs, annotations=None, tracks=None):
     the variants without features. Held in memory by `load_windows` (demo scale; UKBB-scale training
     streams them with `StreamingWindows`).
     """
-    import pandas as pd
-
     for factor_dir, manifest, stats_npz in chrom_inputs:
-        man = pd.read_csv(manifest, sep="\t")
-        with np.load(stats_npz) as st:
-            stats = {k: st[k] for k in st.files}
-        for name in man.loc[man["status"] == "ok", "window"]:
-            fac = load_factors(Path(factor_dir) / f"{name}.npz")
-            ann, n_missing = annotation_block(annotations, fac["keys"])
-            wstats = {k.split("/")[0]: v for k, v in stats.items() if k.endswith("/" + name)}
-            wstats["n_missing_annotation"] = n_missing
-            missing = None
-            if tracks is not None:
-                fac["tracks"], missing = tracks(fac["keys"])
-                wstats["n_missing_tracks"] = int(missing.sum())
-            yield name, fac, wstats, pred_features(fac, ann, missing)
+        with WhitenedStats(stats_npz) as stats:
+            for name in ok_rows(manifest)["window"]:
+                yield _read_window(factor_dir, name, stats, annotations, tracks)
+
+
+def _read_window(factor_dir, name, stats: WhitenedStats, annotations, tracks):
+    """One window of `iter_windows`."""
+    fac = load_factors(factor_path(factor_dir, name))
+    ann, n_missing = annotation_block(annotations, fac["keys"])
+    wstats = stats.window(name)
+    wstats["n_missing_annotation"] = n_missing
+    missing = None
+    if tracks is not None:
+        fac["tracks"], missing = tracks(fac["keys"])
+        wstats["n_missing_tracks"] = int(missing.sum())
+    return name, fac, wstats, pred_features(fac, ann, missing)
 
 
 def trait_sample_size(loaded) -> float:
     """The trait's N: the median per-variant sample size over the core variants loaded."""
     ns = np.concatenate([s["n"] for _, _, s, _ in loaded])
     return float(np.median(ns))
-
-
-# -- streaming training windows (issue 5 item 6) ----------------------------------------------------------
-#
-# `StreamingWindows` is the window source `training.Trainer` reads when the training windows do not fit in
-# memory (UKBB: 2,763 windows x 13,000 variants x 165 tracks x 256 bp). It yields the same `WindowData` as
-# `load_windows` + `make_window` (bit for bit: the same arrays go through the same code), read from disk by
-# `features.loader.WindowDataset` in worker processes with prefetch, with the feature rows of overlapping
-# neighbouring windows reused. The feature normalisation is fitted in one streaming pass over the factor
-# files (`fit_scaler_streaming`; no tracks read).
-
-from torch.utils.data import get_worker_info  # noqa: E402
-
-from .features.loader import FeatureCache, WindowDataset, run_order  # noqa: E402
-
-
-def ok_windows(chrom_inputs) -> list[tuple[str, Path, Path, int, int]]:
-    """[(name, factor npz, stats npz, n_core, n_extended)] of the factorised windows, in manifest order."""
-    import pandas as pd
-
-    out = []
-    for factor_dir, manifest, stats_npz in chrom_inputs:
-        man = pd.read_csv(manifest, sep="\t")
-        for _, r in man.loc[man["status"] == "ok"].iterrows():
-            out.append((str(r["window"]), Path(factor_dir) / f"{r['window']}.npz", Path(stats_npz),
-                        int(r["n_core"]), int(r["n_extended"])))
-    return out
 
 
 def fit_scaler_streaming(chrom_inputs, annotations=None, tracks=None) -> tuple[FeatureScaler, dict]:
@@ -227,8 +127,6 @@ def fit_scaler_streaming(chrom_inputs, annotations=None, tracks=None) -> tuple[F
         counts["n_missing_annotation"] += n_missing
         missing = None
         if tracks is not None:
-            from .features.tracks import gather_windows
-
             chrom, pos = tracks.positions(fac["keys"])
             _, missing = gather_windows(tracks.store, chrom, pos, w=1)
             counts["n_missing_tracks"] += int(missing.sum())
@@ -273,8 +171,8 @@ class WindowReader:
     def _y(self, stats_path: Path, name: str) -> np.ndarray:
         st = self._stats.get(stats_path)
         if st is None:
-            st = self._stats[stats_path] = np.load(stats_path, allow_pickle=False)
-        return st[f"y/{name}"]
+            st = self._stats[stats_path] = WhitenedStats(stats_path)
+        return st.window(name, ("y",))["y"]
 
     def __call__(self, name: str) -> dict:
         factor_path, stats_path = self.windows[name]
@@ -330,7 +228,7 @@ class StreamingWindows:
     order; each epoch they are cut into runs of `run_length` neighbours, shuffled by (seed, epoch)
     (`features.loader.run_order`) and read by `num_workers` processes with `prefetch` windows each in
     flight. The order depends on (seed, epoch, run_length, num_workers); with run_length = 1 it is
-    `training.window_order` for any number of workers, i.e. the order of the in-memory list.
+    `window_order` for any number of workers, i.e. the order of the in-memory list.
     """
 
     def __init__(self, chrom_inputs, annotations=None, tracks=None, scaler: FeatureScaler | None = None,
@@ -358,17 +256,13 @@ class StreamingWindows:
 
     @property
     def order_key(self) -> str | None:
-        """None when the order is `training.window_order`'s; else what the order depends on (checkpoints)."""
+        """None when the order is `window_order`'s; else what the order depends on (checkpoints)."""
         return None if self.run_length == 1 else f"runs{self.run_length}-workers{max(1, self.num_workers)}"
 
     def _dataset(self, seed: int, epoch: int, start: int = 0):
-        import functools
-
-        from .features.tracks import gather_windows
-
         gather = norm = None
         if self.tracks is not None:
-            gather = functools.partial(gather_windows, self.tracks.store, w=self.tracks.w)
+            gather = partial(gather_windows, self.tracks.store, w=self.tracks.w)
             norm = (self.tracks.mean, self.tracks.sd)
         ds = EpochWindows(self.names, self.reader, gather, seed=seed, run_length=self.run_length,
                                     normalisation=norm, scaler=self.scaler, start=start)
@@ -380,8 +274,6 @@ class StreamingWindows:
 
     def iter_epoch(self, seed: int, epoch: int, start: int = 0):
         """The epoch's `WindowData` from position `start` of `order(seed, epoch)`."""
-        from .features.loader import make_loader
-
         ds = self._dataset(seed, epoch, start)
         if self.num_workers == 0:
             yield from ds
@@ -414,19 +306,3 @@ def use_streaming(setting, chrom_inputs, tracks, limit_bytes: int = STREAM_AUTO_
     if setting != "auto":
         raise ValueError(f"train.stream must be auto, true or false, not {setting!r}")
     return track_bytes(chrom_inputs, tracks) > limit_bytes
-
-
-class LdsrExtras:
-    """Lazy `{name: training.ldsr_inputs(...)}` for `training.ldsr_objective` over streamed windows
-    (each look-up rereads the window's factor file and statistics; nothing is kept)."""
-
-    def __init__(self, chrom_inputs):
-        self.paths = {r[0]: (r[1], r[2]) for r in ok_windows(chrom_inputs)}
-
-    def __getitem__(self, name):
-        from .training import ldsr_inputs
-
-        factor_path, stats_path = self.paths[name]
-        with np.load(stats_path, allow_pickle=False) as st:
-            z2, ldscore = st[f"z2/{name}"], st[f"ldscore/{name}"]
-        return ldsr_inputs(load_factors(factor_path), z2, ldscore)

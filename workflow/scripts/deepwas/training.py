@@ -26,7 +26,7 @@ Windows come from a window source (`as_window_source`): an in-memory list of `Wi
 `mean_n_core` (the loss scale), `order_key` (None when its order is `window_order`'s, else a string that
 the checkpoint fingerprint includes, so a resume never continues an epoch in another order) and
 `iter_epoch(seed, epoch, start)` yielding the epoch's `WindowData` from position `start` of a deterministic
-order; `dataset.StreamingWindows` reads them from disk with worker processes and prefetch.
+order (`sources.InMemoryWindows`); `sources.StreamingWindows` reads them from disk with worker processes and prefetch.
 """
 from __future__ import annotations
 
@@ -39,12 +39,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from . import likelihood
-from .dataset import WindowData
-from .io import atomic_path
+from .formats.checkpoint import load_checkpoint, save_checkpoint
+from .sources import as_window_source
+from .window import WindowData
 
 log = logging.getLogger("deepwas.training")
 
@@ -103,40 +103,6 @@ def deepwas_loss(solver) -> Callable:
     return loss
 
 
-def window_order(n_windows: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n_windows)
-
-
-class InMemoryWindows:
-    """Window source over a list of `WindowData`; `order(seed, epoch)` (default `window_order`) gives the
-    indices of an epoch (a custom order must be deterministic and set `order_key`)."""
-
-    def __init__(self, windows, order: Callable | None = None, order_key: str | None = None):
-        self.windows = list(windows)
-        self.names = [w.name for w in self.windows]
-        self._order = order
-        self.order_key = order_key
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    @property
-    def mean_n_core(self) -> float:
-        return float(np.mean([w.n_core for w in self.windows]))
-
-    def order(self, seed: int, epoch: int):
-        return self._order(seed, epoch) if self._order is not None else window_order(len(self.windows), seed, epoch)
-
-    def iter_epoch(self, seed: int, epoch: int, start: int = 0):
-        for i in list(self.order(seed, epoch))[start:]:
-            yield self.windows[i]
-
-
-def as_window_source(windows):
-    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows`."""
-    return windows if hasattr(windows, "iter_epoch") else InMemoryWindows(windows)
-
-
 class Trainer:
     """Train `prior` on `windows` (a list of WindowData or a window source) of one trait with sample size N
     and residual variance s2."""
@@ -174,14 +140,13 @@ class Trainer:
                  "metrics_bytes": metrics_bytes, "solver_counter": getattr(self.solver, "_counter", None)}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        with atomic_path(self._ckpt_path()) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(self._ckpt_path(), state)
 
     def try_resume(self) -> bool:
         path = self._ckpt_path()
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, map_location=self.device)
         if state.get("fingerprint") != self.fingerprint:
             log.warning("%s was written with another training configuration or window order; starting afresh",
                         path)
@@ -300,55 +265,3 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
-
-
-def fit_constant_and_s2(windows: list[WindowData], N: float, alpha: float, init_log_scale: float,
-                        s2_init: float = 1.0, max_iter: int = 100) -> tuple[float, float]:
-    """Maximum-likelihood s2 and constant prior scale c over the given windows (exact likelihood, L-BFGS).
-
-    s2 is the per-window residual variance: for one window the genetic effects elsewhere act as noise,
-    so it is about 1 - h2_window, not 1 - h2_SNP (see evaluation.estimate_s2). Returns (s2, c).
-    """
-    c = torch.tensor(float(init_log_scale), dtype=torch.float64, requires_grad=True)
-    log_s2 = torch.tensor(float(np.log(s2_init)), dtype=torch.float64, requires_grad=True)
-    logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in windows]
-    opt = torch.optim.LBFGS([c, log_s2], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        s2 = torch.exp(log_s2)
-        total = sum(likelihood.exact.nll(N * torch.exp(lp + c), s2, w.G, w.y, w.lam) for lp, w in zip(logpq, windows))
-        total.backward()
-        return total
-
-    opt.step(closure)
-    return float(torch.exp(log_s2)), float(c)
-
-
-def ldsr_objective(extras: dict, N: float, h2_guess: float, M: int) -> Callable:
-    """Loss of the LDSR objective (App. A.4) per window; `extras[name]` = (R2 core rows, z_core, ldscore_core)."""
-    from .ldsr import ldsr_loss
-
-    def loss(prior, w: WindowData, N_: float, s2: float, autocast) -> torch.Tensor:
-        R2c, z, l = extras[w.name]
-        with autocast:
-            f = prior(w.inputs)
-        core = torch.arange(R2c.shape[0])
-        # the core's rows are passed directly: ldsr_loss recognises R2 of shape (n, m)
-        return ldsr_loss(N * f.double(), s2, R2c, z, core, N, h2_guess, M, ldscore=l)
-    return loss
-
-
-def ldsr_inputs(factors: dict, z2_core, ldscore_core=None) -> tuple:
-    """What `ldsr_objective` reads for one window: (R[(i), (i)+]^2, |z_(i)|, LD scores of (i)).
-
-    R[(i), (i)+] is rebuilt from the stored factors (`ld_factors.core_rows`: exact on the support of R[i,i]);
-    z2_core are the squared core z-scores (only z^2 enters the loss); ldscore_core defaults to the factor
-    file's whole-window LD score of the core variants.
-    """
-    from .ld_factors import core_rows
-
-    if ldscore_core is None:
-        ldscore_core = np.asarray(factors["ldscore"])[np.asarray(factors["core"])]
-    return (torch.as_tensor(core_rows(factors["U"], factors["lam"], factors["G"]) ** 2),
-            torch.as_tensor(np.sqrt(np.asarray(z2_core))), torch.as_tensor(np.asarray(ldscore_core)))

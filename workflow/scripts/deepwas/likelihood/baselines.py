@@ -15,8 +15,8 @@ A_s = U^T A U = U^T R[i,+] Phi R[+,i] U + s2 diag(lam) (r x r), applied through 
 - iterative:     our solver on C (iterative.IterativeSolver; batched G products in float32 by default).
 - iterative_f64: the same with every G product in G's dtype.
 
-The iterative building blocks (batched CG, SLQ from CG coefficients, Nystrom, the estimator) are those
-of `iterative.py`; nothing is re-implemented here.
+The iterative building blocks (batched CG, SLQ from CG coefficients, Nystrom: `deepwas.linalg`; the
+estimator: `iterative.estimate`) are shared with the iterative solver; nothing is re-implemented here.
 """
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..linalg.cg import NotConverged, batched_cg
+from ..linalg.lanczos import draw_probes, slq_logdet
+from ..linalg.nystrom import LowRankPlusScaled, nystrom
 from . import dense, exact
-from .iterative import (DEFAULTS, IterativeSolver, LowRankPlusScaled, NotConverged, attach_gradient,
-                        batched_cg, draw_probes, estimate, nystrom, slq_logdet)
+from .iterative import DEFAULTS, IterativeSolver, attach_gradient, estimate
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -45,8 +45,9 @@ A solve that does not reach its tolerance within `max_iters` (or meets a non-pos
 logged at WARNING on the "deepwas.likelihood" logger with its residual, counted in `stats["fallbacks"]`,
 and that window is computed by the exact solver instead.
 
-The building blocks (`batched_cg`, `slq_logdet`, `nystrom`, `LowRankPlusScaled`, `estimate`) are shared with
-the Fig. 2 baselines in `baselines.py`, which apply them to A (n x n) and B (m x m).
+The Krylov and Nystrom building blocks (`linalg.cg.batched_cg`, `linalg.lanczos.slq_logdet`,
+`linalg.nystrom`) and the estimator `estimate` are shared with the Fig. 2 baselines in `baselines.py`, which
+apply them to A (n x n) and B (m x m).
 """
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..linalg.cg import CGResult, NotConverged, batched_cg
+from ..linalg.lanczos import draw_probes, log_over_xm1, slq_logdet
+from ..linalg.nystrom import LowRankPlusScaled
 from . import exact, register
 
 log = logging.getLogger("deepwas.likelihood")
@@ -69,229 +73,9 @@ DEFAULTS = dict(rtol=1e-6, probe_rtol=1e-2, max_iters=1000, probes=40, lanczos_i
                 power_iters=1)
 
 
-class NotConverged(RuntimeError):
-    """CG stopped before its tolerance; carries the worst relative residual."""
-
-    def __init__(self, message: str, residual: float, iters: int):
-        super().__init__(message)
-        self.residual = residual
-        self.iters = iters
-
-
 # --------------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------------
-
-@dataclass
-class CGResult:
-    X: torch.Tensor                 # (r, k) solutions
-    iters: int                      # iterations of the slowest column
-    col_iters: torch.Tensor         # (k,) iterations per column
-    residual: torch.Tensor          # (k,) final relative residuals |b - A x| / |b| (CG recurrence)
-    converged: bool
-    alphas: torch.Tensor            # (T, k) CG step sizes (0 after a column converged)
-    betas: torch.Tensor             # (T, k) CG direction coefficients
-    b_norm2: torch.Tensor           # (k,) |b|^2 (the Lanczos start vector is b / |b| when x0 = 0)
-    aux: torch.Tensor | None = None     # with_aux: the linear side output of matvec, accumulated: aux(X)
-    aux0: torch.Tensor | None = None    # with_aux: aux of the first search direction (= aux(B) when x0 = 0)
-
-
-def batched_cg(matvec, B: torch.Tensor, rtol=1e-6, max_iters: int = 1000,
-               x0: torch.Tensor | None = None, with_aux: bool = False) -> CGResult:
-    """Conjugate gradients on all columns of B at once; converged columns are frozen and dropped from
-    the matrix products. Returns the CG coefficients for the Lanczos tridiagonals (exact only for columns
-    started from x0 = 0).
-
-    The recurrences (X, residuals, directions, coefficients) are kept in B's dtype whatever precision
-    `matvec` computes in. With `with_aux`, `matvec(P)` returns `(A P, aux(P))` for a linear map `aux`
-    (here: the m-row products G M^-1/2 P that the operator computes anyway); CG accumulates
-    aux(X) = sum_t a_t aux(P_t) alongside X at the cost of an axpy, so the caller gets aux of the
-    solutions without another pass over G."""
-    k = B.shape[1]
-    rtol = torch.as_tensor(rtol, dtype=B.dtype, device=B.device).expand(k)   # per-column tolerances
-
-    def mv(V):
-        out = matvec(V)
-        return out if with_aux else (out, None)
-
-    X = torch.zeros_like(B) if x0 is None else x0.clone()
-    aux_acc = aux0 = None
-    Rs = B.clone()
-    if x0 is not None:
-        nz = (X != 0).any(0).nonzero().squeeze(1)       # only started columns need a product
-        if nz.numel():
-            AX0, aux_nz = mv(X[:, nz])
-            Rs[:, nz] -= AX0.to(B.dtype)
-            if aux_nz is not None:
-                aux_acc = torch.zeros(aux_nz.shape[0], k, dtype=aux_nz.dtype, device=aux_nz.device)
-                aux_acc[:, nz] = aux_nz
-    b_norm = torch.linalg.vector_norm(B, dim=0)
-    b_norm = torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm))
-    rr = (Rs * Rs).sum(0)
-    P = Rs.clone()
-    active = rr.sqrt() > rtol * b_norm
-    col_iters = torch.zeros(k, dtype=torch.long, device=B.device)
-    alphas, betas = [], []
-    it = 0
-    while bool(active.any()) and it < max_iters:
-        idx = active.nonzero().squeeze(1)
-        full = idx.numel() == k
-        Pa = P if full else P[:, idx]
-        APa, aux = mv(Pa)
-        APa = APa.to(B.dtype)
-        pAp = (Pa * APa).sum(0)
-        if bool((pAp <= 0).any()) or not bool(torch.isfinite(pAp).all()):
-            res = (rr.sqrt() / b_norm).max().item()
-            raise NotConverged(f"CG met non-positive curvature at iteration {it} (operator not positive "
-                               f"definite in working precision)", res, it)
-        a = rr[idx] / pAp
-        if aux is not None:
-            if aux_acc is None:
-                aux_acc = torch.zeros(aux.shape[0], k, dtype=aux.dtype, device=aux.device)
-            if it == 0:
-                aux0 = torch.zeros(aux.shape[0], k, dtype=aux.dtype, device=aux.device)
-                aux0[:, idx] = aux
-            if full:
-                aux_acc.add_(aux * a.to(aux.dtype))
-            else:
-                aux_acc[:, idx] += aux * a.to(aux.dtype)
-        if full:
-            X.add_(a * Pa)
-            Rs.sub_(a * APa)
-            rr_new = (Rs * Rs).sum(0)
-            bta = rr_new / rr
-            P = Rs + bta * Pa
-        else:
-            X[:, idx] += a * Pa
-            Rs[:, idx] -= a * APa
-            rr_new = (Rs[:, idx] ** 2).sum(0)
-            bta = rr_new / rr[idx]
-            P[:, idx] = Rs[:, idx] + bta * Pa
-        a_full = torch.zeros(k, dtype=B.dtype, device=B.device)
-        b_full = torch.zeros(k, dtype=B.dtype, device=B.device)
-        a_full[idx] = a
-        b_full[idx] = bta
-        alphas.append(a_full)
-        betas.append(b_full)
-        rr[idx] = rr_new
-        col_iters[idx] += 1
-        active = rr.sqrt() > rtol * b_norm
-        it += 1
-    residual = rr.sqrt() / b_norm
-    empty = torch.zeros(0, k, dtype=B.dtype, device=B.device)
-    return CGResult(X, it, col_iters, residual, not bool(active.any()),
-                    torch.stack(alphas) if alphas else empty, torch.stack(betas) if betas else empty,
-                    (B * B).sum(0), aux_acc, aux0)
-
-
-def _log(theta):
-    return torch.log(theta.clamp_min(torch.finfo(theta.dtype).tiny))
-
-
-def _log_over_xm1(theta):
-    """log(x) / (x - 1), continuous at x = 1."""
-    d = theta - 1.0
-    small = d.abs() < 1e-6
-    d_safe = torch.where(small, torch.ones_like(d), d)
-    return torch.where(small, 1.0 - d / 2, _log(theta) / d_safe)
-
-
-def slq_logdet(cg: CGResult, cols: slice, max_steps: int, f=_log) -> torch.Tensor:
-    """Per column, |b|^2 e1^T f(T) e1 (default f = log) from the Lanczos tridiagonal T rebuilt out of CG
-    coefficients (T_tt = 1/a_t + b_{t-1}/a_{t-1}, T_t,t+1 = sqrt(b_t)/a_t); converged columns are padded
-    with a decoupled unit block whose e1 weight is 0."""
-    a = cg.alphas[:max_steps, cols].T          # (k, T)
-    b = cg.betas[:max_steps, cols].T
-    k, T = a.shape
-    if T == 0:
-        return torch.zeros(k, dtype=cg.X.dtype, device=cg.X.device)
-    valid = a > 0
-    a_safe = torch.where(valid, a, torch.ones_like(a))
-    diag = 1.0 / a_safe
-    diag[:, 1:] += torch.where(valid[:, 1:], b[:, :-1] / a_safe[:, :-1], torch.zeros_like(diag[:, 1:]))
-    diag = torch.where(valid, diag, torch.ones_like(diag))
-    off = torch.where(valid[:, 1:], b[:, :-1].clamp_min(0).sqrt() / a_safe[:, :-1], torch.zeros_like(diag[:, 1:]))
-    Tm = torch.diag_embed(diag) + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-    theta, V = torch.linalg.eigh(Tm)
-    w = V[:, 0, :] ** 2
-    return cg.b_norm2[cols] * (w * f(theta)).sum(1)
-
-
-class LowRankPlusScaled:
-    """M = Q diag(d) Q^T + c (I - Q Q^T) with orthonormal Q (r x l); everything about M is explicit."""
-
-    def __init__(self, r: int, c, Q: torch.Tensor | None = None, d: torch.Tensor | None = None):
-        self.r, self.c, self.Q, self.d = r, c, Q, d
-
-    @property
-    def rank(self) -> int:
-        return 0 if self.Q is None else self.Q.shape[1]
-
-    def to(self, dtype) -> "LowRankPlusScaled":
-        """The same M with Q, d held in `dtype` (for low-precision operator applications)."""
-        if self.Q is None or self.Q.dtype == dtype:
-            return self
-        return LowRankPlusScaled(self.r, self.c, self.Q.to(dtype), self.d.to(dtype))
-
-    def _apply(self, V, fd, fc):
-        out = fc * V
-        if self.Q is not None:
-            scale = (fd - fc).unsqueeze(1) if V.dim() == 2 else fd - fc
-            out = out + self.Q @ (scale * (self.Q.T @ V))
-        return out
-
-    def inv_sqrt(self, V):
-        return self._apply(V, None if self.Q is None else self.d.rsqrt(), self.c ** -0.5)
-
-    def sqrt(self, V):
-        return self._apply(V, None if self.Q is None else self.d.sqrt(), self.c ** 0.5)
-
-    def logdet(self):
-        ld = (self.r - self.rank) * math.log(float(self.c))
-        return ld if self.Q is None else ld + torch.log(self.d).sum()
-
-    def quad_rows(self, F, f_norm2):
-        """diag(F M^-1 F^T) for F (m x r), given the row norms |F_k|^2."""
-        out = f_norm2 / self.c
-        if self.Q is not None:
-            FQ = F @ self.Q
-            out = out + (FQ * FQ) @ (1.0 / self.d - 1.0 / self.c)
-        return out
-
-    def trace_inv_weighted(self, dvec):
-        """tr(M^-1 diag(dvec))."""
-        out = dvec.sum() / self.c
-        if self.Q is not None:
-            out = out + ((self.Q * self.Q) * dvec.unsqueeze(1)).sum(0) @ (1.0 / self.d - 1.0 / self.c)
-        return out
-
-
-def nystrom(matvec, r: int, rank: int, gen: torch.Generator, dtype, device):
-    """Randomized Nystrom approximation A ~ Q diag(lhat) Q^T of a PSD operator (Frangella, Tropp, Udell
-    2021, Alg. 2.1, with the stabilising shift nu)."""
-    Om = torch.randn(r, rank, generator=gen, dtype=dtype, device=device)
-    Om, _ = torch.linalg.qr(Om)
-    Y = matvec(Om)
-    nu = math.sqrt(r) * torch.finfo(dtype).eps * torch.linalg.matrix_norm(Y, ord="fro")
-    Yn = Y + nu * Om
-    S = Om.T @ Yn
-    Lc, info = torch.linalg.cholesky_ex(0.5 * (S + S.T))
-    if int(info) != 0:
-        return None, None
-    Bm = torch.linalg.solve_triangular(Lc, Yn.T, upper=False).T
-    Uq, sv, _ = torch.linalg.svd(Bm, full_matrices=False)
-    lhat = (sv * sv - nu).clamp_min(0)
-    return Uq, lhat
-
-
-def draw_probes(r: int, probes, gen, dtype, device):
-    """Rademacher probes (r x p) and the Hutchinson weight; probes='exact' uses the identity (weight 1)."""
-    if probes == "exact":
-        return torch.eye(r, dtype=dtype, device=device), 1.0
-    p = int(probes)
-    U = torch.randint(0, 2, (r, p), generator=gen, device=device).to(dtype) * 2 - 1
-    return U, 1.0 / p
-
 
 @dataclass
 class Estimate:
@@ -474,7 +258,7 @@ def estimate_gram(G, phi, s2, y, precond_rank, probes, gen, *, rtol, max_iters, 
                            float(cg_y.residual.max()), cg.iters + cg_y.iters)
     alpha = M.inv_sqrt(cg_y.X[:, 0])
     quad = y @ alpha
-    logdet = M.logdet() + weight * slq_logdet(cg, slice(1, None), lanczos_iters, _log_over_xm1).sum()
+    logdet = M.logdet() + weight * slq_logdet(cg, slice(1, None), lanczos_iters, log_over_xm1).sum()
     grad_phi = grad_s2 = None
     if need_grad:
         Y = M.inv_sqrt(cg.X[:, 1:])            # C^-1 V

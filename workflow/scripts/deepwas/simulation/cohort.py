@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .truths import threshold_enrichment
+
 BASES = np.array(list("ACGT"))
 
 
@@ -123,14 +125,11 @@ def track_enrichment(track_windows: np.ndarray, dims, active_fractions, values) 
     """App. B.1 log-scale term sum_d v_d 1(sum_{centre} C[d] > e_d) on raw track windows [M, d_func, w], with
     thresholds e_d calibrated so that track dims[k] is active for about active_fractions[k] of the variants
     (fewer where many windows tie at 0: sparse tracks)."""
-    from .features.synthetic import calibrate_thresholds, threshold_enrichment
-
     if not len(dims) == len(active_fractions) == len(values):
         raise ValueError("demo.track_truth: dims, active_fractions and values must have the same length")
     if max(dims) >= track_windows.shape[1]:
         raise ValueError(f"demo.track_truth: track index {max(dims)} >= {track_windows.shape[1]} demo tracks")
-    e = calibrate_thresholds(track_windows, dims, active_fractions)
-    return threshold_enrichment(track_windows, dims, e, values)
+    return threshold_enrichment(track_windows, dims, values, active_fractions=active_fractions)
 
 
 def summary_gwas(Xs: np.ndarray, beta: np.ndarray, N: float, s2: float, rng: np.random.Generator) -> np.ndarray:

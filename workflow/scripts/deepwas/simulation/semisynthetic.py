@@ -1,7 +1,8 @@
 """Semi-synthetic recovery experiment (paper Sec. 6.1, App. A.5 and B.1): orchestration.
 
-The pure pieces (truth functions, normalisation, RMSE) are in `deepwas.semisynthetic`; this module runs one
-replicate on real LD factors and real features:
+The truths and their normalisation are in `truths`; this module holds the rest of the experiment: the
+statistics simulated through LD (`simulate_z`, `simulate_z_windows`, `simulate_whitened`), the RMSE of log f,
+and one replicate on real LD factors and real features:
 
 1. `variant_table`: every variant of the factor windows once, with its per-variant features (frequency, MAF,
    LD score and missing-tracks flag, taken from the window whose core holds it) and its normalised track
@@ -18,12 +19,12 @@ replicate on real LD factors and real features:
 
        y = sqrt(N) G^T beta_(i)+ + sqrt(s2) xi,     xi ~ N(0, I_r),     z_(i) = U lam^1/2 y,
 
-   the law of `semisynthetic.simulate_z_windows` (tested against it) without forming any m x m matrix, so
+   the law of `simulate_z_windows` (tested against it) without forming any m x m matrix, so
    it works for UKBB-size windows too. The window likelihood is then exactly specified.
 4. `run_simulation`: trains each model (constant, glm, transformer) with each objective (deepwas, ldsr)
    on the windows of the training chromosomes with `training.Trainer` (known s2 and h2; every prior starts
    at the App. A.5 level), predicts f on the core variants of the held-out chromosomes with the prior in
-   eval() mode and returns the table `truth model objective rmse_log_f` (semisynthetic.RMSE_COLUMNS).
+   eval() mode and returns the table `truth model objective rmse_log_f` (RMSE_COLUMNS).
 
 Everything is held in memory (demo scale; a UKBB-scale replicate would stream windows like the main
 training does).
@@ -36,17 +37,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .dataset import FeatureScaler, WindowData, load_factors, pred_feature_names, pred_features
-from .priors import build_prior, init_log_scale
-from .semisynthetic import (PAPER_B1, PAPER_B1_ACTIVE_FRACTIONS, RMSE_COLUMNS, normalise_f, rmse_row,
-                            threshold_enrichment_truth, truth_from_network)
-from .training import TrainConfig, Trainer, ldsr_inputs, ldsr_objective, per_model
+from ..features.pred import FeatureScaler, pred_feature_names, pred_features
+from ..formats.factors import factor_path, load_factors, ok_rows
+from ..ldsr import ldsr_inputs, ldsr_objective
+from ..networks import EnformerNN
+from ..priors import build_prior, init_log_scale
+from ..training import TrainConfig, Trainer, per_model
+from ..window import WindowData
+from .truths import (PAPER_B1, PAPER_B1_ACTIVE_FRACTIONS, normalise_f, threshold_enrichment_truth,
+                     truth_from_network)
 
 log = logging.getLogger("deepwas.simulation")
 
@@ -89,10 +94,91 @@ def simulation_config(user: Optional[Mapping] = None) -> dict:
     return cfg
 
 
+RMSE_COLUMNS = ["truth", "model", "objective", "rmse_log_f"]
+
+
+# ------------------------------------------------------------------------------------ LD simulation
+def _half_factor(R: np.ndarray) -> np.ndarray:
+    """F with F F^T = R after clipping negative eigenvalues (R from a reference panel may be indefinite)."""
+    lam, V = np.linalg.eigh(np.asarray(R, dtype=np.float64))
+    return V * np.sqrt(np.clip(lam, 0.0, None))
+
+
+def simulate_z(R, f, N: float, s2: float, rng: np.random.Generator, n_draws: Optional[int] = None,
+               return_beta: bool = False):
+    """z = sqrt(N) R beta + e, beta ~ N(0, diag f), e ~ N(0, s2 R) on a chromosome-wide or block R.
+
+    R: one (M x M) matrix, or a sequence of diagonal blocks whose sizes add up to len(f) (variants in
+    order). One beta per variant. n_draws: number of independent replicates (rows); default one vector.
+    Returns z [M] (or [n_draws, M]); with return_beta also beta (same shape).
+    """
+    f = np.asarray(f, dtype=np.float64)
+    blocks = [np.asarray(R)] if not isinstance(R, (list, tuple)) else [np.asarray(b) for b in R]
+    if sum(b.shape[0] for b in blocks) != f.shape[0]:
+        raise ValueError(f"simulate_z: LD blocks cover {sum(b.shape[0] for b in blocks)} variants, f has {f.shape[0]}")
+    reps = 1 if n_draws is None else n_draws
+    beta = rng.normal(size=(reps, f.shape[0])) * np.sqrt(f)
+    z = np.empty_like(beta)
+    start = 0
+    for B in blocks:
+        k = B.shape[0]
+        sl = slice(start, start + k)
+        noise = rng.normal(size=(reps, k)) @ _half_factor(B).T * np.sqrt(s2)
+        z[:, sl] = np.sqrt(N) * beta[:, sl] @ B.T + noise
+        start += k
+    if n_draws is None:
+        z, beta = z[0], beta[0]
+    return (z, beta) if return_beta else z
+
+
+def simulate_z_windows(windows: Iterable, f, N: float, s2: float, rng: np.random.Generator,
+                       return_beta: bool = False):
+    """z for the core variants of overlapping LD windows (e.g. UKBB 3 Mb windows), one global beta.
+
+    windows: iterable of (R_ext [m x m], ext [m] global variant indices of (i)+, core [n] positions of (i)
+    within (i)+). Each variant must be in exactly one core. For the core of window i
+
+        z_(i) = sqrt(N) R[i,+] beta_(i)+ + e_(i),    e_(i) ~ N(0, s2 R[i,i]) ,
+
+    with the same beta for a variant in every window, so each window's z_(i) has exactly the marginal
+    law N(0, R[i,+] Phi R[+,i] + s2 R[i,i]) that the likelihood uses; only the noise correlation between
+    neighbouring cores is dropped (the windowed likelihood ignores it too). Variants in no core get NaN.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    beta = rng.normal(size=f.shape[0]) * np.sqrt(f)
+    z = np.full(f.shape[0], np.nan)
+    for R_ext, ext, core in windows:
+        R_ext = np.asarray(R_ext, dtype=np.float64)
+        ext = np.asarray(ext, dtype=np.int64)
+        core = np.asarray(core, dtype=np.int64)
+        target = ext[core]
+        if np.any(np.isfinite(z[target])):
+            raise ValueError("simulate_z_windows: a variant is in more than one core")
+        noise = _half_factor(R_ext[np.ix_(core, core)]) @ rng.normal(size=core.shape[0]) * np.sqrt(s2)
+        z[target] = np.sqrt(N) * R_ext[core] @ beta[ext] + noise
+    return (z, beta) if return_beta else z
+
+
+def rmse_log_f(f_hat, f_true) -> float:
+    """sqrt(mean((log f_hat - log f_true)^2)) over the variants given (Fig. 4 and 7: held-out variants)."""
+    f_hat = np.asarray(f_hat, dtype=np.float64)
+    f_true = np.asarray(f_true, dtype=np.float64)
+    if f_hat.shape != f_true.shape:
+        raise ValueError(f"rmse_log_f: shapes differ {f_hat.shape} vs {f_true.shape}")
+    if np.any(f_hat <= 0) or np.any(f_true <= 0):
+        raise ValueError("rmse_log_f: f must be positive")
+    return float(np.sqrt(np.mean((np.log(f_hat) - np.log(f_true)) ** 2)))
+
+
+def rmse_row(truth: str, model: str, objective: str, f_hat, f_true) -> dict:
+    """One row of results/simulation/{truth}/rmse.tsv (columns RMSE_COLUMNS)."""
+    return dict(truth=truth, model=model, objective=objective, rmse_log_f=rmse_log_f(f_hat, f_true))
+
+
 # ------------------------------------------------------------------------------------------ windows
 @dataclass
 class FactorWindow:
-    """One LD window's stored factors (`dataset.load_factors`: G, lam, U, core, ldscore, keys, freq)."""
+    """One LD window's stored factors (`formats.factors.load_factors`: G, lam, U, core, ldscore, keys, freq)."""
 
     name: str
     chrom: str
@@ -103,9 +189,8 @@ def load_factor_windows(chrom_inputs: Mapping[str, tuple]) -> list[FactorWindow]
     """{chrom: (factor_dir, manifest_tsv)} -> the windows with status 'ok', in manifest order."""
     out = []
     for chrom, (factor_dir, manifest) in chrom_inputs.items():
-        man = pd.read_csv(manifest, sep="\t")
-        for name in man.loc[man["status"] == "ok", "window"]:
-            out.append(FactorWindow(name, str(chrom), load_factors(Path(factor_dir) / f"{name}.npz")))
+        for name in ok_rows(manifest)["window"]:
+            out.append(FactorWindow(name, str(chrom), load_factors(factor_path(factor_dir, name))))
     return out
 
 
@@ -188,8 +273,6 @@ def make_truth(kind: str, tracks: Optional[np.ndarray], pred: np.ndarray, freq: 
         raise ValueError("the semi-synthetic truths read functional tracks: set features.tracks (the demo's "
                          "synthetic tracks or a track manifest)")
     if kind == "network":
-        from .networks import EnformerNN
-
         net_cfg = dict(network or {})
         size = net_cfg.pop("size", "tiny")
         torch.manual_seed(int(cfg["seed"]) + 1)

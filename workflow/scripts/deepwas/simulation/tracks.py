@@ -1,5 +1,5 @@
-"""Synthetic features for the demo cohort (issue 5 item 7): bigWig tracks in GRCh38 coordinates, a UCSC
-chain file from the demo's GRCh37 coordinates to them, and the App. B.1 threshold-enrichment truth.
+"""Synthetic features for the demo cohort: bigWig tracks in GRCh38 coordinates and a UCSC chain file from
+the demo's GRCh37 coordinates to them (the App. B.1 truth that reads them is in `truths`).
 
 The demo then exercises the real path: GRCh37 variant -> pyliftover with the chain -> GRCh38 position ->
 track store -> [d_func, w] window -> a ground-truth log f that depends on the track values around the
@@ -148,37 +148,3 @@ def write_synthetic_bigwigs(out_dir, chrom_sizes_grch38: dict[str, int], n_track
             bw.close()
         manifest.append((name, str(path)))
     return manifest
-
-
-# ------------------------------------------------------------------------------------------ B.1 truth
-def default_centre_slice(w: int) -> slice:
-    """App. B.1 uses positions 113..143 of a 256 window (variant at 128): 15 bases either side."""
-    c = w // 2
-    return slice(max(0, c - 15), min(w, c + 16))
-
-
-def threshold_enrichment(windows: np.ndarray, dims, thresholds, values, centre_slice: slice | None = None) -> np.ndarray:
-    """App. B.1: sum_d v_d * 1(sum_{w in centre} C[d, w] > e_d), per variant, [n] float64.
-
-    The ``- log M`` term and the normalisation of E f are left to the simulation (it knows M and h2).
-    Missing variants should be passed with their zero windows; they then get the enrichment of an all-zero
-    neighbourhood, like the paper's 0-filled features.
-    """
-    windows = np.asarray(windows)
-    cs = centre_slice if centre_slice is not None else default_centre_slice(windows.shape[-1])
-    dims = list(dims)
-    s = windows[:, dims, cs].astype(np.float64).sum(axis=-1)      # [n, len(dims)]
-    active = s > np.asarray(thresholds, dtype=np.float64)[None, :]
-    return active.astype(np.float64) @ np.asarray(values, dtype=np.float64)
-
-
-def calibrate_thresholds(windows: np.ndarray, dims, active_fractions, centre_slice: slice | None = None) -> np.ndarray:
-    """Thresholds e_d such that dimension d is active for about ``active_fractions[d]`` of the variants
-    (App. B.1 chose 50 %, 25 %, always, 50 %). A fraction of 1 gives -inf (always active)."""
-    windows = np.asarray(windows)
-    cs = centre_slice if centre_slice is not None else default_centre_slice(windows.shape[-1])
-    s = windows[:, list(dims), cs].astype(np.float64).sum(axis=-1)
-    out = []
-    for j, f in enumerate(active_fractions):
-        out.append(-np.inf if f >= 1 else float(np.quantile(s[:, j], 1.0 - f)))
-    return np.array(out)

@@ -1,4 +1,8 @@
-"""Semi-synthetic ground truth and statistics (paper Sec. 6.1, App. A.5 and B.1), as pure functions.
+"""Ground truths f of the simulations (paper Sec. 6.1, App. A.5 and B.1), as pure functions.
+
+The App. B.1 threshold enrichment (`threshold_enrichment`) is used by both the demo cohort (its track term,
+`cohort.track_enrichment`) and the semi-synthetic experiment (`threshold_enrichment_truth`); the network
+truth of App. A.5 is `truth_from_network`; `normalise_f` sets the level E f = (1 - s2) / M.
 
 Units. Genotypes standardised per variant, trait Var(y) = 1, y = X^T beta + eps with beta_m ~ N(0, f_m) and
 eps ~ N(0, s2). Then (App. A.5) 1 = Var(y) = s2 + sum_m f_m E[X_m^2] ~= s2 + M E_m f_m, so the truth must have
@@ -9,24 +13,22 @@ eps ~ N(0, s2). Then (App. A.5) 1 = Var(y) = s2 + sum_m f_m E[X_m^2] ~= s2 + M E
 z = sqrt(N) beta_hat, are z = R b + e with b = sqrt(N) beta ~ N(0, diag(phi)) and e ~ N(0, s2 R), i.e.
 z ~ N(0, R Phi R + s2 R) (Eqn 2 times N). Each variant has ONE global beta: simulate on a chromosome-wide
 (or block-diagonal) R with `simulate_z`, or window by window with `simulate_z_windows`, which reuses the
-global beta in every window that contains the variant.
+global beta in every window that contains the variant (both in `semisynthetic`).
 
 Call sequence for one semi-synthetic replicate (results/simulation/{truth}/rmse.tsv):
 
     f_tilde = truth_from_network(net, tracks, pred)                  # or threshold_enrichment_truth(...)
     f       = normalise_f(f_tilde, N, M, s2)                         # E f = (1 - s2) / M
-    z       = simulate_z(R_blocks, f, N, s2, rng)                    # or simulate_z_windows(windows, ...)
+    z       = semisynthetic.simulate_z(R_blocks, f, N, s2, rng)      # or simulate_z_windows(windows, ...)
     ... train each model x objective on the training chromosomes with these z ...
-    rows.append(rmse_row(truth, model, objective, f_hat_heldout, f[heldout]))
+    rows.append(semisynthetic.rmse_row(truth, model, objective, f_hat_heldout, f[heldout]))
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
-
-RMSE_COLUMNS = ["truth", "model", "objective", "rmse_log_f"]
 
 # App. B.1 as published for the paper's 165 + 9 features and w = 256: dimensions of C = [C_func, C_pred],
 # values v_d, thresholds e_d and the central positions 113..143 (inclusive).
@@ -93,10 +95,51 @@ def _concat_features(tracks, pred) -> np.ndarray:
     return np.concatenate([tracks, np.broadcast_to(pred[:, :, None], pred.shape + (tracks.shape[2],))], axis=1)
 
 
-def _default_centre(w: int) -> slice:
-    # 113..143 of 256: the variant at w // 2 and 15 positions either side
+def centre_slice(w: int) -> slice:
+    """App. B.1's centre: positions 113..143 of a 256 window (variant at w // 2), 15 positions either side."""
     c = w // 2
     return slice(max(0, c - 15), min(w, c + 16))
+
+
+def _centre_sums(C, dims, centre: Optional[slice]) -> np.ndarray:
+    """sum_{w in centre} C[:, d, w] for d in dims, [n, len(dims)] float64."""
+    C = np.asarray(C)
+    dims = list(dims)
+    if max(dims) >= C.shape[1]:
+        raise ValueError(f"threshold truth: dims {dims} exceed the {C.shape[1]} feature channels; "
+                         "pass dims that exist in these features")
+    cs = centre if centre is not None else centre_slice(C.shape[2])
+    return C[:, dims, cs].astype(np.float64).sum(axis=-1)
+
+
+def calibrate_thresholds(C, dims, active_fractions, centre: Optional[slice] = None) -> np.ndarray:
+    """Thresholds e_d such that dimension dims[j] is active for about active_fractions[j] of the variants
+    (App. B.1 chose 50 %, 25 %, always, 50 %): the (1 - fraction) quantile; a fraction of 1 gives -inf."""
+    s = _centre_sums(C, dims, centre)
+    return np.array([-np.inf if a >= 1 else float(np.quantile(s[:, j], 1.0 - a))
+                     for j, a in enumerate(active_fractions)])
+
+
+def threshold_enrichment(C, dims, values, thresholds: Optional[Sequence[float]] = None,
+                         active_fractions: Optional[Sequence[float]] = None,
+                         centre: Optional[slice] = None) -> np.ndarray:
+    """App. B.1's log-scale term sum_{d in dims} v_d 1( sum_{w in centre} C[d, w] > e_d ), per variant, [n] float64.
+
+    C: [n, channels, w] features around each variant (missing variants with their zero windows: they get
+    the enrichment of an all-zero neighbourhood, like the paper's 0-filled features). Either thresholds e_d
+    are given, or active_fractions (`calibrate_thresholds` on these variants; they win when both are given).
+    centre defaults to `centre_slice(w)`. The -log M term and the normalisation of E f are left to the caller.
+    """
+    if len(values) != len(list(dims)):
+        raise ValueError("threshold truth: one value v_d per dimension is needed")
+    s = _centre_sums(C, dims, centre)
+    if active_fractions is not None:
+        e = calibrate_thresholds(C, dims, active_fractions, centre)
+    elif thresholds is not None:
+        e = np.asarray(thresholds, dtype=np.float64)
+    else:
+        raise ValueError("threshold truth: give thresholds or active_fractions")
+    return (s > e[None, :]).astype(np.float64) @ np.asarray(values, dtype=np.float64)
 
 
 def threshold_enrichment_truth(tracks, pred, M: Optional[float] = None, dims: Sequence[int] = PAPER_B1["dims"],
@@ -113,99 +156,7 @@ def threshold_enrichment_truth(tracks, pred, M: Optional[float] = None, dims: Se
     paper's (the demo has fewer tracks: pass dims that exist). M=None drops the constant -log M, which
     `normalise_f` removes anyway. Returns f (not log f), float64 [n].
     """
-    C = _concat_features(tracks, pred)
-    dims = list(dims)
-    if max(dims) >= C.shape[1]:
-        raise ValueError(f"threshold truth: dims {dims} exceed the {C.shape[1]} feature channels; "
-                         "pass dims that exist in these features")
-    if len(values) != len(dims):
-        raise ValueError("threshold truth: one value v_d per dimension is needed")
-    cs = centre if centre is not None else _default_centre(C.shape[2])
-    s = C[:, dims, cs].sum(axis=2)                                   # [n, len(dims)]
-    if active_fractions is not None:
-        e = np.array([-np.inf if a >= 1 else np.quantile(s[:, j], 1.0 - a) for j, a in enumerate(active_fractions)])
-    elif thresholds is not None:
-        e = np.asarray(thresholds, dtype=np.float64)
-    else:
-        raise ValueError("threshold truth: give thresholds or active_fractions")
-    log_f = (s > e[None, :]).astype(np.float64) @ np.asarray(values, dtype=np.float64)
+    log_f = threshold_enrichment(_concat_features(tracks, pred), dims, values, thresholds, active_fractions, centre)
     if M is not None:
         log_f = log_f - np.log(M)
     return np.exp(log_f)
-
-
-def _half_factor(R: np.ndarray) -> np.ndarray:
-    """F with F F^T = R after clipping negative eigenvalues (R from a reference panel may be indefinite)."""
-    lam, V = np.linalg.eigh(np.asarray(R, dtype=np.float64))
-    return V * np.sqrt(np.clip(lam, 0.0, None))
-
-
-def simulate_z(R, f, N: float, s2: float, rng: np.random.Generator, n_draws: Optional[int] = None,
-               return_beta: bool = False):
-    """z = sqrt(N) R beta + e, beta ~ N(0, diag f), e ~ N(0, s2 R) on a chromosome-wide or block R.
-
-    R: one (M x M) matrix, or a sequence of diagonal blocks whose sizes add up to len(f) (variants in
-    order). One beta per variant. n_draws: number of independent replicates (rows); default one vector.
-    Returns z [M] (or [n_draws, M]); with return_beta also beta (same shape).
-    """
-    f = np.asarray(f, dtype=np.float64)
-    blocks = [np.asarray(R)] if not isinstance(R, (list, tuple)) else [np.asarray(b) for b in R]
-    if sum(b.shape[0] for b in blocks) != f.shape[0]:
-        raise ValueError(f"simulate_z: LD blocks cover {sum(b.shape[0] for b in blocks)} variants, f has {f.shape[0]}")
-    reps = 1 if n_draws is None else n_draws
-    beta = rng.normal(size=(reps, f.shape[0])) * np.sqrt(f)
-    z = np.empty_like(beta)
-    start = 0
-    for B in blocks:
-        k = B.shape[0]
-        sl = slice(start, start + k)
-        noise = rng.normal(size=(reps, k)) @ _half_factor(B).T * np.sqrt(s2)
-        z[:, sl] = np.sqrt(N) * beta[:, sl] @ B.T + noise
-        start += k
-    if n_draws is None:
-        z, beta = z[0], beta[0]
-    return (z, beta) if return_beta else z
-
-
-def simulate_z_windows(windows: Iterable, f, N: float, s2: float, rng: np.random.Generator,
-                       return_beta: bool = False):
-    """z for the core variants of overlapping LD windows (e.g. UKBB 3 Mb windows), one global beta.
-
-    windows: iterable of (R_ext [m x m], ext [m] global variant indices of (i)+, core [n] positions of (i)
-    within (i)+). Each variant must be in exactly one core. For the core of window i
-
-        z_(i) = sqrt(N) R[i,+] beta_(i)+ + e_(i),    e_(i) ~ N(0, s2 R[i,i]) ,
-
-    with the same beta for a variant in every window, so each window's z_(i) has exactly the marginal
-    law N(0, R[i,+] Phi R[+,i] + s2 R[i,i]) that the likelihood uses; only the noise correlation between
-    neighbouring cores is dropped (the windowed likelihood ignores it too). Variants in no core get NaN.
-    """
-    f = np.asarray(f, dtype=np.float64)
-    beta = rng.normal(size=f.shape[0]) * np.sqrt(f)
-    z = np.full(f.shape[0], np.nan)
-    for R_ext, ext, core in windows:
-        R_ext = np.asarray(R_ext, dtype=np.float64)
-        ext = np.asarray(ext, dtype=np.int64)
-        core = np.asarray(core, dtype=np.int64)
-        target = ext[core]
-        if np.any(np.isfinite(z[target])):
-            raise ValueError("simulate_z_windows: a variant is in more than one core")
-        noise = _half_factor(R_ext[np.ix_(core, core)]) @ rng.normal(size=core.shape[0]) * np.sqrt(s2)
-        z[target] = np.sqrt(N) * R_ext[core] @ beta[ext] + noise
-    return (z, beta) if return_beta else z
-
-
-def rmse_log_f(f_hat, f_true) -> float:
-    """sqrt(mean((log f_hat - log f_true)^2)) over the variants given (Fig. 4 and 7: held-out variants)."""
-    f_hat = np.asarray(f_hat, dtype=np.float64)
-    f_true = np.asarray(f_true, dtype=np.float64)
-    if f_hat.shape != f_true.shape:
-        raise ValueError(f"rmse_log_f: shapes differ {f_hat.shape} vs {f_true.shape}")
-    if np.any(f_hat <= 0) or np.any(f_true <= 0):
-        raise ValueError("rmse_log_f: f must be positive")
-    return float(np.sqrt(np.mean((np.log(f_hat) - np.log(f_true)) ** 2)))
-
-
-def rmse_row(truth: str, model: str, objective: str, f_hat, f_true) -> dict:
-    """One row of results/simulation/{truth}/rmse.tsv (columns RMSE_COLUMNS)."""
-    return dict(truth=truth, model=model, objective=objective, rmse_log_f=rmse_log_f(f_hat, f_true))
