@@ -11,14 +11,14 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/download.smk"
+include: "workflow/rules/features.smk"
 include: "workflow/rules/harmonise.smk"
 include: "workflow/rules/ld.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
-include: "workflow/rules/features.smk"
-include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/simulation.smk"
+include: "workflow/rules/benchmarks.smk"
 
 
 rule all:

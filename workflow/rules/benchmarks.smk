@@ -1,4 +1,4 @@
-# Fig. 2 analogue (issue 3): drawn from the TSV that benchmarks/fig2.py writes
+# Fig. 2 analogue (paper Sec. 4.2, Fig. 2): drawn from the TSV that benchmarks/fig2.py writes
 # (run by hand: `python benchmarks/fig2.py`; it times the machine, so it is not a rule).
 
 

@@ -62,10 +62,6 @@ def all_ld_variant_lists():
     return [f"{p}.gz" for c in CHROMS for p in window_prefixes(c)]
 
 
-def n_variants_genome():
-    return config["ld"].get("n_variants_genome") or 0
-
-
 def chrom_inputs(chroms, trait):
     return {
         "factors": [f"results/ld_factors/chr{c}" for c in chroms],
@@ -110,6 +106,18 @@ def demo_track_truth():
     if not use_tracks() or config["ld"]["source"] != "demo" or not tt:
         return None
     return dict(tt, window=config["features"].get("track_window", 64))
+
+
+def track_manifest():
+    return config["features"].get("track_manifest", "resources/demo/tracks/manifest.tsv")
+
+
+def grch38_sizes():
+    return config["features"].get("chrom_sizes_grch38", "resources/demo/tracks/chrom_sizes_grch38.tsv")
+
+
+def simulation_truths():
+    return [str(t) for t in (config.get("simulation") or {}).get("truths", ["network", "threshold"])]
 
 
 def demo_truth(wildcards):

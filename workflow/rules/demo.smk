@@ -1,4 +1,27 @@
-# The embedded offline demo: an msprime cohort written in the public UKBB formats.
+# The embedded offline demo: synthetic tracks and chain, and an msprime cohort written in the public UKBB formats.
+
+
+rule demo_tracks:
+    output:
+        manifest="resources/demo/tracks/manifest.tsv",
+        sizes="resources/demo/tracks/chrom_sizes_grch38.tsv",
+        chain="resources/demo/chain/hg19ToHg38.demo.over.chain.gz",
+    params:
+        chromosomes=CHROMS,
+        chrom_length=config["demo"]["chrom_length"],
+        seed=config["demo"]["seed"],
+        n_tracks=config["features"].get("demo_n_tracks", 8),
+        n_eclip=config["features"].get("demo_n_eclip", 2),
+        outdir="resources/demo/tracks",
+    log:
+        "logs/features/demo_tracks.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/demo_tracks.py"
 
 
 rule demo_cohort:

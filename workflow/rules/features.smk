@@ -1,37 +1,7 @@
-# Genomic features (issue 5): bigWig tracks -> GRCh38 track store -> exact normalisation statistics.
-# The demo writes synthetic bigWigs and a GRCh37 -> GRCh38 chain (rule demo_tracks); real runs point
-# config["features"]["track_manifest"] (TSV: name, path, in the fixed manifest order) at downloaded bigWigs.
-
-
-def track_manifest():
-    return config["features"].get("track_manifest", "resources/demo/tracks/manifest.tsv")
-
-
-def grch38_sizes():
-    return config["features"].get("chrom_sizes_grch38", "resources/demo/tracks/chrom_sizes_grch38.tsv")
-
-
-rule demo_tracks:
-    output:
-        manifest="resources/demo/tracks/manifest.tsv",
-        sizes="resources/demo/tracks/chrom_sizes_grch38.tsv",
-        chain="resources/demo/chain/hg19ToHg38.demo.over.chain.gz",
-    params:
-        chromosomes=CHROMS,
-        chrom_length=config["demo"]["chrom_length"],
-        seed=config["demo"]["seed"],
-        n_tracks=config["features"].get("demo_n_tracks", 8),
-        n_eclip=config["features"].get("demo_n_eclip", 2),
-        outdir="resources/demo/tracks",
-    log:
-        "logs/features/demo_tracks.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/deepwas.yaml"
-    script:
-        "../scripts/demo_tracks.py"
+# Genomic features (paper App. A.1, C_func): bigWig tracks -> GRCh38 track store -> exact normalisation
+# statistics. The demo writes synthetic bigWigs and a GRCh37 -> GRCh38 chain (rule demo_tracks in demo.smk);
+# real runs point config["features"]["track_manifest"] (TSV: name, path, in the fixed manifest order) at
+# downloaded bigWigs.
 
 
 rule build_track_store:

@@ -1,11 +1,7 @@
-# Semi-synthetic recovery experiment (issue 6; paper Sec. 6.1, App. A.5, B.1): a known prior f, statistics
+# Semi-synthetic recovery experiment (paper Sec. 6.1, App. A.5, B.1): a known prior f, statistics
 # simulated through the real LD factors, every model x objective trained on the training chromosomes and
 # scored by the RMSE of log f on the held-out ones. Not part of `all`: run `snakemake --cores 2 simulation`.
-# Every key of the `simulation:` block is optional (defaults in deepwas.simulation.DEFAULTS).
-
-
-def simulation_truths():
-    return [str(t) for t in (config.get("simulation") or {}).get("truths", ["network", "threshold"])]
+# Every key of the `simulation:` block is optional (defaults in deepwas.simulation.semisynthetic.DEFAULTS).
 
 
 rule simulate_semisynthetic:
