@@ -1,4 +1,4 @@
-"""Benchmark (issue 5): assemble the [d_func, w] track windows of one paper-size LD window.
+"""Benchmark (paper App. D.3): assemble the [d_func, w] track windows of one paper-size LD window.
 
 Builds a synthetic track store at paper width (165 tracks, float16, position-major) for one 3 Mb
 chromosome in a temporary directory (~1 GB on local disk), then times `gather_windows` for 13,000 variants

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fig. 2 analogue (issue 3): seconds per loss + gradient of one window, per method, size, dtype, device.
+"""Fig. 2 analogue (paper Sec. 4): seconds per loss + gradient of one window, per method, size, dtype, device.
 
 Windows come from one msprime simulation with many samples (default 10,000 diploids, so the rank r of
 R[i,i] keeps growing with n: r is about 0.88 n up to n = 8000 instead of saturating at the sample size).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""One loss + gradient step of the exact low-rank solver vs the authors' per-step path (issue 2).
+"""One loss + gradient step of the exact low-rank solver vs the authors' per-step path (paper Sec. 4).
 
-Both methods evaluate the NLL of one LD window's core z-scores (DESIGN sec. 2) and back-propagate to phi,
+Both methods evaluate the NLL of one LD window's core z-scores (App. C.1) and back-propagate to phi,
 in float64 on the CPU, on the same window:
 
   exact      deepwas.likelihood.exact.nll(phi, s2, G, y, lam) + backward. G, lam (and y) come from

@@ -9,11 +9,7 @@ PKG = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "deepwas"
 IO_CALLS = {("np", "load"), ("np", "save"), ("np", "savez"), ("np", "savez_compressed"), ("numpy", "load"),
             ("numpy", "savez"), ("torch", "save"), ("torch", "load")}
 # explicit exceptions (module path relative to the package -> why)
-IO_WHITELIST = {
-    # the track store's memory-mapped arrays are opened by the store class itself (its layout and its
-    # builder live in the same module); see README "Where things are"
-    "features/tracks.py": "TrackStore.array: np.load(mmap_mode='r') of the store's per-chromosome arrays",
-}
+IO_WHITELIST: dict = {}
 
 
 def _module_name(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Fig. 2 baselines agree with the exact solver on an msprime window (issue 3)."""
+"""Fig. 2 baselines agree with the exact solver on an msprime window (paper Sec. 4, Fig. 2)."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""dbNSFP reduction and matching (issue 5, App. D.2)."""
+"""dbNSFP reduction and matching (paper App. D.2)."""
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Training-window loader: deterministic run order, overlap reuse, workers (issue 5 item 6)."""
+"""Training-window loader: deterministic run order, overlap reuse, workers (App. A.3 at UKBB scale)."""
 import functools
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Exact normalisation statistics and the track-order check (issue 5)."""
+"""Exact normalisation statistics and the track-order check (App. A.1 normalisation)."""
 import numpy as np
 import pyBigWig
 import pytest

@@ -1,4 +1,4 @@
-"""Track store and window gather against pyBigWig.values (issue 5)."""
+"""Track store and window gather against pyBigWig.values (paper App. D.3)."""
 import json
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Harmonisation of summary statistics to LD variants (DESIGN sec. 4): every case, every count."""
+"""Harmonisation of summary statistics to LD variants (paper App. D.1): every case, every count."""
 from __future__ import annotations
 
 import math

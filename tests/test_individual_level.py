@@ -1,5 +1,5 @@
 """App. C.2: the public-statistics gain NLL(0) - NLL(phi) equals the individual-level marginal-likelihood
-gain of paper Eqn 1 when the core equals the extended set (DESIGN sec. 2; a prototype agreed to 1e-14).
+gain of paper Eqn 1 when the core equals the extended set (App. C.1; a prototype agreed to 1e-14).
 
 Individual level: y ~ N(0, X^T F X + sigma^2 I) with X standardised genotypes (M x N), F = diag(f).
 Public: z = X y / sqrt(N), R = X X^T / N, phi = N f, s2 = sigma^2.

@@ -1,4 +1,4 @@
-"""Iterative (CG + SLQ + Hutchinson) solver: value, unbiased gradient, gradcheck, fallback (issue 3)."""
+"""Iterative (CG + SLQ + Hutchinson) solver: value, unbiased gradient, gradcheck, fallback (paper Sec. 4)."""
 import logging
 
 import numpy as np

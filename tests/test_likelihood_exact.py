@@ -1,4 +1,4 @@
-"""The exact low-rank likelihood equals the dense float64 reference (DESIGN sec. 2), values and gradients.
+"""The exact low-rank likelihood equals the dense float64 reference (paper App. C.1), values and gradients.
 
 Windows are cut from msprime cohorts, including rank-deficient ones (more variants than people), with
 the core placed at random in the middle third of the window or at one of its edges. Gradients are with

@@ -1,4 +1,4 @@
-"""Exact resume (issue 6): a run killed mid-epoch and resumed ends with the same parameters as an uninterrupted run.
+"""Exact resume (training of App. A.3): a run killed mid-epoch and resumed ends with the same parameters as an uninterrupted run.
 
 Small windows cut from an msprime LD matrix; constant, GLM and tiny-transformer priors (the transformer has
 dropout, so the torch RNG state of the checkpoint matters) with gradient accumulation over 2 windows and a

@@ -1,4 +1,4 @@
-"""Window names, UKBB geometry and the tiling of cores (DESIGN sec. 3): every variant with LD is in exactly
+"""Window names, UKBB geometry and the tiling of cores (paper Sec. 4, App. D.1): every variant with LD is in exactly
 one core, also with windows missing from the list."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fig. 2 analogue: seconds per loss + gradient versus window size, one line per method (issue 3).
+"""Fig. 2 analogue: seconds per loss + gradient versus window size, one line per method (paper Sec. 4, Fig. 2).
 
 Snakemake `script:` (input: the fig2 TSV, output: the PNG, log: a log file) or
 `python workflow/scripts/plot_fig2.py TSV OUT.png`.

@@ -1,4 +1,4 @@
-"""Match canonical summary statistics to LD variants and align their signs (DESIGN section 4).
+"""Match canonical summary statistics to LD variants and align their signs (paper App. D.1).
 
 Rules, applied per LD variant (chromosome, position, allele1, allele2), allele1 being the counted allele:
 
@@ -20,7 +20,7 @@ Rules, applied per LD variant (chromosome, position, allele1, allele2), allele1 
 Every drop is counted in the returned report; nothing is silently removed.
 
 Scale of z: the likelihood models z = sqrt(N) * beta_hat with beta_hat = X y / N, the marginal correlation
-of standardised genotype and phenotype (DESIGN section 2). A regression t statistic is not exactly that:
+of standardised genotype and phenotype (paper Sec. 2, Eqn 2). A regression t statistic is not exactly that:
 r = t / sqrt(t^2 + N - 2). With `z_scale="correlation"` (default) the harmoniser returns
 z = sqrt(N) * t / sqrt(t^2 + N - 2); the difference is about z^3 / (2N) (negligible at biobank N, but at
 N = 3000 it puts z outside the column space of R, which the pseudo-inverse amplifies).

@@ -1,4 +1,4 @@
-"""LD-only precomputation per window (DESIGN section 2): PSD repair, core eigendecomposition, factor G.
+"""LD-only precomputation per window (paper Sec. 4, App. C.1): PSD repair, core eigendecomposition, factor G.
 
 For a window with extended variants (i)+ (m) and core variants (i) (n):
 
@@ -98,7 +98,7 @@ class WindowFactors:
 
 def factorise(R: np.ndarray, core: np.ndarray, rtol: float = 1e-8, name: str = "window",
               ldscore: np.ndarray | None = None) -> WindowFactors:
-    """Eigendecompose R[i,i] and form G = R[+,i] U lam^-1/2 (DESIGN section 2).
+    """Eigendecompose R[i,i] and form G = R[+,i] U lam^-1/2 (paper App. C.1).
 
     `ldscore` defaults to sum_k R_mk^2 over R; pass the LD score over the whole window file when R is a
     subset of it.

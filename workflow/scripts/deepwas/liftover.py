@@ -1,4 +1,4 @@
-"""GRCh37 -> GRCh38 liftover of variant positions with pyliftover (DESIGN section 4).
+"""GRCh37 -> GRCh38 liftover of variant positions with pyliftover (paper App. D.3: the tracks are in GRCh38).
 
 pyliftover works on 0-based coordinates: a 1-based GRCh37 position p is converted as p - 1 and the
 result converted back with + 1. Each variant gets a GRCh38 position or NA plus a status:

@@ -91,7 +91,7 @@ def init_log_scale(freq: np.ndarray, h2: float, M: int, alpha: float) -> float:
 
 def build_prior(model: str, d_pred: int, d_func: int, init_log_scale: float, alpha: float = 0.7,
                 learn_alpha: bool = False, network: dict | None = None) -> Prior:
-    """The prior named in the config: 'constant', 'glm' or 'transformer' (Enformer-style, issue 6).
+    """The prior named in the config: 'constant', 'glm' or 'transformer' (Enformer-style, paper Sec. 5.2, App. A.1).
 
     `network`: keyword arguments of the transformer body: `size` (a name in networks.SIZES), `w` (track
     window length) and any EnformerNN override (e.g. `norm`, `checkpointing`)."""

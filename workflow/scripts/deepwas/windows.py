@@ -1,4 +1,4 @@
-"""LD windows and the tiling of cores (DESIGN section 3).
+"""LD windows and the tiling of cores (paper Sec. 4: core (i) and extended (i)+ variants; App. D.1).
 
 A window `chr{c}_{start}_{end}` covers [start, end) in GRCh37 and holds the extended set (i)+ (all of
 its variants). Its core (i) is the central stride: `start + (length - stride) / 2 <= pos < that + stride`
@@ -61,7 +61,7 @@ class CoreBounds:
 
 
 def core_bounds(windows: list[Window], length: int, stride: int) -> dict[str, CoreBounds]:
-    """Core position range [lo, hi) of every window, with the edge and gap extensions of DESIGN sec. 3.
+    """Core position range [lo, hi) of every window, with the edge and gap extensions (every variant in exactly one core).
 
     Between neighbours a < b on a chromosome: consecutive windows (b.start = a.start + stride) meet at
     their natural core boundary; windows that still overlap across missing windows meet at a.end (the

@@ -1,4 +1,4 @@
-"""Training-window loader (issue 5 item 6): LD factors, statistics and features of one window per item.
+"""Training-window loader (paper App. A.3 at UKBB scale): LD factors, statistics and features of one window per item.
 
 The loader does not know file formats: it takes
 

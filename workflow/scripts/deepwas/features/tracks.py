@@ -1,12 +1,6 @@
 """Track store: bigWig tracks converted to per-chromosome memory-mapped arrays, and the per-variant gather.
 
-Store layout (one directory)
-----------------------------
-- ``{chrom}.npy``: a plain ``.npy`` file of shape ``[chrom_len, n_tracks]`` (position-major, C order),
-  dtype float16 by default (float32 on request). Row ``i`` holds the values of every track at the 0-based
-  GRCh38 position ``i`` (1-based position ``i + 1``). Open with ``np.load(path, mmap_mode="r")``.
-- ``tracks.json``: track names in the fixed manifest order, source md5s, dtype, layout, chromosome sizes,
-  the window convention and the build report (per-track coverage counts, NaN/gap counts, float16 clipping).
+Store layout: see `formats.track_store` (one `{chrom}.npy` [chrom_len, n_tracks] per chromosome + `tracks.json`).
 
 Why position-major ``[chrom_len, n_tracks]``: one variant's window ``[w, n_tracks]`` is then ONE contiguous
 block of ``w * n_tracks * itemsize`` bytes (256 x 165 x 2 = 84 kB), and the windows of neighbouring variants
@@ -31,22 +25,16 @@ are summed (gaps as 0) into one ``all_eCLIP`` track at the position of the first
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..io import atomic_path, write_json
+from ..formats.track_store import STORE_FORMAT, TrackStore, TrackStoreError, chromosome_array_writer, write_store_meta
+from ..formats.track_store import open_track_store  # noqa: F401  (the store's reader, re-exported beside the builder)
 
-STORE_FORMAT = "deepwas-track-store/1"
 F16_MAX = float(np.finfo(np.float16).max)
-
-
-class TrackStoreError(ValueError):
-    """A track store cannot be built or used; the message names the file and the problem."""
 
 
 def md5sum(path, chunk: int = 1 << 22) -> str:
@@ -131,9 +119,7 @@ def build_track_store(
         }
         for chrom, L in chrom_sizes.items():
             L = int(L)
-            final = out_dir / f"{chrom}.npy"
-            with atomic_path(final) as tmp:
-                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(L, n_tracks))
+            with chromosome_array_writer(out_dir, chrom, (L, n_tracks), dtype) as arr:
                 for j, (out, members) in enumerate(plan):
                     for src, _ in members:
                         if chrom not in handles[src].chroms():
@@ -164,8 +150,6 @@ def build_track_store(
                                 report[plan[j][0]]["n_clipped_float16"] += int(big[:, j].sum())
                             np.clip(buf, -F16_MAX, F16_MAX, out=buf)
                     arr[s:e] = buf.astype(dtype)
-                arr.flush()
-                del arr
     finally:
         for bw in handles.values():
             bw.close()
@@ -183,68 +167,8 @@ def build_track_store(
         "gap_value": 0.0,
         "build_report": report,
     }
-    write_json(out_dir / "tracks.json", meta)
+    write_store_meta(out_dir, meta)
     return meta
-
-
-@dataclass
-class TrackStore:
-    """An opened store: memory-mapped per-chromosome arrays plus the metadata."""
-
-    path: Path
-    meta: dict
-    _arrays: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def track_names(self) -> list[str]:
-        return list(self.meta["track_names"])
-
-    @property
-    def n_tracks(self) -> int:
-        return len(self.meta["track_names"])
-
-    @property
-    def chrom_sizes(self) -> dict[str, int]:
-        return dict(self.meta["chrom_sizes"])
-
-    def resolve(self, chrom) -> str | None:
-        """The store's name for a chromosome: ``"1"`` and ``"chr1"`` are the same chromosome."""
-        chrom = str(chrom)
-        sizes = self.meta["chrom_sizes"]
-        for c in (chrom, chrom.removeprefix("chr"), "chr" + chrom.removeprefix("chr")):
-            if c in sizes:
-                return c
-        return None
-
-    def array(self, chrom: str) -> np.ndarray | None:
-        """The ``[chrom_len, n_tracks]`` memmap of a chromosome, or None if the store lacks it."""
-        chrom = self.resolve(chrom)
-        if chrom is None:
-            return None
-        a = self._arrays.get(chrom)
-        if a is None:
-            a = np.load(self.path / f"{chrom}.npy", mmap_mode="r")
-            if a.shape != (self.meta["chrom_sizes"][chrom], self.n_tracks):
-                raise TrackStoreError(f"{self.path / (chrom + '.npy')}: shape {a.shape} does not match tracks.json")
-            self._arrays[chrom] = a
-        return a
-
-    def files(self) -> list[Path]:
-        return [self.path / f"{c}.npy" for c in self.meta["chrom_sizes"]]
-
-    def __getstate__(self):  # memmaps are reopened in each worker process
-        return {"path": self.path, "meta": self.meta, "_arrays": {}}
-
-
-def open_track_store(path) -> TrackStore:
-    path = Path(path)
-    meta_path = path / "tracks.json"
-    if not meta_path.exists():
-        raise TrackStoreError(f"{meta_path}: no tracks.json; is {path} a track store (build_track_store)?")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != STORE_FORMAT:
-        raise TrackStoreError(f"{meta_path}: format {meta.get('format')!r}, expected {STORE_FORMAT!r}")
-    return TrackStore(path, meta)
 
 
 def _as_positions(pos) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""UKBB LD window files (Weissbrod et al. 2020; DESIGN section 4).
+"""UKBB LD window files (Weissbrod et al. 2020; paper App. D.1).
 
 A window is a pair `PREFIX.npz` + `PREFIX.gz`:
 - `.npz`: `scipy.sparse.save_npz` of ONE triangle of the signed correlation matrix with 0.5 on the

@@ -1,4 +1,4 @@
-"""Per-window DeepWAS likelihood (DESIGN section 2), one module per solver behind one interface.
+"""Per-window DeepWAS likelihood (paper Sec. 4, App. C.1), one module per solver behind one interface.
 
 Every factor-based solver is a callable `solver(phi, s2, G, y, lam) -> NLL_i(phi)` (a 0-d tensor,
 differentiable in phi). `get_solver(name, **options)` returns one by the name used in the config.

@@ -1,8 +1,8 @@
-"""The baselines of the paper's Fig. 2, for benchmarks only (issue 3).
+"""The baselines of the paper's Fig. 2, for benchmarks only (paper Sec. 4).
 
 Every method is `method(phi, s2, problem) -> NLL_i(phi)` (0-d tensor, differentiable in phi) on a
 `WindowProblem`, which holds what each needs: R of the extended set, the core index, z_(i), and the
-LD-only precomputation (U, lam of R[i,i], G, y). All return the same number (DESIGN section 2: the
+LD-only precomputation (U, lam of R[i,i], G, y). All return the same number (App. C.1: the
 likelihood on the support of R[i,i]); the A-methods work on A projected onto that support,
 A_s = U^T A U = U^T R[i,+] Phi R[+,i] U + s2 diag(lam) (r x r), applied through the R blocks.
 

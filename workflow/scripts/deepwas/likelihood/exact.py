@@ -1,4 +1,4 @@
-"""Exact low-rank solver for the per-window DeepWAS likelihood (DESIGN section 2).
+"""Exact low-rank solver for the per-window DeepWAS likelihood (paper Sec. 4, App. C.1).
 
 With the LD factor G (m x r) of a window and its whitened statistics y (length r),
 

@@ -1,4 +1,4 @@
-"""Matrix-free iterative solver for the per-window likelihood (paper Sec. 4.2, DESIGN section 2).
+"""Matrix-free iterative solver for the per-window likelihood (paper Sec. 4, App. C.1).
 
 The solver works on C = s2 I_r + G^T diag(phi) G (r x r), applied through the stored LD factor G
 (v -> s2 v + G^T (phi * (G v))); neither C nor B is ever formed. One call
@@ -17,7 +17,7 @@ The solver works on C = s2 I_r + G^T diag(phi) G (r x r), applied through the st
 
 Variance reduction (see `estimate_gram`): the probes are v = F^T (I - Pi) zeta, so E[v v^T] = C - M and the
 stochastic part only covers what the preconditioner misses; with the deflated spectrum in [1, 1 + small],
-CG needs a handful of steps and 40 probes give a gradient error of about 1% at n = 2000 (DESIGN target 3%).
+CG needs a handful of steps and 40 probes give a gradient error of about 1% at n = 2000 (target: 3%).
 The estimator is unbiased for any M independent of the probes (checked in tests over probe seeds).
 
 Cost (what the profile at n = 4000, m = 12000, r = 3556 showed): everything is G products; the step
@@ -38,7 +38,7 @@ T = CG steps, 3-6 here) instead of the exact solver's O(r) columns. To keep it t
   revisit). Costs r x l floats per cached window and makes results depend on the call history.
 
 The gradient is supplied by `_Estimated`, our own torch.autograd.Function; cola-ml 0.0.7's backward passes
-are not used (DESIGN section 2). The forward solves are plain torch: cola's CG returns neither per-column
+are not used. The forward solves are plain torch: cola's CG returns neither per-column
 Lanczos coefficients nor per-column convergence, which the batched SLQ and the fallback need.
 
 A solve that does not reach its tolerance within `max_iters` (or meets a non-positive curvature) is
