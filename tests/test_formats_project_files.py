@@ -92,3 +92,22 @@ def test_annotations(tmp_path):
                   "kind": ["x"]}).to_csv(tmp_path / "b.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match="b.tsv: annotation column\\(s\\) \\['kind'\\] are not numeric"):
         read_annotations(tmp_path / "b.tsv")
+
+
+def test_truth_and_genotypes(tmp_path):
+    from deepwas.formats.genotypes import read_genotypes, write_genotypes
+    from deepwas.formats.truth import read_truth, write_truth
+
+    v = pd.DataFrame({"rsid": ["rs1", "rs2"], "chromosome": ["1", "1"], "position": [5, 9],
+                      "allele1": ["A", "C"], "allele2": ["G", "T"]})
+    write_truth(tmp_path / "t.tsv.gz", v, np.array([1e-5, 2e-5]))
+    assert list(pd.read_csv(tmp_path / "t.tsv.gz", sep="\t").columns) == ["chromosome", "position", "allele1",
+                                                                         "allele2", "f"]
+    f = read_truth(tmp_path / "t.tsv.gz")
+    assert list(f.index) == ["1:5:A:G", "1:9:C:T"]
+    np.testing.assert_array_equal(f.to_numpy(), [1e-5, 2e-5])
+    G = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.int8)
+    write_genotypes(tmp_path / "g.npz", G, np.array([5, 9]), np.array(["A", "C"]), np.array(["G", "T"]))
+    back = read_genotypes(tmp_path / "g.npz")
+    np.testing.assert_array_equal(back["genotypes"], G)
+    assert back["allele2"].tolist() == ["G", "T"]

@@ -9,16 +9,26 @@ trained the model, with the prior in eval() mode.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable, Iterable
 
 import pandas as pd
 import torch
 
+from .features.pred import FeatureScaler
+from .formats.annotations import read_annotations
+from .formats.model_file import ModelFile
+from .formats.truth import read_truth
+from .io import read_json, write_json, write_table
 from .likelihood import exact, nll_null
-from .window import WindowData
+from .priors import build_prior
+from .sources import iter_windows
+from .window import WindowData, make_window
 
 WINDOW_COLUMNS = ["window", "n_core", "n_extended", "rank", "nll_model", "nll_null", "delta"]
+log = logging.getLogger("deepwas.evaluation")
+
 SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct_per_person"]
 
 
@@ -55,3 +65,42 @@ def summarise(table: pd.DataFrame, trait: str, model: str, objective: str, N: fl
 def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
     return df[SUMMARY_COLUMNS].sort_values(["trait", "pct_per_person"], ascending=[True, False]).reset_index(drop=True)
+
+
+def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary,
+                   tracks=None) -> dict:
+    """The evaluate rule: exact held-out likelihood of a trained prior (model file `model_path`), or of the
+    demo's true f (`truth_path`, model 'oracle'); writes the per-window table and the summary (returned)."""
+    s2info = read_json(s2_json)
+    s2, N = s2info["s2"], s2info["N"]
+    annotations = read_annotations(annotations_path)
+    if truth_path:
+        f = read_truth(truth_path)
+        scale = None
+        phi_of = lambda w: N * torch.as_tensor(f.reindex(keys[w.name]).to_numpy(), dtype=torch.float64)  # noqa: E731
+        model, objective = "oracle", "truth"
+    else:
+        ck = ModelFile.load(model_path)
+        have = tracks.track_names if tracks is not None else []
+        if ck.track_names != have:
+            raise ValueError(f"{model_path} was trained on tracks {ck.track_names}, but the evaluation "
+                             f"reads {have}; retrain the model or fix features.tracks")
+        scale = FeatureScaler.from_state(ck.scaler).transform
+        prior = build_prior(ck.model, d_pred=ck.d_pred, d_func=ck.d_func, init_log_scale=0.0,
+                            alpha=ck.alpha, learn_alpha=ck.learn_alpha, network=ck.network)
+        prior.load_state_dict(ck.state)
+        phi_of = prior_phi(prior, N)
+        model, objective = ck.model, ck.objective
+    keys = {}
+
+    def windows():   # one held-out window in memory at a time (track windows are large at UKBB scale)
+        for name, fac, st, p in iter_windows(chrom_inputs, annotations, None if truth_path else tracks):
+            keys[name] = fac["keys"]
+            yield make_window(name, fac, st["y"], p if scale is None else scale(p))
+
+    table = evaluate_windows(phi_of, windows(), s2)
+    summary = summarise(table, trait, model, objective, N)
+    write_table(out_table, table)
+    write_json(out_summary, summary)
+    log.info("%s", summary)
+    return summary

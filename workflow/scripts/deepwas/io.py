@@ -28,6 +28,11 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
+def read_json(path):
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")

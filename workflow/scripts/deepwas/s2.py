@@ -11,12 +11,21 @@ Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likeliho
 """
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import torch
 
 from . import likelihood
+from .formats.factors import read_manifest
+from .io import write_json
 from .ldsr import ldsr_intercept
-from .window import WindowData
+from .priors import init_log_scale
+from .sources import load_windows, trait_sample_size
+from .window import WindowData, make_window
+
+log = logging.getLogger("deepwas.s2")
 
 
 def fit_constant_and_s2(windows: list[WindowData], N: float, alpha: float, init_log_scale: float,
@@ -46,3 +55,35 @@ def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iteration
     """Per-window residual variance s2 as the intercept of LD score regression (App. A.4 weights,
     re-estimated `iterations` times; see `ldsr.ldsr_intercept`). Returns (s2, h2)."""
     return ldsr_intercept(z2, ldscore, N, M, iterations)
+
+
+def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out) -> dict:
+    """The estimate_s2 rule: the trait's per-window residual variance s2, sample size N and the starting
+    scale of every prior. s2 is fitted by maximum likelihood jointly with a constant prior on the training
+    windows (`s2_sheet`, the trait sheet's value, wins when given); the LD-score-regression intercept is
+    recorded beside it as a cross-check. `manifests`: the factor manifests of all chromosomes (M). Writes
+    and returns the JSON record."""
+    # M: every variant that has LD and statistics lies in exactly one core
+    M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
+    loaded = load_windows(chrom_inputs)
+    N = trait_sample_size(loaded)
+    z2 = np.concatenate([st["z2"] for _, _, st, _ in loaded])
+    l = np.concatenate([st["ldscore"] for _, _, st, _ in loaded])
+    s2_ldsr, h2_ldsr = estimate_s2(z2, l, N, M)
+    windows = [make_window(name, fac, st["y"], p) for name, fac, st, p in loaded]
+    freq = np.concatenate([fac["freq"][fac["core"]] for _, fac, _, _ in loaded])
+    c0 = init_log_scale(freq, min(max(h2_ldsr, 0.01), 0.9), M, alpha)
+    given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
+    s2_ml, c_ml = fit_constant_and_s2(windows, N, alpha, c0)
+    s2 = float(s2_sheet) if given else s2_ml
+    if not 0 < s2 < 10:
+        raise ValueError(f"s2 = {s2} is not a usable residual variance; set a valid 's2' for this trait in the trait sheet")
+    if not given and not 0.5 < s2_ml < 1.5:
+        log.warning("maximum-likelihood s2 = %.3f is far from 1: check the statistics (confounding, wrong N, "
+                    "sign errors) or set 's2' for this trait in the trait sheet", s2_ml)
+    info = {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
+            "s2_ml": s2_ml, "init_log_scale": c_ml, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
+            "N": N, "M": M, "n_windows": len(windows)}
+    write_json(out, info)
+    log.info("s2 = %.4f (ML %.4f, LDSR intercept %.4f), N = %.0f, M = %d", s2, s2_ml, s2_ldsr, N, M)
+    return info

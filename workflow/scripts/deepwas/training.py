@@ -42,9 +42,15 @@ from typing import Callable
 import torch
 
 from . import likelihood
+from .features.pred import FeatureScaler, pred_feature_names
+from .formats.annotations import read_annotations
 from .formats.checkpoint import load_checkpoint, save_checkpoint
-from .sources import as_window_source
-from .window import WindowData
+from .formats.model_file import ModelFile
+from .io import read_json
+from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
+from .priors import build_prior
+from .sources import StreamingWindows, as_window_source, load_windows, use_streaming
+from .window import WindowData, make_window
 
 log = logging.getLogger("deepwas.training")
 
@@ -265,3 +271,59 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
+
+
+def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,
+                out_model, out_metrics, checkpoint_dir, tracks=None, network=None) -> dict:
+    """The train rule: fit one prior (model x objective) on the training windows of one trait and write the
+    model file. `tracks`: a `features.variants.VariantTracks` (models then read track windows), or None.
+    Returns what `Trainer.fit` returned."""
+    s2info = read_json(s2_json)
+    s2, N = s2info["s2"], s2info["N"]
+    annotations = read_annotations(annotations_path)
+    ann_names = list(annotations.columns) if annotations is not None else []
+    stream = use_streaming(train_cfg.get("stream", "auto"), chrom_inputs, tracks)
+    if stream:   # windows read from disk during training (UKBB scale)
+        loaded = None
+        windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg.get("num_workers", 2),
+                                   prefetch=train_cfg.get("prefetch", 2))
+        scaler = windows.scaler
+    else:
+        loaded = load_windows(chrom_inputs, annotations, tracks)
+        scaler = FeatureScaler.fit(pred_feature_names(ann_names, tracks is not None), [p for *_, p in loaded])
+        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+    d_func = tracks.d_func if tracks is not None else 0
+    network = dict(network or {}, w=tracks.w) if tracks is not None else None
+    if stream:
+        log.info("streaming %d windows (%d workers); %d of %d variants without track features", len(windows),
+                 windows.num_workers, windows.counts.get("n_missing_tracks", 0), windows.counts.get("n_variants", 0))
+    elif tracks is not None:
+        log.info("track features: %d tracks x %d bp; %d of %d variants without features", d_func, tracks.w,
+                 sum(st["n_missing_tracks"] for _, _, st, _ in loaded), sum(len(f["keys"]) for _, f, _, _ in loaded))
+    c0 = s2info["init_log_scale"]   # the maximum-likelihood constant prior: every model starts there
+    torch.manual_seed(train_cfg["seed"])
+    prior = build_prior(model, d_pred=len(scaler.names), d_func=d_func, init_log_scale=c0, alpha=prior_cfg["alpha"],
+                        learn_alpha=prior_cfg.get("learn_alpha", False), network=network)
+    solver_opts = {k: v for k, v in solver_cfg.items() if k != "solver"}
+    cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
+                      weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
+                      clip_grad_norm=train_cfg.get("clip_grad_norm"), seed=train_cfg["seed"],
+                      checkpoint_every=train_cfg.get("checkpoint_every", 0), objective=objective,
+                      solver=solver_cfg["solver"], solver_options=solver_opts)
+    device = pick_device(train_cfg.get("device", "auto"))
+    log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
+             len(windows), N, s2, cfg.solver, device)
+    loss_fn = None
+    if objective == "ldsr":
+        extras = LdsrExtras(chrom_inputs) if stream else \
+            {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded}
+        h2_guess = min(max(s2info.get("h2_ldsr", 0.1), 0.01), 0.9)
+        loss_fn = ldsr_objective(extras, N, h2_guess, s2info["M"])
+    trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn)
+    result = trainer.fit()
+    log.info("done: %s", result)
+    ModelFile(model=model, objective=objective, state=prior.cpu().state_dict(), scaler=scaler.state(),
+              d_pred=len(scaler.names), d_func=d_func, network=network,
+              track_names=tracks.track_names if tracks is not None else [], alpha=prior_cfg["alpha"],
+              learn_alpha=prior_cfg.get("learn_alpha", False), init_log_scale=c0, train=result).save(out_model)
+    return result

@@ -15,17 +15,28 @@ small reference panel, from the summary-level model at a larger GWAS size N (`su
     z = sqrt(N) R beta + e,   e ~ N(0, (1 - h2) R),   R = X_s X_s^T / n   (the panel's in-sample LD)
 
 drawn exactly through the genotypes (see `summary_gwas`, also for what N > n does to the per-window s2).
-Everything is a pure function of a seed; the rule script `demo_cohort.py` writes the files.
+Everything is a pure function of a seed; `write_demo_cohort` writes the files (the demo_cohort rule).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..features.tracks import gather_windows, open_track_store
+from ..formats.genotypes import write_genotypes
+from ..formats.truth import write_truth
+from ..formats.ukbb_ld import write_ld_window
+from ..io import write_table
+from ..liftover import lift_positions, load_chain
+from ..windows import tile
 from .truths import threshold_enrichment
+
+log = logging.getLogger("deepwas.simulation.cohort")
 
 BASES = np.array(list("ACGT"))
 
@@ -182,3 +193,91 @@ def sumstats_table(chrom: Chromosome, rsid: np.ndarray, res: pd.DataFrame, N: in
                        "EAF": eaf, "Beta": beta, "se": res["se"].to_numpy(), "P": res["P"].to_numpy(),
                        "N": N, "INFO": 1.0})
     return df.loc[rng.random(M) >= missing_fraction]
+
+
+def track_term(chroms, store_dir, chain, track_cfg: dict) -> np.ndarray:
+    """App. B.1 log-f term of every demo variant from the raw synthetic tracks around its lifted position."""
+    store, lo = open_track_store(store_dir), load_chain(chain)
+    windows = []
+    for c in chroms:
+        lifted = lift_positions([c.chrom] * len(c.positions), c.positions, lo)
+        win, missing = gather_windows(store, c.chrom, lifted["POS38"].fillna(-1).to_numpy(np.int64),
+                                      w=track_cfg["window"])
+        log.info("chr%s: %d variants without GRCh38 position (no track features)", c.chrom, int(missing.sum()))
+        windows.append(win)
+    windows = np.concatenate(windows)
+    t = track_enrichment(windows, track_cfg["dims"], track_cfg["active_fractions"], track_cfg["values"])
+    log.info("track enrichment (App. B.1) on tracks %s; fraction of variants with any signal in their window: %s",
+             [store.track_names[d] for d in track_cfg["dims"]],
+             [round(float(x), 3) for x in (windows[:, track_cfg["dims"]].sum(-1) != 0).mean(0)])
+    return t
+
+
+def write_demo_cohort(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: str, store=None, chain=None,
+                      track_cfg=None) -> None:
+    """The demo_cohort rule: simulate the cohort of `cfg` (the config's `demo:` block) and write it in the public
+    UKBB formats under `outdir`: LD windows, summary statistics, true f, genotypes, annotations (and the
+    phenotypes of an actual GWAS). `store`, `chain`, `track_cfg`: the synthetic tracks the true f reads."""
+    out = Path(outdir)
+    rng = np.random.default_rng(cfg["seed"])
+    chroms, annots = [], []
+    for k, c in enumerate(chromosomes):
+        ch = simulate_chromosome(c, cfg["chrom_length"], cfg["n_individuals"], seed=cfg["seed"] * 1000 + k,
+                                          population_size=cfg["population_size"],
+                                          recombination_rate=cfg["recombination_rate"],
+                                          mutation_rate=cfg["mutation_rate"], maf_min=cfg["maf_min"])
+        log.info("chr%s: %d variants after the MAF >= %g filter", c, len(ch.positions), cfg["maf_min"])
+        chroms.append(ch)
+        annots.append(simulate_annotations(ch.positions, cfg["chrom_length"], rng))
+    N = cfg["n_individuals"]
+    rsids = [np.array([f"rs{c.chrom}{i:06d}" for i in range(len(c.positions))]) for c in chroms]
+    variants = [pd.DataFrame({"rsid": r, "chromosome": c.chrom, "position": c.positions,
+                              "allele1": c.allele1, "allele2": c.allele2}) for r, c in zip(rsids, chroms)]
+
+    # genotypes (kept for tests and evaluation) and annotations
+    for c in chroms:
+        write_genotypes(out / "genotypes" / f"chr{c.chrom}.npz", c.genotypes, c.positions, c.allele1, c.allele2)
+    ann = pd.concat([pd.concat([v[["chromosome", "position", "allele1", "allele2"]], a], axis=1)
+                     for v, a in zip(variants, annots)], ignore_index=True)
+    write_table(out / "annotations.tsv.gz", ann)
+
+    # effects from the known prior, then summary statistics per trait: an actual GWAS of the cohort, or the
+    # summary-level model at GWAS size n_gwas (`summary_gwas`)
+    Xs = [c.standardised() for c in chroms]
+    freq = np.concatenate([c.freq for c in chroms])
+    A = pd.concat(annots, ignore_index=True)
+    t_track = track_term(chroms, store, chain, track_cfg) if track_cfg else None
+    n_gwas = cfg.get("n_gwas")
+    splits = np.cumsum([len(c.positions) for c in chroms])[:-1]
+    phenos = {}
+    for trait, tc in cfg["traits"].items():
+        scale = tc.get("track_scale", 1.0)
+        f = truth_f(freq, A, tc["weights"], cfg["alpha"], tc["h2"],
+                             None if t_track is None else scale * t_track)
+        beta = rng.normal(0.0, np.sqrt(f))
+        write_truth(out / "truth" / f"{trait}.tsv.gz", pd.concat(variants, ignore_index=True), f)
+        if n_gwas:
+            res = [sumstats_from_z(summary_gwas(x, b, n_gwas, 1 - tc["h2"], rng), c.freq, n_gwas)
+                   for x, b, c in zip(Xs, np.split(beta, splits), chroms)]
+            log.info("%s: h2 target %.3f, summary-level GWAS of N = %d on the panel's LD", trait, tc["h2"], n_gwas)
+        else:
+            g = sum(x.T @ b for x, b in zip(Xs, np.split(beta, splits)))
+            y = g + rng.normal(0.0, np.sqrt(1 - tc["h2"]), N)
+            phenos[trait] = y
+            res = [gwas(c.genotypes, y) for c in chroms]
+            log.info("%s: h2 target %.3f, realised genetic variance %.3f", trait, tc["h2"], g.var())
+        ss = pd.concat([sumstats_table(c, r, st, n_gwas or N, rng) for c, r, st in zip(chroms, rsids, res)],
+                       ignore_index=True)
+        write_table(out / "sumstats" / f"{trait}.sumstats.gz", ss, float_format="%.6g")
+    if not n_gwas:
+        write_table(out / "phenotypes.tsv", pd.DataFrame(phenos))
+
+    # LD windows in the UKBB layout
+    n_windows = 0
+    for c, x, v in zip(chroms, Xs, variants):
+        for w in tile(c.chrom, cfg["chrom_length"], ld_cfg["window_length"], ld_cfg["window_stride"]):
+            sel = (c.positions >= w.start) & (c.positions < w.end)
+            R = ld_matrix(x[sel])
+            write_ld_window(out / "ld" / w.name, R, v.loc[sel].reset_index(drop=True), dtype=np.float32)
+            n_windows += 1
+    log.info("wrote %d LD windows, %d traits, %d individuals", n_windows, len(cfg["traits"]), N)
