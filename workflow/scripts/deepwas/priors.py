@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .networks import EnformerNN
+
 
 class Constant(nn.Module):
     def __init__(self, init_log_scale: float = 0.0, **_):
@@ -50,8 +52,6 @@ class Network(nn.Module):
     def __init__(self, d_pred: int, d_func: int, init_log_scale: float = 0.0, size: str = "tiny",
                  w: int | None = None, **overrides):
         super().__init__()
-        from .networks import EnformerNN
-
         if d_func <= 0:
             raise ValueError("the transformer prior reads functional tracks, but no tracks were given: set "
                              "features.tracks (the demo's synthetic tracks or a track manifest) or drop 'transformer' "

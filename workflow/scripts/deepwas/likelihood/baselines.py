@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..ld_factors import factorise
 from ..linalg.cg import NotConverged, batched_cg
 from ..linalg.lanczos import draw_probes, slq_logdet
 from ..linalg.nystrom import LowRankPlusScaled, nystrom
@@ -48,7 +49,6 @@ class WindowProblem:
 
     @classmethod
     def build(cls, R, core, z_core, rtol=1e-8, dtype=torch.float64, device="cpu"):
-        from ..ld_factors import factorise
         R = np.asarray(R, dtype=np.float64)
         wf = factorise(R, np.asarray(core), rtol)
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
