@@ -87,6 +87,23 @@ def test_import_graph_is_acyclic():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+# Top-level modules and packages in import order (README "Where things are"): a module may import only
+# modules of its own entry or of entries before it. A new module goes where its imports put it.
+LAYERS = ["io", "windows", "harmonise", "liftover", "encode", "downloads", "ld_factors", "formats", "linalg",
+          "likelihood", "window", "features", "ldsr", "sources", "networks", "priors", "s2", "training",
+          "evaluation", "plots", "simulation"]
+
+
+def test_imports_run_one_way():
+    graph = import_graph()
+    top = {m.split(".")[1] for m in graph if m.count(".") >= 1}
+    assert not top - set(LAYERS), f"add {sorted(top - set(LAYERS))} to LAYERS in tests/test_architecture.py"
+    layer = {name: i for i, name in enumerate(LAYERS)}
+    upward = [f"{m} -> {d}" for m, deps in graph.items() if m != "deepwas" for d in deps
+              if d != "deepwas" and layer[d.split(".")[1]] > layer[m.split(".")[1]]]
+    assert not upward, "imports against the layer order: " + ", ".join(sorted(upward))
+
+
 def test_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
