@@ -20,7 +20,7 @@ from .features.pred import FeatureScaler
 from .formats.annotations import read_annotations
 from .formats.model_file import ModelFile
 from .formats.truth import read_truth
-from .io import read_json, write_json, write_table
+from .io import atomic_path, read_json, write_json, write_table
 from .likelihood import exact, nll_null
 from .priors import build_prior
 from .sources import iter_windows
@@ -65,6 +65,24 @@ def summarise(table: pd.DataFrame, trait: str, model: str, objective: str, N: fl
 def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
     return df[SUMMARY_COLUMNS].sort_values(["trait", "pct_per_person"], ascending=[True, False]).reset_index(drop=True)
+
+
+def write_summary(summaries, out_tsv, out_txt) -> pd.DataFrame:
+    """The summary rule: one table of the held-out results of every trait and model (`summaries`: the
+    evaluate rule's JSON files) and a short text summary."""
+    df = combine([pd.DataFrame([read_json(p)]) for p in summaries])
+    write_table(out_tsv, df, float_format="%.6g")
+    lines = ["DeepWAS held-out results (percentage likelihood increase per person vs the null, f = 0)", ""]
+    for trait, g in df.groupby("trait", sort=True):
+        lines.append(f"{trait}:")
+        for _, r in g.iterrows():
+            lines.append(f"  {r['model']:<12} {r['objective']:<8} {r['pct_per_person']:>9.4f} %   "
+                         f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows")
+    text = "\n".join(lines) + "\n"
+    with atomic_path(out_txt) as tmp:
+        tmp.write_text(text)
+    log.info("\n%s", text)
+    return df
 
 
 def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary,
