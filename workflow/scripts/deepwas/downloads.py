@@ -6,13 +6,20 @@ Every download goes through `fetch(remote, dest)`:
   `MissingObjectError` naming it (never retried);
 - bytes are appended to `.{name}.part` beside `dest`, from where the partial file ends (an HTTP Range
   request / ranged GetObject / ranged GCS read), so a killed job resumes on rerun; a sidecar
-  `.{name}.part.json` remembers which object (size, checksum) the partial bytes belong to and the partial
-  file is discarded when the remote changed;
+  `.{name}.part.json` remembers which object (size, checksum, ETag, Last-Modified) the partial bytes belong
+  to and the partial file is discarded when the remote changed or gives no validator at all; each ranged
+  request carries the validator (HTTP If-Range, S3 If-Match), and an answer with the whole object (or 412)
+  restarts the download from byte 0, so old and new bytes are never joined;
 - transient errors are retried with exponential backoff (`retries`, `backoff` seconds x 2^attempt);
 - the finished file is verified: size always, then md5 when the source gives one (ENCODE metadata, GCS
   md5Hash, a single-part S3 ETag, a manifest); a multipart S3 ETag ("<md5>-<parts>") is checked against
-  the usual part sizes and recorded as size-only when no part size reproduces it. A failed check deletes
-  the partial file and raises `VerificationError` with both checksums;
+  the usual part sizes and recorded as size-only when no part size reproduces it; any other ETag (Apache's
+  and nginx's "<size hex>-<mtime hex>") is recorded only (`etag_kind`). A failed check deletes the partial
+  file and raises `VerificationError` with both checksums; S3 403 / 404 raise `AccessDeniedError` /
+  `MissingObjectError` naming bucket and key (never retried);
+- an existing `dest` is never overwritten or deleted: it is adopted when it is the remote's file
+  (`adopt_existing`; offline when a `.{name}.verified.json` sidecar written at verification still matches
+  its size and mtime), else the download stops naming it;
 - only then is the partial file renamed onto `dest`, and a lock record (source, resolved name, size,
   checksum, how it was verified, UTC date) returned; `write_lock_record` stores it as JSON and
   `merge_lock_records` joins records into a TSV in a caller-given (manifest) order.
@@ -48,6 +55,10 @@ class MissingObjectError(DownloadError):
     """The source says the object does not exist (S3 NoSuchKey / 404, GCS 404, HTTP 404)."""
 
 
+class AccessDeniedError(DownloadError):
+    """The source refuses the request (S3 403, HTTP 401/403): never retried."""
+
+
 class VerificationError(DownloadError):
     """The downloaded bytes do not match the size or checksum the source gave."""
 
@@ -61,6 +72,28 @@ class RemoteInfo:
     size: int
     md5: str | None = None  # hex
     etag: str | None = None  # as given by the server, quotes stripped
+    last_modified: str | None = None  # HTTP Last-Modified, as given
+
+    def validator(self) -> str | None:
+        """What ties partial bytes to one version of the object: md5, else ETag, else Last-Modified."""
+        return self.md5 or self.etag or self.last_modified
+
+
+_MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
+_MULTIPART_ETAG = re.compile(r"([0-9a-fA-F]{32})-(\d+)")
+
+
+def etag_kind(etag: str | None) -> str:
+    """How an ETag can be checked: 'md5' (32 hex digits: the md5 of the bytes, as S3 single-part uploads and
+    many servers give), 'multipart' ('<md5>-<parts>', S3 multipart uploads) or 'opaque' (anything else, such
+    as Apache's and nginx's '<size hex>-<mtime hex>': recorded, and compared when a download resumes)."""
+    if not etag:
+        return "none"
+    if _MD5_ETAG.fullmatch(etag):
+        return "md5"
+    if _MULTIPART_ETAG.fullmatch(etag):
+        return "multipart"
+    return "opaque"
 
 
 def md5_file(path, chunk: int = CHUNK) -> str:
@@ -90,18 +123,18 @@ def verify(path, info: RemoteInfo, source: str, expected_md5: str | None = None)
         if got != want.lower():
             raise VerificationError(f"{source}: md5 mismatch: expected {want.lower()}, got {got} (file corrupted in transfer or at the source)")
         return got, "size+md5"
-    etag = info.etag
-    if etag and "-" not in etag and len(etag) == 32:
+    etag, kind = info.etag, etag_kind(info.etag)
+    if kind == "md5":
         if got != etag.lower():
             raise VerificationError(f"{source}: ETag/md5 mismatch: expected {etag.lower()}, got {got} (file corrupted in transfer or at the source)")
         return got, "size+etag"
-    if etag and "-" in etag:
+    if kind == "multipart":
         parts = int(etag.rsplit("-", 1)[1])
         for mib in (8, 16, 5, 32, 64, 100, 128, 256, 512):
             ps = mib << 20
             if -(-size // ps) == parts and _s3_multipart_etag(path, ps) == etag.lower():
                 return got, "size+multipart-etag"
-    return got, "size"
+    return got, "size"  # opaque / no ETag: the ETag is recorded in the lock and tied the resumed bytes
 
 
 class Remote:
@@ -127,23 +160,49 @@ class S3Remote(Remote):
         self.resolved = key.rsplit("/", 1)[-1]
         self.client = client or s3_client(endpoint_url, region)
 
+    def _error(self, err, operation: str) -> Exception:
+        """A readable error for a botocore ClientError of `operation`, naming bucket and key and what to do."""
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        where = f"{self.source} (bucket {self.bucket!r}, key {self.key!r})"
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return MissingObjectError(f"{self.source}: no such key {self.key!r} in bucket {self.bucket!r} (404); check download.ld_bucket, "
+                                      "download.ld_prefix and the window manifest (rule check_ukbb_ld_manifest lists the bucket)")
+        if code == "NoSuchBucket":
+            return MissingObjectError(f"{where}: no such bucket {self.bucket!r}; check download.ld_bucket")
+        if code in ("403", "AccessDenied", "Forbidden", "AllAccessDisabled", "AccountProblem"):
+            return AccessDeniedError(
+                f"{where}: access denied (HTTP 403) on {operation}. The workflow reads this bucket with unsigned "
+                "(anonymous) requests, which S3 refuses when the object is not public, when the bucket is "
+                "requester-pays, or when the key does not exist and listing is not public. Check the bucket and key "
+                "(download.ld_bucket, download.ld_prefix, download.s3_endpoint); if the bucket now needs credentials "
+                "or requester-pays, download the files yourself (e.g. `aws s3 cp --request-payer requester ...`) into "
+                "ld.dir and run with `ld.source: local`")
+        return DownloadError(f"{where}: {operation} failed with S3 error {code or '?'}: {err}")
+
     def stat(self) -> RemoteInfo:
         from botocore.exceptions import ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.key)
         except ClientError as err:
-            code = str(err.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                raise MissingObjectError(f"{self.source}: no such key in bucket {self.bucket!r} (404)") from err
-            if code in ("NoSuchBucket",):
-                raise MissingObjectError(f"{self.source}: no such bucket {self.bucket!r}") from err
-            raise
+            raise self._error(err, "HeadObject") from None
         return RemoteInfo(size=int(head["ContentLength"]), etag=str(head.get("ETag", "")).strip('"') or None)
 
     def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
-        kwargs = {"Range": f"bytes={start}-"} if start else {}
-        body = self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+        from botocore.exceptions import ClientError
+
+        kwargs = {}
+        if start:
+            kwargs["Range"] = f"bytes={start}-"
+            if info.etag:  # the partial bytes belong to this version: S3 answers 412 if the object changed
+                kwargs["IfMatch"] = f'"{info.etag}"'
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("412", "PreconditionFailed"):
+                raise _ValidatorChanged() from None
+            raise self._error(err, "GetObject") from None
         yield from body.iter_chunks(CHUNK)
 
 
@@ -228,23 +287,38 @@ class HTTPRemote(Remote):
         r = self.session.head(self.url, allow_redirects=True, timeout=self.timeout)
         if r.status_code == 404:
             raise MissingObjectError(f"{self.url}: not found (HTTP 404)")
+        if r.status_code in (401, 403):
+            raise AccessDeniedError(f"{self.url}: access denied (HTTP {r.status_code}); check the URL in the config "
+                                    "or manifest, or download the file yourself")
         r.raise_for_status()
         size = self.size if self.size is not None else r.headers.get("Content-Length")
         if size is None:
             raise DownloadError(f"{self.url}: the server gives no Content-Length and no size is known; cannot verify")
         if self.size is not None and r.headers.get("Content-Length") and int(r.headers["Content-Length"]) != self.size:
             raise VerificationError(f"{self.url}: server says {r.headers['Content-Length']} bytes, metadata says {self.size}")
-        etag = (r.headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"') or None
-        return RemoteInfo(size=int(size), md5=self.md5, etag=None if self.md5 else etag)
+        raw_etag = (r.headers.get("ETag") or "").strip()
+        # a weak ETag (W/"...") may not be used in If-Range: it is not a validator of the bytes
+        etag = None if raw_etag.startswith("W/") else raw_etag.strip('"') or None
+        return RemoteInfo(size=int(size), md5=self.md5, etag=etag, last_modified=r.headers.get("Last-Modified") or None)
 
     def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
-        headers = {"Range": f"bytes={start}-"} if start else {}
+        headers = {}
+        if start:
+            # If-Range: the server sends the rest only if the object is still the version the partial bytes came
+            # from (strong ETag, else Last-Modified); otherwise it answers 200 with the whole new object
+            validator = f'"{info.etag}"' if info.etag else info.last_modified
+            if not validator:
+                raise _ValidatorChanged()  # nothing ties the partial bytes to this object: start again
+            headers = {"Range": f"bytes={start}-", "If-Range": validator}
         with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code == 404:
                 raise MissingObjectError(f"{self.url}: not found (HTTP 404)")
+            if r.status_code in (401, 403):
+                raise AccessDeniedError(f"{self.url}: access denied (HTTP {r.status_code}); check the URL in the "
+                                        "config or manifest, or download the file yourself")
             r.raise_for_status()
             if start and r.status_code != 206:
-                raise _RangeIgnored()
+                raise _ValidatorChanged()
             # read1: whatever has arrived (up to CHUNK), so bytes before a dropped connection are kept;
             # raw bytes (no Content-Encoding decoding): the checksum is of the file as served
             raw = r.raw
@@ -255,8 +329,9 @@ class HTTPRemote(Remote):
                 yield block
 
 
-class _RangeIgnored(Exception):
-    pass
+class _ValidatorChanged(Exception):
+    """A ranged request was answered with the whole object (validator changed or Range ignored), or the
+    object changed since the partial bytes were written: the download starts again from byte 0."""
 
 
 # ------------------------------------------------------------------------------------------- local
@@ -285,28 +360,102 @@ def _part_paths(dest: Path) -> tuple[Path, Path]:
     return dest.parent / f".{dest.name}.part", dest.parent / f".{dest.name}.part.json"
 
 
+def verified_record_path(dest) -> Path:
+    """The sidecar `.{name}.verified.json` beside a finished download: its lock record, size and mtime."""
+    dest = Path(dest)
+    return dest.parent / f".{dest.name}.verified.json"
+
+
+def _stamp(dest: Path) -> dict:
+    st = dest.stat()
+    return {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
+
+
+def _write_verified(dest: Path, record: dict) -> None:
+    write_json(verified_record_path(dest), {**record, **_stamp(dest)})
+
+
+def existing_record(dest, source: str) -> dict | None:
+    """The lock record of a finished download at `dest` from `source`, read offline from its sidecar when the
+    file still has the size and modification time it had when verified; None otherwise."""
+    dest, side = Path(dest), verified_record_path(dest)
+    if not dest.is_file() or not side.is_file():
+        return None
+    try:
+        rec = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    stamp = {k: rec.pop(k, None) for k in ("file_size", "file_mtime_ns")}
+    if stamp != _stamp(dest) or rec.get("source") != source:
+        return None
+    return rec
+
+
+def _record(remote: Remote, dest: Path, name: str | None, info: RemoteInfo, md5: str, how: str) -> dict:
+    return {
+        "name": name or dest.name, "source": remote.source, "resolved": remote.resolved, "size": info.size,
+        "md5": md5, "etag": info.etag or "", "verified": how,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "path": str(dest),
+    }
+
+
+def adopt_existing(remote: Remote, dest, *, name: str | None = None, expected_md5: str | None = None) -> dict:
+    """The lock record of a file already at `dest`; the file is never modified, moved or deleted.
+
+    A file this module verified before (sidecar matching its size and mtime) is taken offline. Any other file
+    is checked against the remote (size, then md5 / ETag as `verify` allows) and adopted when it matches;
+    when it does not, `DownloadError` names the file and the remote, and the file stays as it is.
+    """
+    dest = Path(dest)
+    rec = existing_record(dest, remote.source)
+    if rec is not None:
+        return rec
+    info = remote.stat()
+    try:
+        md5, how = verify(dest, info, remote.source, expected_md5)
+    except VerificationError as err:
+        raise DownloadError(
+            f"{dest}: a file is already there and it is not {remote.source} ({err}); it is left untouched. Move it "
+            "away to download the remote file, or, for LD windows of your own, set `ld.source: local`") from None
+    rec = _record(remote, dest, name, info, md5, how)
+    _write_verified(dest, rec)
+    return rec
+
+
 def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, backoff: float = 2.0,
           expected_md5: str | None = None, progress: bool = True, sleep=time.sleep) -> dict:
-    """Download `remote` to `dest` (resumable, verified, atomic); return the lock record."""
+    """Download `remote` to `dest` (resumable, verified, atomic); return the lock record.
+
+    An existing `dest` is never overwritten: it is adopted when it is the remote's file (`adopt_existing`).
+    Partial bytes are resumed only while the remote keeps the validator (md5, ETag or Last-Modified) recorded
+    when they were written, and each ranged request carries it (HTTP If-Range, S3 If-Match): a changed object,
+    or one without any validator, is downloaded again from byte 0.
+    """
     from tqdm import tqdm
 
     dest = Path(dest)
+    if dest.exists():
+        return adopt_existing(remote, dest, name=name, expected_md5=expected_md5)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part, meta = _part_paths(dest)
     info = remote.stat()
-    identity = {"source": remote.source, "size": info.size, "md5": expected_md5 or info.md5, "etag": info.etag}
+
+    def identity(i: RemoteInfo) -> dict:
+        return {"source": remote.source, "size": i.size, "md5": expected_md5 or i.md5, "etag": i.etag,
+                "last_modified": i.last_modified}
+
     if part.exists():
         try:
-            same = json.loads(meta.read_text()) == identity
+            same = json.loads(meta.read_text()) == identity(info)
         except (OSError, ValueError):
             same = False
-        if not same or part.stat().st_size > info.size:
+        if not same or part.stat().st_size > info.size or not (expected_md5 or info.validator()):
             part.unlink()
     if not part.exists():
         part.touch()
-    meta.write_text(json.dumps(identity))
+    meta.write_text(json.dumps(identity(info)))
 
-    attempt = 0
+    attempt = restarts = 0
     with tqdm(total=info.size, initial=part.stat().st_size, unit="B", unit_scale=True,
               desc=dest.name, disable=not progress, mininterval=1.0) as bar:
         while True:
@@ -320,10 +469,17 @@ def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, ba
                         bar.update(len(block))
                 if part.stat().st_size < info.size:
                     raise DownloadError(f"{remote.source}: connection ended at {part.stat().st_size} of {info.size} bytes")
-            except MissingObjectError:
+            except (MissingObjectError, AccessDeniedError):
                 raise
-            except _RangeIgnored:
-                part.write_bytes(b"")  # the server sent the whole object: start again from 0
+            except _ValidatorChanged:
+                # the object changed (or the server ignored Range): the partial bytes are stale, start from 0
+                restarts += 1
+                if restarts > retries + 1:
+                    raise DownloadError(f"{remote.source}: the object kept changing during the download "
+                                        f"({restarts} restarts); rerun later") from None
+                part.write_bytes(b"")
+                info = remote.stat()
+                meta.write_text(json.dumps(identity(info)))
                 bar.reset(total=info.size)
                 continue
             except Exception as err:  # network errors of any client library
@@ -340,13 +496,15 @@ def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, ba
         part.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
         raise
+    if dest.exists():  # appeared while downloading: keep it, never overwrite
+        part.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        return adopt_existing(remote, dest, name=name, expected_md5=expected_md5)
     os.replace(part, dest)
     meta.unlink(missing_ok=True)
-    return {
-        "name": name or dest.name, "source": remote.source, "resolved": remote.resolved, "size": info.size,
-        "md5": md5, "etag": info.etag or "", "verified": how,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "path": str(dest),
-    }
+    rec = _record(remote, dest, name, info, md5, how)
+    _write_verified(dest, rec)
+    return rec
 
 
 # ------------------------------------------------------------------------------- UKBB LD windows
@@ -561,8 +719,8 @@ def copy_local(src, dest, name: str | None = None) -> dict:
 
 
 __all__ = [
-    "BILLING_ENV", "BillingProjectError", "DownloadError", "FantomResolutionError", "GCSRemote", "HTTPRemote",
-    "LocalRemote", "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "billing_project",
-    "copy_local", "fetch", "gcs_client", "md5_file", "merge_lock_records", "parse_index_hrefs",
+    "AccessDeniedError", "BILLING_ENV", "BillingProjectError", "DownloadError", "FantomResolutionError", "GCSRemote", "HTTPRemote",
+    "LocalRemote", "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "adopt_existing", "billing_project",
+    "copy_local", "etag_kind", "existing_record", "fetch", "gcs_client", "md5_file", "merge_lock_records", "parse_index_hrefs",
     "resolve_fantom_file", "s3_client", "verify", "windows_from_keys", "write_lock_record",
 ]
