@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/liftover.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/simulation.smk"
 

@@ -546,6 +546,21 @@ def fetch_ukbb_ld_window(window: str, out_npz, out_gz, *, bucket: str = UKBB_LD_
     return records
 
 
+def download_ukbb_ld_window(window: str, ld_dir, lock, *, bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX,
+                            endpoint_url: str | None = None, retries: int = 5, backoff: float = 2.0) -> list[dict]:
+    """Rule download_ukbb_ld_window: `{ld_dir}/{window}.npz` and `.gz` and the window's lock record `lock`.
+
+    The window files are not Snakemake outputs (only `lock` is), so no rerun, failed job or changed setting
+    can delete them; files already in `ld_dir` are adopted when they are the bucket's (offline once
+    verified) and never overwritten (`fetch`).
+    """
+    ld_dir = Path(ld_dir)
+    recs = fetch_ukbb_ld_window(window, ld_dir / f"{window}.npz", ld_dir / f"{window}.gz", bucket=bucket,
+                                prefix=prefix, endpoint_url=endpoint_url, retries=retries, backoff=backoff)
+    write_lock_record(lock, {"window": window, "files": recs})
+    return recs
+
+
 def list_ld_bucket(bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX, endpoint_url: str | None = None,
                    client=None) -> pd.DataFrame:
     """One listing of the LD bucket (key, size, etag): used to check the shipped manifest, not per window."""
@@ -622,6 +637,64 @@ def fetch_ukbb_sumstats(trait: str, out, *, billing: str | None, bucket: str = U
     return fetch(remote, out, name=trait, retries=retries, backoff=backoff, progress=progress)
 
 
+def download_ukbb_sumstats(trait: str, out, lock, *, billing: str | None, bucket: str = UKBB_SUMSTATS_BUCKET,
+                           prefix: str = UKBB_SUMSTATS_PREFIX, retries: int = 5, backoff: float = 2.0) -> dict:
+    """Rule download_ukbb_sumstats: one UKBB_409K trait and its lock record."""
+    rec = fetch_ukbb_sumstats(trait, out, billing=billing, bucket=bucket, prefix=prefix, retries=retries, backoff=backoff)
+    write_lock_record(lock, rec)
+    return rec
+
+
+def _check_pinned(url: str) -> None:
+    if "<" in url:
+        raise ValueError(f"{url}: this manifest row is not pinned yet (placeholder in the file name); "
+                         "fill in the exact file name from the source's listing (see the manifest header)")
+
+
+def download_url(url: str, out, lock, *, name: str | None = None, md5: str | None = None, size: int | None = None,
+                 retries: int = 5, backoff: float = 2.0, extra: dict | None = None) -> dict:
+    """Rules download_track_http, download_chain, download_sumstats_url: one HTTP file and its lock record."""
+    _check_pinned(url)
+    rec = fetch(HTTPRemote(url, md5=md5, size=int(size) if size else None), out, name=name or Path(out).name,
+                retries=retries, backoff=backoff)
+    rec.update(extra or {})
+    write_lock_record(lock, rec)
+    return rec
+
+
+def download_encode_track(resolved, out, lock, *, name: str, retries: int = 5, backoff: float = 2.0) -> dict:
+    """Rule download_track_encode: the bigWig chosen by `deepwas.encode.resolve` (JSON `resolved`), checked
+    against the md5 and size of the ENCODE metadata."""
+    res = json.loads(Path(resolved).read_text())
+    return download_url(res["url"], out, lock, name=name, md5=res.get("md5"), size=res.get("size"), retries=retries,
+                        backoff=backoff, extra={k: res[k] for k in ("experiment", "file", "output_type")})
+
+
+def resolve_encode_track(accession: str, out, *, base_url: str, allow_warnings: bool = True,
+                         assay: str | None = None, target: str | None = None) -> dict:
+    """Rule resolve_encode_experiment: ENCODE REST metadata -> the one bigWig chosen by `deepwas.encode.resolve`."""
+    from deepwas import encode
+
+    rec = encode.resolve(accession, base_url=base_url, allow_warnings=allow_warnings, assay=assay or None,
+                         target=target or None)
+    write_json(out, rec)
+    return rec
+
+
+def download_fantom_track(row: dict, index, base_url: str, out, lock, *, name: str, retries: int = 5,
+                          backoff: float = 2.0) -> dict:
+    """Rule download_track_fantom: the data-hub file of one tissue and strand (`resolve_fantom_file` on the
+    listing `index`, a TSV of href and name); the resolved name and CNhs id are recorded in the lock."""
+    from urllib.parse import urljoin
+
+    listing = pd.read_csv(index, sep="\t", dtype=str, keep_default_na=False)
+    pinned = (row.get("file") or "").strip() or None
+    hit = resolve_fantom_file(listing, row["tissue"], row["strand"], pinned, (row.get("library") or "").strip() or None)
+    url = urljoin(base_url if base_url.endswith("/") else base_url + "/", hit["href"])
+    return download_url(url, out, lock, name=name, retries=retries, backoff=backoff,
+                        extra={k: hit[k] for k in ("file", "library", "tissue", "strand")})
+
+
 # ------------------------------------------------------------------------------ FANTOM5 data hub
 def parse_index_hrefs(html: str, suffix: str = ".bw") -> pd.DataFrame:
     """Links of an HTTP directory index (Apache autoindex): columns href (as served) and name (decoded).
@@ -691,6 +764,39 @@ def resolve_fantom_file(index: pd.DataFrame, tissue: str, strand: str, pinned: s
             "library": m[1] if m else ""}
 
 
+def fetch_fantom_index(base_url: str, out, *, retries: int = 5, backoff: float = 2.0, session=None,
+                       timeout: float = 60, sleep=time.sleep) -> pd.DataFrame:
+    """Rule fantom_datahub_index: one GET of the FANTOM5 data-hub folder -> TSV of href and decoded name."""
+    import requests
+
+    s = session or requests.Session()
+    for attempt in range(retries + 1):
+        try:
+            r = s.get(base_url, timeout=timeout)
+            if r.status_code == 404:
+                raise MissingObjectError(f"{base_url}: not found (HTTP 404); check download.fantom_base_url")
+            r.raise_for_status()
+            break
+        except (requests.ConnectionError, requests.Timeout) as err:
+            if attempt == retries:
+                raise DownloadError(f"{base_url}: listing failed after {attempt + 1} attempt(s): {err}") from err
+            sleep(backoff * 2 ** attempt)
+    index = parse_index_hrefs(r.text)
+    if index.empty:
+        raise DownloadError(f"{base_url}: the page lists no .bw file; check download.fantom_base_url")
+    with atomic_path(out) as tmp:
+        index.to_csv(tmp, sep="\t", index=False)
+    return index
+
+
+def log_result(log_path, what: str, result) -> None:
+    """One line per download job in its log (rules with a `run:` block run inside Snakemake's process, where
+    reconfiguring logging would take over Snakemake's own)."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(log_path).write_text(f"{_dt.datetime.now(_dt.timezone.utc).isoformat()} {what}: "
+                              f"{json.dumps(result, default=str)}\n")
+
+
 def write_lock_record(path, record: dict) -> None:
     write_json(path, record)
 
@@ -713,9 +819,64 @@ def merge_lock_records(record_paths: Iterable, out_path, order: list[str] | None
     return df
 
 
+def write_ld_lock(lock_records, order: list[str], manifest, chromosomes, out_lock, out_excluded) -> tuple[int, int]:
+    """Rule download_ukbb_ld_lock: the per-window lock records -> one TSV in manifest order, and the report of
+    the manifest's excluded windows (long-range LD, absent) on `chromosomes`. Returns (files, excluded)."""
+    records = []
+    for p in lock_records:
+        records += json.loads(Path(p).read_text())["files"]
+    df = pd.DataFrame(records)
+    df = df.set_index("name").loc[list(order)].reset_index()
+    for col in LOCK_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    with atomic_path(out_lock) as tmp:
+        df[LOCK_COLUMNS].to_csv(tmp, sep="\t", index=False)
+    _, excluded = read_window_manifest(manifest, chromosomes)
+    with atomic_path(out_excluded) as tmp:
+        excluded.to_csv(tmp, sep="\t", index=False)
+    return len(df), len(excluded)
+
+
+def write_tracks_lock(lock_records, bigwigs, order: list[str], out_lock, out_manifest, out_sizes) -> int:
+    """Rule download_tracks_lock: the track lock TSV (manifest order), the features' track manifest (name,
+    path) and the GRCh38 chromosome sizes read from the first bigWig."""
+    import pyBigWig
+
+    df = merge_lock_records(lock_records, out_lock, order=list(order))
+    with atomic_path(out_manifest) as tmp:
+        pd.DataFrame({"name": list(order), "path": [str(b) for b in bigwigs]}).to_csv(tmp, sep="\t", index=False)
+    bw = pyBigWig.open(str(bigwigs[0]))
+    sizes = pd.DataFrame(sorted(bw.chroms().items()), columns=["chromosome", "length"])
+    bw.close()
+    with atomic_path(out_sizes) as tmp:
+        sizes.to_csv(tmp, sep="\t", index=False)
+    return len(df)
+
+
+def check_ld_manifest(manifest, out, *, bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX,
+                      endpoint_url: str | None = None) -> pd.DataFrame:
+    """Rule check_ukbb_ld_manifest: list the LD bucket once and write the manifest with corrected kinds;
+    returns the rows whose kind changed."""
+    man = pd.read_csv(manifest, sep="\t", comment="#", dtype={"chromosome": str})
+    checked = check_window_manifest(man, list_ld_bucket(bucket, prefix, endpoint_url), prefix)
+    with atomic_path(out) as tmp:
+        checked.to_csv(tmp, sep="\t", index=False)
+    return checked[checked["kind"] != man["kind"]]
+
+
 def copy_local(src, dest, name: str | None = None) -> dict:
     """Copy a user-supplied archive (dbNSFP) into resources/, recording its md5."""
     return fetch(LocalRemote(src), dest, name=name, retries=0, progress=False)
+
+
+def copy_local_archive(src, dest, lock, name: str = "dbnsfp") -> dict:
+    """Rule dbnsfp_archive: copy the user's licence-gated archive and write its lock record."""
+    if not src:
+        raise ValueError("dbNSFP is licence-gated: download it yourself and set download.dbnsfp_archive to the archive path")
+    rec = copy_local(src, dest, name=name)
+    write_lock_record(lock, rec)
+    return rec
 
 
 __all__ = [
