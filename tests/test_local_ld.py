@@ -106,6 +106,17 @@ def test_local_ld_listing_errors(tmp_path):
     (ld / "chr3_1_500001.gz").write_bytes(b"x")
     r = _snakemake(tmp_path, cfg, "-n")
     assert "chr3_1_500001.npz: not a 600000-bp window on the 200000-bp grid" in r.stdout + r.stderr
+    # with ld.manifest the directory is not listed: the manifest's npz rows are the windows
+    pd.DataFrame({"name": [f"chr{c}_1_600001" for c in (1, 2, 3)] + ["chr3_1_500001"], "chromosome": ["1", "2", "3", "3"],
+                  "start": [1] * 4, "end": [600001] * 3 + [500001], "kind": ["npz", "npz", "npz", "absent"]}).to_csv(
+        tmp_path / "m.tsv", sep="\t", index=False)
+    (ld / "chr3_1_600001.npz").write_bytes(b"x")
+    (ld / "chr3_1_600001.gz").write_bytes(b"x")
+    r = _snakemake(tmp_path, _config(source="local", dir="ld", manifest="m.tsv"), "-n")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ld/chr3_1_600001.npz" in r.stdout and "chr3_1_500001" not in r.stdout
+    (ld / "chr3_1_600001.npz").unlink()
+    (ld / "chr3_1_600001.gz").unlink()
     r = _snakemake(tmp_path, _config(source="local", dir="nowhere"), "-n")
     assert "ld.source is local but ld.dir nowhere is not a directory" in r.stdout + r.stderr
     assert sorted(p.name for p in ld.iterdir()) == ["chr1_1_600001.gz", "chr1_1_600001.npz", "chr2_1_600001.gz",
