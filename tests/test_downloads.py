@@ -723,3 +723,20 @@ def test_ukbb_dag_dry_run_offline():
     assert int(stats["download_track_fantom"]) == 40 and int(stats["fantom_datahub_index"]) == 1
     assert int(stats["resolve_encode_experiment"]) == int(stats["download_track_encode"]) == 93
     assert int(stats["liftover_ld_variants"]) == 22
+
+
+def test_fantom_index_and_url_rules(http, tmp_path):
+    """The package functions behind rules fantom_datahub_index and download_track_http / download_chain."""
+    base, files = http
+    _Handler.files["/hub/"] = _INDEX_HTML.encode()
+    index = dl.fetch_fantom_index(f"{base}/hub/", tmp_path / "index.tsv", retries=0)
+    back = pd.read_csv(tmp_path / "index.tsv", sep="\t")
+    assert len(index) == len(back) == 5 and list(back.columns) == ["href", "name"]
+    with pytest.raises(dl.MissingObjectError, match=r"/nohub/: not found \(HTTP 404\); check download.fantom_base_url"):
+        dl.fetch_fantom_index(f"{base}/nohub/", tmp_path / "x.tsv", retries=0)
+    path = "/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz"
+    rec = dl.download_url(base + path, tmp_path / "chain.gz", tmp_path / "chain.json", retries=0)
+    assert json.loads((tmp_path / "chain.json").read_text()) == rec and rec["md5"] == _md5(files[path])
+    with pytest.raises(ValueError, match="not pinned yet"):
+        dl.download_url(f"{base}/<tissue>.bw", tmp_path / "t.bw", tmp_path / "t.json")
+    assert not (tmp_path / "t.bw").exists() and not (tmp_path / "t.json").exists()
