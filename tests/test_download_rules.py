@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,31 @@ pytestmark = pytest.mark.skipif(
     "download" not in (yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text()).get("properties") or {}),
     reason="config schema has no `download` object yet (lead adds it); the rules need download.s3_endpoint here",
 )
+
+
+TARGETS = ["resources/locks/ukbb_ld.lock.tsv", "resources/locks/tracks.lock.tsv", "results/liftover/chr22.tsv.gz"]
+
+
+def _snakemake(work, *extra, targets=TARGETS):
+    return subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--cores", "1",
+                           "--configfile", "config/ukbb.yaml", "dl.yaml", *extra],
+                          cwd=work, capture_output=True, text=True, timeout=300)
+
+
+def _planned(out: str) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table ({} when nothing is to be done)."""
+    if "Job stats:" not in out:
+        assert "Nothing to be done" in out, out[-3000:]
+        return {}
+    table = out.split("Job stats:")[1].split("total")[0].splitlines()
+    return {ln.split()[0]: int(ln.split()[1]) for ln in table[3:] if ln.strip()}
+
+
+def _sha256s(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
 
 
 def _port() -> int:
@@ -104,10 +130,7 @@ def test_download_rules_end_to_end(tmp_path, monkeypatch):
                          "encode_manifest": "m/encode.tsv", "encode_base_url": base, "chain_url": f"{base}/chain.gz",
                          "fantom_base_url": f"{base}/hub/"},
         }))
-        targets = ["resources/locks/ukbb_ld.lock.tsv", "resources/locks/tracks.lock.tsv", "results/liftover/chr22.tsv.gz"]
-        r = subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"),
-                            "--cores", "1", "--configfile", "config/ukbb.yaml", "dl.yaml"],
-                           cwd=work, capture_output=True, text=True, timeout=300)
+        r = _snakemake(work)
         assert r.returncode == 0, r.stderr[-4000:]
     finally:
         http.shutdown()
@@ -129,3 +152,59 @@ def test_download_rules_end_to_end(tmp_path, monkeypatch):
     assert list(pd.read_csv(work / "resources/tracks/manifest.tsv", sep="\t")["name"]) == list(tracks["name"])
     rep = json.loads((work / "results/liftover/chr22.report.json").read_text())
     assert rep["variants"] == 40 and rep["unknown_chrom"] == 40  # the toy chain has chr1 only: all NA, none dropped
+    # the LD windows are in ld.dir but are no Snakemake output: nothing can delete them
+    ld = work / "resources/ukbb/ld"
+    assert sorted(p.name for p in ld.iterdir() if not p.name.startswith(".")) == sorted(f"{w}.{e}" for w in WINDOWS for e in ("npz", "gz"))
+    before = {d: _sha256s(work / d) for d in ("resources/ukbb/ld", "resources/tracks", "resources/chain")}
+    assert len(before["resources/tracks"]) == 8  # 4 bigWigs, ENCODE resolution, FANTOM index, manifest, sizes
+
+    # (1) settings that do not change content, and an update of every download script and of the package:
+    # the servers are gone (offline), the dry run plans no job and the real run does nothing
+    cfg = yaml.safe_load((work / "dl.yaml").read_text())
+    cfg["download"].update(retries=7, backoff_s=0.25)
+    (work / "dl.yaml").write_text(yaml.safe_dump(cfg))
+    scripts = sorted((ROOT / "workflow" / "scripts").glob("download_*.py")) + [ROOT / "workflow/scripts/deepwas/downloads.py"]
+    times = {p: p.stat() for p in scripts}
+    try:
+        for p in scripts:
+            p.touch()
+        dry = _snakemake(work, "-n")
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        # only the offline merges of lock records whose scripts were touched (they rewrite the same TSVs)
+        assert set(_planned(dry.stdout + dry.stderr)) <= {"download_ukbb_ld_lock", "download_tracks_lock"}
+        r = _snakemake(work)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "liftover_ld_variants" not in r.stderr  # identical lock TSVs: nothing downstream reruns
+    finally:
+        for p, st in times.items():
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert {d: _sha256s(work / d) for d in before} == before
+
+    cfg["download"].update(retries=1, backoff_s=0)  # settings only: nothing at all to do now
+    (work / "dl.yaml").write_text(yaml.safe_dump(cfg))
+    dry = _snakemake(work, "-n")
+    assert _planned(dry.stdout + dry.stderr) == {}
+
+    # (2) the lock records are lost (or the windows were put there by hand): the window jobs rerun offline,
+    # take the files verified before from their sidecars, and leave every byte as it was
+    for w in WINDOWS:
+        (work / f"resources/locks/ukbb_ld/{w}.json").unlink()
+    (work / "resources/locks/ukbb_ld.lock.tsv").unlink()
+    dry = _snakemake(work, "-n")
+    assert _planned(dry.stdout + dry.stderr).get("download_ukbb_ld_window") == 2
+    r = _snakemake(work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _sha256s(ld) == before["resources/ukbb/ld"]
+
+    # (3) one window cannot be verified offline (no sidecar, no lock, no network) and fails; the other is taken;
+    # no window file is deleted, the failed one included
+    for w in WINDOWS:
+        (work / f"resources/locks/ukbb_ld/{w}.json").unlink()
+    (work / "resources/locks/ukbb_ld.lock.tsv").unlink()
+    for ext in ("npz", "gz"):
+        (ld / f".{WINDOWS[1]}.{ext}.verified.json").unlink()
+    r = _snakemake(work, "--keep-going")
+    assert r.returncode != 0 and f"{WINDOWS[1]}" in r.stderr
+    assert (work / f"resources/locks/ukbb_ld/{WINDOWS[0]}.json").exists()
+    assert not (work / f"resources/locks/ukbb_ld/{WINDOWS[1]}.json").exists()
+    assert _sha256s(ld) == before["resources/ukbb/ld"]

@@ -150,9 +150,59 @@ def test_s3_corrupted_object_fails_verification(s3, tmp_path):
 
 def test_s3_missing_key_is_named(s3, tmp_path):
     endpoint, _ = s3
-    with pytest.raises(dl.MissingObjectError, match=rf"s3://{BUCKET}/UKBB_LD/chr1_1_3000001.npz: no such key"):
+    with pytest.raises(dl.MissingObjectError, match=rf"s3://{BUCKET}/UKBB_LD/chr1_1_3000001.npz: no such key .UKBB_LD/chr1_1_3000001.npz. in bucket"):
         dl.fetch_ukbb_ld_window("chr1_1_3000001", tmp_path / "a.npz", tmp_path / "a.gz", endpoint_url=endpoint,
                                 retries=3, backoff=0, progress=False)
+
+
+def test_s3_access_denied_is_readable(s3, tmp_path):
+    """A private object read unsigned: a 403 names bucket and key and what to do, is not retried, and does not
+    surface as a botocore ClientError."""
+    import boto3
+
+    endpoint, _ = s3
+    admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    admin.create_bucket(Bucket="private-ld")
+    admin.put_object(Bucket="private-ld", Key="UKBB_LD/chr1_1_3000001.npz", Body=b"secret")
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(dl.AccessDeniedError) as err:
+        dl.fetch_ukbb_ld_window("chr1_1_3000001", tmp_path / "a.npz", tmp_path / "a.gz", bucket="private-ld",
+                                endpoint_url=endpoint, retries=3, backoff=5, progress=False)
+    assert time.monotonic() - t0 < 5  # not retried (the first back-off alone would wait 5 s)
+    msg = str(err.value)
+    assert "bucket 'private-ld'" in msg and "key 'UKBB_LD/chr1_1_3000001.npz'" in msg and "403" in msg
+    assert "requester-pays" in msg and "ld.source: local" in msg
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no ClientError traceback
+    assert not list(tmp_path.iterdir())
+    # a 403 on the ranged GET of a resume is named the same way
+    remote = dl.S3Remote("private-ld", "UKBB_LD/chr1_1_3000001.npz", endpoint_url=endpoint)
+    with pytest.raises(dl.AccessDeniedError, match="on GetObject"):
+        list(remote.stream(0, dl.RemoteInfo(size=6)))
+    with pytest.raises(dl.MissingObjectError, match=r"s3://nope-bucket/k: no such key 'k' in bucket 'nope-bucket' \(404\)"):
+        dl.S3Remote("nope-bucket", "k", endpoint_url=endpoint).stat()
+
+
+def test_s3_resume_of_changed_object_restarts(s3, tmp_path):
+    """S3 resumes carry If-Match with the recorded ETag: an object replaced since (same size) is downloaded
+    again from byte 0."""
+    import boto3
+
+    endpoint, _ = s3
+    admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    key = "UKBB_LD/changing.npz"
+    admin.put_object(Bucket=BUCKET, Key=key, Body=_OLD, ACL="public-read")
+    dest = tmp_path / "c.npz"
+    with pytest.raises(dl.DownloadError):
+        dl.fetch(_Dying(BUCKET, key, endpoint_url=endpoint), dest, retries=0, progress=False)
+    remote = dl.S3Remote(BUCKET, key, endpoint_url=endpoint)
+    info = remote.stat()
+    admin.put_object(Bucket=BUCKET, Key=key, Body=_NEW, ACL="public-read")
+    with pytest.raises(dl._ValidatorChanged):
+        list(remote.stream(1000, info))  # the object changed after the HEAD: 412, not the new bytes
+    dl.fetch(dl.S3Remote(BUCKET, key, endpoint_url=endpoint), dest, progress=False)
+    assert dest.read_bytes() == _NEW
 
 
 def test_window_manifest_selection_and_check(s3, tmp_path):
@@ -286,6 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
     ranges: list = []
     abort_after: dict[str, int] = {}  # path -> bytes sent before the connection is cut (once)
     ignore_range: set = set()
+    # validators per path: "md5" (default), "apache" ('<size hex>-<mtime hex>'), "lm" (Last-Modified only), "none"
+    validators: dict[str, str] = {}
+    versions: dict[str, int] = {}  # path -> version number (in the Apache ETag and Last-Modified)
+    replace_after_head: dict[str, bytes] = {}  # path -> new body, swapped in right after the next HEAD (once)
 
     def log_message(self, *a):
         pass
@@ -304,8 +358,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{_md5(body)}"')
+        for k, v in self._validator_headers(body).items():
+            self.send_header(k, v)
         self.end_headers()
+        new = type(self).replace_after_head.pop(self.path, None)
+        if new is not None:
+            type(self).files[self.path] = new
+            type(self).versions[self.path] = type(self).versions.get(self.path, 0) + 1
+
+    def _validator_headers(self, body) -> dict:
+        style, v = self.validators.get(self.path, "md5"), self.versions.get(self.path, 0)
+        lm = f"Mon, 0{1 + v} Jan 2024 00:00:00 GMT"
+        return {"md5": {"ETag": f'"{_md5(body)}"'}, "apache": {"ETag": f'"{len(body):x}-5f1e8c3b4a2d{v}"', "Last-Modified": lm},
+                "lm": {"Last-Modified": lm}, "none": {}}[style]
 
     def do_GET(self):
         body = self._lookup()
@@ -314,7 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         type(self).ranges.append((self.path, rng))
         start = 0
-        if rng and self.path not in self.ignore_range:
+        if_range = self.headers.get("If-Range")
+        current = set(self._validator_headers(body).values())
+        if rng and self.path not in self.ignore_range and (if_range is None or if_range in current):
             start = int(rng.split("=")[1].split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -396,13 +463,126 @@ def test_http_server_ignoring_range_restarts(http, tmp_path):
     # a partial file from an unknown source is discarded (no sidecar); make one that looks valid
     rem = dl.HTTPRemote(base + path)
     info = rem.stat()
-    (tmp_path / ".c.gz.part.json").write_text(json.dumps({"source": rem.source, "size": info.size, "md5": None, "etag": info.etag}))
+    (tmp_path / ".c.gz.part.json").write_text(json.dumps({"source": rem.source, "size": info.size, "md5": None,
+                                                          "etag": info.etag, "last_modified": None}))
+    _Handler.ranges.clear()
     _Handler.ignore_range.add(path)
     try:
         dl.fetch(rem, tmp_path / "c.gz", progress=False)
     finally:
         _Handler.ignore_range.discard(path)
     assert (tmp_path / "c.gz").read_bytes() == files[path]
+    assert _Handler.ranges == [(path, "bytes=10-"), (path, None)]  # resumed, answered 200, restarted from 0
+
+
+def test_verify_by_etag_form(tmp_path):
+    """md5 ETags are checked, S3 multipart ETags checked when a part size reproduces them, other forms
+    (Apache / nginx '<size hex>-<mtime hex>') recorded: never a crash."""
+    f = tmp_path / "x"
+    f.write_bytes(b"123456789")
+    good = _md5(b"123456789")
+    assert dl.verify(f, dl.RemoteInfo(size=9, etag="186a0-5f1e8c3b4a2d0"), "src") == (good, "size")
+    assert dl.verify(f, dl.RemoteInfo(size=9, etag="W/abc"), "src") == (good, "size")
+    assert dl.verify(f, dl.RemoteInfo(size=9, etag=good.upper()), "src") == (good, "size+etag")
+    multipart = hashlib.md5(hashlib.md5(b"123456789").digest()).hexdigest() + "-1"
+    assert dl.verify(f, dl.RemoteInfo(size=9, etag=multipart), "src") == (good, "size+multipart-etag")
+    assert dl.verify(f, dl.RemoteInfo(size=9, etag="0" * 32 + "-1"), "src") == (good, "size")
+    with pytest.raises(dl.VerificationError, match=r"src: ETag/md5 mismatch: expected 0{32}"):
+        dl.verify(f, dl.RemoteInfo(size=9, etag="0" * 32), "src")
+    assert [dl.etag_kind(e) for e in (None, good, multipart, "186a0-5f1e8c3b4a2d0")] == ["none", "md5", "multipart", "opaque"]
+
+
+_OLD, _NEW = bytes(range(256)) * 40, bytes(255 - b for b in range(256)) * 40  # same size, different bytes
+
+
+def _serve(path, body, style):
+    _Handler.files[path] = body
+    _Handler.validators[path] = style
+    _Handler.versions[path] = 0
+    _Handler.ranges.clear()
+
+
+def test_http_apache_etag_download_and_resume(http, tmp_path):
+    base, _ = http
+    path = "/apache/file.bin"
+    _serve(path, _OLD, "apache")
+    _Handler.abort_after[path] = 3000
+    with pytest.raises(dl.DownloadError, match="rerun to resume"):
+        dl.fetch(dl.HTTPRemote(base + path), tmp_path / "a.bin", retries=0, progress=False)
+    rec = dl.fetch(dl.HTTPRemote(base + path), tmp_path / "a.bin", progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == _OLD
+    assert rec["verified"] == "size" and rec["etag"] == f"{len(_OLD):x}-5f1e8c3b4a2d0"  # recorded
+    assert _Handler.ranges == [(path, None), (path, "bytes=3000-")]
+
+
+@pytest.mark.parametrize("style", ["lm", "apache"])
+def test_http_resume_after_same_size_replacement_restarts(http, tmp_path, style):
+    """The server's file is replaced (same size) between the partial download and the resume: the result is
+    the new file, never old bytes followed by new ones."""
+    base, _ = http
+    path = f"/replaced/{style}.bin"
+    _serve(path, _OLD, style)
+    _Handler.abort_after[path] = 3000
+    with pytest.raises(dl.DownloadError, match="rerun to resume"):
+        dl.fetch(dl.HTTPRemote(base + path), tmp_path / "r.bin", retries=0, progress=False)
+    assert (tmp_path / ".r.bin.part").read_bytes() == _OLD[:3000]
+    _Handler.files[path], _Handler.versions[path] = _NEW, 1
+    dl.fetch(dl.HTTPRemote(base + path), tmp_path / "r.bin", progress=False)
+    assert (tmp_path / "r.bin").read_bytes() == _NEW
+
+
+@pytest.mark.parametrize("style", ["lm", "apache"])
+def test_http_if_range_restarts_when_object_changes_after_head(http, tmp_path, style):
+    """The object changes between the HEAD and the ranged GET: If-Range makes the server answer 200 and the
+    download starts again from byte 0."""
+    base, _ = http
+    path = f"/race/{style}.bin"
+    _serve(path, _OLD, style)
+    _Handler.abort_after[path] = 3000
+    with pytest.raises(dl.DownloadError):
+        dl.fetch(dl.HTTPRemote(base + path), tmp_path / "r.bin", retries=0, progress=False)
+    _Handler.replace_after_head[path] = _NEW
+    _Handler.ranges.clear()
+    dl.fetch(dl.HTTPRemote(base + path), tmp_path / "r.bin", progress=False)
+    assert (tmp_path / "r.bin").read_bytes() == _NEW
+    assert [r for _, r in _Handler.ranges] == ["bytes=3000-", None]
+
+
+def test_http_without_validator_never_resumes(http, tmp_path):
+    base, _ = http
+    path = "/novalidator/n.bin"
+    _serve(path, _OLD, "none")
+    _Handler.abort_after[path] = 3000
+    with pytest.raises(dl.DownloadError):
+        dl.fetch(dl.HTTPRemote(base + path), tmp_path / "n.bin", retries=0, progress=False)
+    _Handler.files[path] = _NEW
+    _Handler.ranges.clear()
+    rec = dl.fetch(dl.HTTPRemote(base + path), tmp_path / "n.bin", progress=False)
+    assert (tmp_path / "n.bin").read_bytes() == _NEW and rec["verified"] == "size"
+    assert _Handler.ranges == [(path, None)]  # no Range request: nothing ties the partial bytes to the object
+
+
+class _Offline(dl.HTTPRemote):
+    def stat(self):
+        raise AssertionError("network used")
+
+
+def test_existing_file_is_adopted_or_left_untouched(http, tmp_path):
+    base, files = http
+    path = "/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz"
+    dest = tmp_path / "c.gz"
+    dest.write_bytes(b"the user's own file")
+    with pytest.raises(dl.DownloadError, match=r"c\.gz: a file is already there and it is not .*left untouched"):
+        dl.fetch(dl.HTTPRemote(base + path), dest, progress=False)
+    assert dest.read_bytes() == b"the user's own file"
+    dest.write_bytes(files[path])  # the right file, e.g. copied by hand: checked against the remote, adopted
+    rec = dl.fetch(dl.HTTPRemote(base + path), dest, progress=False)
+    assert rec["verified"] == "size+etag" and rec["md5"] == _md5(files[path])
+    # verified once: a rerun takes the record offline, without any request
+    assert dl.fetch(_Offline(base + path), dest, progress=False) == rec
+    dest.write_bytes(files[path][:-1] + b"x")  # modified since: checked again
+    with pytest.raises(AssertionError, match="network used"):
+        dl.fetch(_Offline(base + path), dest, progress=False)
 
 
 def test_http_missing_url(http, tmp_path):
@@ -543,3 +723,20 @@ def test_ukbb_dag_dry_run_offline():
     assert int(stats["download_track_fantom"]) == 40 and int(stats["fantom_datahub_index"]) == 1
     assert int(stats["resolve_encode_experiment"]) == int(stats["download_track_encode"]) == 93
     assert int(stats["liftover_ld_variants"]) == 22
+
+
+def test_fantom_index_and_url_rules(http, tmp_path):
+    """The package functions behind rules fantom_datahub_index and download_track_http / download_chain."""
+    base, files = http
+    _Handler.files["/hub/"] = _INDEX_HTML.encode()
+    index = dl.fetch_fantom_index(f"{base}/hub/", tmp_path / "index.tsv", retries=0)
+    back = pd.read_csv(tmp_path / "index.tsv", sep="\t")
+    assert len(index) == len(back) == 5 and list(back.columns) == ["href", "name"]
+    with pytest.raises(dl.MissingObjectError, match=r"/nohub/: not found \(HTTP 404\); check download.fantom_base_url"):
+        dl.fetch_fantom_index(f"{base}/nohub/", tmp_path / "x.tsv", retries=0)
+    path = "/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz"
+    rec = dl.download_url(base + path, tmp_path / "chain.gz", tmp_path / "chain.json", retries=0)
+    assert json.loads((tmp_path / "chain.json").read_text()) == rec and rec["md5"] == _md5(files[path])
+    with pytest.raises(ValueError, match="not pinned yet"):
+        dl.download_url(f"{base}/<tissue>.bw", tmp_path / "t.bw", tmp_path / "t.json")
+    assert not (tmp_path / "t.bw").exists() and not (tmp_path / "t.json").exists()

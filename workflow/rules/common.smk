@@ -41,15 +41,56 @@ def trait_value(trait, key):
 
 
 def ld_root():
+    """Directory of the LD windows: the demo's, else ld.dir (UKBB downloads, or the user's own for source local)."""
     return "resources/demo/ld" if config["ld"]["source"] == "demo" else config["ld"]["dir"]
 
 
+def ld_manifest():
+    """The window manifest: ld.manifest, else the shipped UKBB one for source ukbb; None for local without one."""
+    path = config["ld"].get("manifest")
+    if path:
+        return shipped_path(path)
+    return shipped_path("resources/ukbb_ld_windows.tsv") if config["ld"]["source"] == "ukbb" else None
+
+
+_LOCAL_WINDOWS = {}
+
+
+def local_ld_windows():
+    """{chromosome: [window names]} of the user's windows in ld.dir (source local): every chr{c}_{start}_{end}.npz
+    with its .gz, on the configured window grid. Read-only: nothing in ld.dir is ever written or deleted."""
+    ld = config["ld"]
+    root = Path(ld_root())
+    if root not in _LOCAL_WINDOWS:
+        if not root.is_dir():
+            raise ValueError(f"ld.source is local but ld.dir {root} is not a directory: put your LD windows there "
+                             "(chr{c}_{start}_{end}.npz + .gz, UKBB layout) or set ld.dir")
+        found = {}
+        for npz in sorted(root.glob("chr*_*_*.npz")):
+            w = Window.parse(npz.name[: -len(".npz")])
+            if not (root / f"{w.name}.gz").is_file():
+                raise ValueError(f"{npz}: LD window without its variant table {w.name}.gz in {root}")
+            if w.end - w.start != ld["window_length"] or (w.start - 1) % ld["window_stride"]:
+                raise ValueError(f"{npz}: not a {ld['window_length']}-bp window on the {ld['window_stride']}-bp grid "
+                                 "starting at 1; set ld.window_length / ld.window_stride to your windows' geometry")
+            found.setdefault(w.chrom, []).append(w)
+        _LOCAL_WINDOWS[root] = {c: [w.name for w in sorted(ws)] for c, ws in found.items()}
+    return _LOCAL_WINDOWS[root]
+
+
 def windows(chrom):
-    """Windows of one chromosome: the demo's geometry, or the shipped UKBB manifest."""
+    """Windows of one chromosome: the demo's geometry, the manifest's 'npz' rows, or (source local without a
+    manifest) the listing of ld.dir."""
     ld = config["ld"]
     if ld["source"] == "demo":
         return [w.name for w in tile(chrom, config["demo"]["chrom_length"], ld["window_length"], ld["window_stride"])]
-    man = pd.read_csv(shipped_path(ld["manifest"]), sep="\t", comment="#", dtype={"chromosome": str})
+    if ld_manifest() is None:
+        names = local_ld_windows().get(str(chrom), [])
+        if not names:
+            raise ValueError(f"ld.dir {ld_root()} has no LD window of chromosome {chrom} "
+                             f"(chr{chrom}_{{start}}_{{end}}.npz + .gz); drop it from `chromosomes` or add its windows")
+        return names
+    man = pd.read_csv(ld_manifest(), sep="\t", comment="#", dtype={"chromosome": str})
     man = man[(man["chromosome"] == str(chrom)) & (man["kind"] == "npz")]
     return list(man["name"])
 
@@ -58,8 +99,21 @@ def window_prefixes(chrom):
     return [f"{ld_root()}/{w}" for w in windows(chrom)]
 
 
+def ld_window_inputs(chrom, exts=("npz", "gz")):
+    """What a rule lists as input for one chromosome's LD windows. UKBB windows are downloaded into ld.dir beside
+    Snakemake, not as its outputs (so no rerun can delete them): their lock records stand for them. The demo's
+    windows are outputs of the demo rule; the user's own windows (source local) are plain inputs."""
+    if config["ld"]["source"] == "ukbb":
+        return [f"resources/locks/ukbb_ld/{w}.json" for w in windows(chrom)]
+    return [f"{p}.{ext}" for p in window_prefixes(chrom) for ext in exts]
+
+
 def all_ld_variant_lists():
     return [f"{p}.gz" for c in CHROMS for p in window_prefixes(c)]
+
+
+def all_ld_variant_inputs():
+    return [f for c in CHROMS for f in ld_window_inputs(c, exts=("gz",))]
 
 
 def chrom_inputs(chroms, trait):
@@ -164,7 +218,6 @@ DOWNLOAD_DEFAULTS = {
     "chain_url": "https://hgdownload.soe.ucsc.edu/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz",
     "dbnsfp_archive": None,
 }
-UKBB_LD_DIR = config["ld"].get("dir", "resources/ukbb/ld")
 
 
 def dl_cfg(key):
@@ -181,13 +234,21 @@ def _dl_manifest(key):
     return pd.read_csv(shipped_path(dl_cfg(key)), sep="\t", comment="#", dtype=str, keep_default_na=False)
 
 
+def ukbb_ld_dir():
+    """Where rule download_ukbb_ld_window writes: ld.dir, never with `ld.source: local` (the user's directory)."""
+    if config["ld"]["source"] == "local":
+        raise ValueError("ld.source is local: LD windows are never downloaded into ld.dir (your own windows); "
+                         "set ld.source: ukbb to download the UK Biobank windows")
+    return config["ld"].get("dir") or "resources/ukbb/ld"
+
+
 def dl_ld_chromosomes():
     return [str(c) for c in (dl_cfg("chromosomes") or CHROMS)]
 
 
 def dl_ld_windows():
     """LD windows to download: kind 'npz' rows of the manifest on download.chromosomes (default: chromosomes)."""
-    man = pd.read_csv(shipped_path(config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv")), sep="\t", comment="#",
+    man = pd.read_csv(ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv"), sep="\t", comment="#",
                       dtype={"chromosome": str})
     man = man[man["chromosome"].isin(dl_ld_chromosomes()) & (man["kind"] == "npz")]
     return list(man["name"])

@@ -1,9 +1,21 @@
-# Downloads (issue 4): UKBB LD windows (public S3, unsigned), UKBB_409K summary statistics (requester-pays
-# GCS), conservation / FANTOM5 / ENCODE bigWigs and the hg19ToHg38 chain (HTTP), dbNSFP (a local archive),
-# and the GRCh37 -> GRCh38 liftover of the LD variants. Every download resumes, verifies, writes under a
-# temporary name and records a lock entry (resources/locks/); the per-group lock TSVs list files in the
-# manifest order, which is the order training reads them in. All run on the submit host (localrule).
-# Config: the `download:` block (see config/README.md); helpers are in common.smk's downloads block.
+# Downloads: UKBB LD windows (public S3, unsigned), UKBB_409K summary statistics (requester-pays GCS),
+# conservation / FANTOM5 / ENCODE bigWigs and the hg19ToHg38 chain (HTTP), dbNSFP (a local archive). Every
+# download resumes, verifies, writes under a temporary name and records a lock entry (resources/locks/);
+# the per-group lock TSVs list files in the manifest order, which is the order training reads them in. All
+# run on the submit host (localrule). Config: the `download:` block (config/README.md); helpers in common.smk.
+#
+# A completed download is never rerun by a setting or a code update. Snakemake reruns a job, deleting its
+# outputs first, when its params, its rule code or its script's mtime change. So:
+# - settings that do not change a file's content (download.retries, download.backoff_s) are read from the
+#   config inside the job, never params;
+# - jobs that use the network have a `run:` block of one package call instead of a `script:` (a script is
+#   compared by its mtime, which every `git pull` that touches it renews; a `run:` block by its text, and
+#   the download logic lives in deepwas/downloads.py);
+# - the UKBB LD windows (about 3 TB) are not Snakemake outputs at all: rule download_ukbb_ld_window
+#   declares only the window's lock record and writes the .npz / .gz into ld.dir beside Snakemake, adopting
+#   files already there when they are the bucket's (offline once verified) and never overwriting one. Rules
+#   that read windows take the lock records as inputs (common.smk: ld_window_inputs). With `ld.source:
+#   local` no rule touches ld.dir.
 
 wildcard_constraints:
     window="chr[0-9]+_[0-9]+_[0-9]+",
@@ -12,22 +24,25 @@ wildcard_constraints:
 
 
 rule download_ukbb_ld_window:
+    """One window's .npz + .gz into ld.dir (not declared as outputs: never deleted by Snakemake) and its lock."""
     output:
-        npz=f"{UKBB_LD_DIR}/{{window}}.npz",
-        gz=f"{UKBB_LD_DIR}/{{window}}.gz",
         lock="resources/locks/ukbb_ld/{window}.json",
     params:
+        ld_dir=lambda wc: ukbb_ld_dir(),
         bucket=dl_cfg("ld_bucket"),
         prefix=dl_cfg("ld_prefix"),
         endpoint=dl_cfg("s3_endpoint"),
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/ukbb_ld/{window}.log",
     localrule: True
     retries: 0
-    script:
-        "../scripts/download_ukbb_ld.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_ukbb_ld_window(wildcards.window, params.ld_dir, output.lock, bucket=params.bucket,
+                                         prefix=params.prefix, endpoint_url=params.endpoint,
+                                         retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule download_ukbb_ld_lock:
@@ -38,14 +53,14 @@ rule download_ukbb_ld_lock:
         lock="resources/locks/ukbb_ld.lock.tsv",
         excluded="resources/ukbb/ld_excluded_windows.tsv",
     params:
-        manifest=config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv"),
+        manifest=lambda wc: str(ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv")),
         chromosomes=dl_ld_chromosomes(),
         order=lambda wc: [f"{w}.{ext}" for w in dl_ld_windows() for ext in ("npz", "gz")],
     log:
         "logs/download/ukbb_ld_lock.log",
     localrule: True
     script:
-        "../scripts/download_lock.py"
+        "../scripts/download_ld_lock.py"
 
 
 rule check_ukbb_ld_manifest:
@@ -53,7 +68,7 @@ rule check_ukbb_ld_manifest:
     output:
         "resources/ukbb_ld_windows.checked.tsv",
     params:
-        manifest=config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv"),
+        manifest=lambda wc: str(ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv")),
         bucket=dl_cfg("ld_bucket"),
         prefix=dl_cfg("ld_prefix"),
         endpoint=dl_cfg("s3_endpoint"),
@@ -61,7 +76,7 @@ rule check_ukbb_ld_manifest:
         "logs/download/check_ukbb_ld_manifest.log",
     localrule: True
     script:
-        "../scripts/download_ukbb_ld.py"
+        "../scripts/download_ld_manifest_check.py"
 
 
 rule download_ukbb_sumstats:
@@ -72,13 +87,16 @@ rule download_ukbb_sumstats:
         bucket=dl_cfg("sumstats_bucket"),
         prefix=dl_cfg("sumstats_prefix"),
         billing=dl_cfg("billing_project"),
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/sumstats/{trait}.log",
     localrule: True
-    script:
-        "../scripts/download_sumstats.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_ukbb_sumstats(wildcards.trait, output.sumstats, output.lock, billing=params.billing,
+                                        bucket=params.bucket, prefix=params.prefix,
+                                        retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule download_sumstats_url:
@@ -88,13 +106,15 @@ rule download_sumstats_url:
         lock="resources/locks/sumstats_url/{trait}/{filename}.json",
     params:
         url=lambda wc: TRAITS.loc[wc.trait, "path"],
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/sumstats_url/{trait}/{filename}.log",
     localrule: True
-    script:
-        "../scripts/download_http.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_url(params.url, output.sumstats, output.lock, retries=int(dl_cfg("retries")),
+                              backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule download_track_http:
@@ -106,13 +126,15 @@ rule download_track_http:
         source="ucsc",
     params:
         url=lambda wc: dl_track_url(wc.source, wc.track),
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/tracks/{source}/{track}.log",
     localrule: True
-    script:
-        "../scripts/download_http.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_url(params.url, output.bigwig, output.lock, name=wildcards.track,
+                              retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule fantom_datahub_index:
@@ -121,13 +143,15 @@ rule fantom_datahub_index:
         "resources/tracks/fantom/datahub_index.tsv",
     params:
         base_url=dl_cfg("fantom_base_url"),
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/fantom_index.log",
     localrule: True
-    script:
-        "../scripts/download_fantom.py"
+    run:
+        from deepwas import downloads as dl
+
+        index = dl.fetch_fantom_index(params.base_url, output[0], retries=int(dl_cfg("retries")),
+                                      backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], f"{params.base_url}: bigWig files listed", len(index))
 
 
 rule download_track_fantom:
@@ -142,13 +166,16 @@ rule download_track_fantom:
     params:
         row=lambda wc: dl_track_row("fantom", wc.track),
         base_url=dl_cfg("fantom_base_url"),
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/tracks/fantom/{track}.log",
     localrule: True
-    script:
-        "../scripts/download_http.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_fantom_track(dict(params.row), input.index, params.base_url, output.bigwig, output.lock,
+                                       name=wildcards.track, retries=int(dl_cfg("retries")),
+                                       backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule resolve_encode_experiment:
@@ -164,8 +191,13 @@ rule resolve_encode_experiment:
     log:
         "logs/download/encode/{track}.resolve.log",
     localrule: True
-    script:
-        "../scripts/download_encode.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.resolve_encode_track(params.accession, output[0], base_url=params.base_url,
+                                      allow_warnings=bool(params.allow_warnings), assay=params.assay,
+                                      target=params.target)
+        dl.log_result(log[0], "resolved", rec)
 
 
 rule download_track_encode:
@@ -174,14 +206,15 @@ rule download_track_encode:
     output:
         bigwig="resources/tracks/encode/{track}.bigWig",
         lock="resources/locks/tracks/encode/{track}.json",
-    params:
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/tracks/encode/{track}.log",
     localrule: True
-    script:
-        "../scripts/download_http.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_encode_track(input.resolved, output.bigwig, output.lock, name=wildcards.track,
+                                       retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule download_tracks_lock:
@@ -199,7 +232,7 @@ rule download_tracks_lock:
         "logs/download/tracks_lock.log",
     localrule: True
     script:
-        "../scripts/download_lock.py"
+        "../scripts/download_tracks_lock.py"
 
 
 rule download_chain:
@@ -208,13 +241,15 @@ rule download_chain:
         lock="resources/locks/chain/hg19ToHg38.over.chain.gz.json",
     params:
         url=dl_cfg("chain_url"),
-        retries=dl_cfg("retries"),
-        backoff=dl_cfg("backoff_s"),
     log:
         "logs/download/chain.log",
     localrule: True
-    script:
-        "../scripts/download_http.py"
+    run:
+        from deepwas import downloads as dl
+
+        rec = dl.download_url(params.url, output.chain, output.lock, retries=int(dl_cfg("retries")),
+                              backoff=float(dl_cfg("backoff_s")))
+        dl.log_result(log[0], "fetched", rec)
 
 
 rule dbnsfp_archive:
@@ -227,31 +262,17 @@ rule dbnsfp_archive:
     log:
         "logs/download/dbnsfp.log",
     localrule: True
-    script:
-        "../scripts/download_local.py"
+    run:
+        from deepwas import downloads as dl
 
-
-rule liftover_ld_variants:
-    """GRCh37 -> GRCh38 positions of one chromosome's LD variants (features only; windows stay GRCh37)."""
-    input:
-        variants=lambda wc: [f"{p}.gz" for p in window_prefixes(wc.chrom)],
-        chain=dl_chain_file(),
-    output:
-        table="results/liftover/chr{chrom}.tsv.gz",
-        report="results/liftover/chr{chrom}.report.json",
-    log:
-        "logs/liftover/chr{chrom}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-    script:
-        "../scripts/liftover.py"
+        dl.log_result(log[0], "copied", dl.copy_local_archive(params.source, output.archive, output.lock))
 
 
 rule download_all:
-    """Every download of a real run (LD windows of download.chromosomes, sumstats, tracks, chain)."""
+    """Every download of a real run (LD windows of download.chromosomes unless ld.source is local, sumstats,
+    tracks, chain) and the liftover of the LD variants."""
     input:
-        "resources/locks/ukbb_ld.lock.tsv",
+        ["resources/locks/ukbb_ld.lock.tsv"] if config["ld"]["source"] == "ukbb" else [],
         [f"resources/locks/sumstats/{t}.json" for t in dl_ukbb_traits()],
         "resources/locks/tracks.lock.tsv",
         "resources/chain/hg19ToHg38.over.chain.gz",

@@ -4,11 +4,12 @@
 rule harmonise:
     input:
         sumstats=lambda wc: sumstats_input(wc.trait),
-        ld_variants=all_ld_variant_lists(),
+        ld_variants=all_ld_variant_inputs(),
     output:
         table="results/harmonised/{trait}.tsv.gz",
         report="results/harmonised/{trait}.report.json",
     params:
+        ld_variants=all_ld_variant_lists(),
         format=lambda wc: trait_value(wc.trait, "format") or "auto",
         n=lambda wc: trait_value(wc.trait, "n"),
         palindromic_max_maf=config["harmonise"]["palindromic_max_maf"],

@@ -3,7 +3,7 @@
 
 rule ld_factors:
     input:
-        windows=lambda wc: [f"{p}.{ext}" for p in window_prefixes(wc.chrom) for ext in ("npz", "gz")],
+        windows=lambda wc: ld_window_inputs(wc.chrom),
         harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
     output:
         factors=directory("results/ld_factors/chr{chrom}"),

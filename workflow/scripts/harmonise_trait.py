@@ -25,6 +25,6 @@ def main(sumstats, fmt, n, ld_variant_files, out_table, out_report, palindromic_
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    main(sm.input.sumstats, sm.params.format, sm.params.n, sm.input.ld_variants, sm.output.table,
+    main(sm.input.sumstats, sm.params.format, sm.params.n, sm.params.ld_variants, sm.output.table,
          sm.output.report, sm.params.palindromic_max_maf, sm.params.z_scale, sm.params.min_info, sm.params.min_maf,
          sm.log[0])

@@ -8,7 +8,7 @@ from deepwas.liftover import liftover_table, load_chain
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     log = setup_logging(sm.log[0])
-    ld = pd.concat([read_ld_variants(p) for p in sm.input.variants], ignore_index=True)
+    ld = pd.concat([read_ld_variants(p) for p in sm.params.variants], ignore_index=True)
     ld = ld.drop_duplicates(["chromosome", "position", "allele1", "allele2"]).reset_index(drop=True)
     table, report = liftover_table(ld, load_chain(sm.input.chain))
     write_table(sm.output.table, table)

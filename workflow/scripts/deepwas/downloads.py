@@ -6,13 +6,20 @@ Every download goes through `fetch(remote, dest)`:
   `MissingObjectError` naming it (never retried);
 - bytes are appended to `.{name}.part` beside `dest`, from where the partial file ends (an HTTP Range
   request / ranged GetObject / ranged GCS read), so a killed job resumes on rerun; a sidecar
-  `.{name}.part.json` remembers which object (size, checksum) the partial bytes belong to and the partial
-  file is discarded when the remote changed;
+  `.{name}.part.json` remembers which object (size, checksum, ETag, Last-Modified) the partial bytes belong
+  to and the partial file is discarded when the remote changed or gives no validator at all; each ranged
+  request carries the validator (HTTP If-Range, S3 If-Match), and an answer with the whole object (or 412)
+  restarts the download from byte 0, so old and new bytes are never joined;
 - transient errors are retried with exponential backoff (`retries`, `backoff` seconds x 2^attempt);
 - the finished file is verified: size always, then md5 when the source gives one (ENCODE metadata, GCS
   md5Hash, a single-part S3 ETag, a manifest); a multipart S3 ETag ("<md5>-<parts>") is checked against
-  the usual part sizes and recorded as size-only when no part size reproduces it. A failed check deletes
-  the partial file and raises `VerificationError` with both checksums;
+  the usual part sizes and recorded as size-only when no part size reproduces it; any other ETag (Apache's
+  and nginx's "<size hex>-<mtime hex>") is recorded only (`etag_kind`). A failed check deletes the partial
+  file and raises `VerificationError` with both checksums; S3 403 / 404 raise `AccessDeniedError` /
+  `MissingObjectError` naming bucket and key (never retried);
+- an existing `dest` is never overwritten or deleted: it is adopted when it is the remote's file
+  (`adopt_existing`; offline when a `.{name}.verified.json` sidecar written at verification still matches
+  its size and mtime), else the download stops naming it;
 - only then is the partial file renamed onto `dest`, and a lock record (source, resolved name, size,
   checksum, how it was verified, UTC date) returned; `write_lock_record` stores it as JSON and
   `merge_lock_records` joins records into a TSV in a caller-given (manifest) order.
@@ -48,6 +55,10 @@ class MissingObjectError(DownloadError):
     """The source says the object does not exist (S3 NoSuchKey / 404, GCS 404, HTTP 404)."""
 
 
+class AccessDeniedError(DownloadError):
+    """The source refuses the request (S3 403, HTTP 401/403): never retried."""
+
+
 class VerificationError(DownloadError):
     """The downloaded bytes do not match the size or checksum the source gave."""
 
@@ -61,6 +72,28 @@ class RemoteInfo:
     size: int
     md5: str | None = None  # hex
     etag: str | None = None  # as given by the server, quotes stripped
+    last_modified: str | None = None  # HTTP Last-Modified, as given
+
+    def validator(self) -> str | None:
+        """What ties partial bytes to one version of the object: md5, else ETag, else Last-Modified."""
+        return self.md5 or self.etag or self.last_modified
+
+
+_MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
+_MULTIPART_ETAG = re.compile(r"([0-9a-fA-F]{32})-(\d+)")
+
+
+def etag_kind(etag: str | None) -> str:
+    """How an ETag can be checked: 'md5' (32 hex digits: the md5 of the bytes, as S3 single-part uploads and
+    many servers give), 'multipart' ('<md5>-<parts>', S3 multipart uploads) or 'opaque' (anything else, such
+    as Apache's and nginx's '<size hex>-<mtime hex>': recorded, and compared when a download resumes)."""
+    if not etag:
+        return "none"
+    if _MD5_ETAG.fullmatch(etag):
+        return "md5"
+    if _MULTIPART_ETAG.fullmatch(etag):
+        return "multipart"
+    return "opaque"
 
 
 def md5_file(path, chunk: int = CHUNK) -> str:
@@ -90,18 +123,18 @@ def verify(path, info: RemoteInfo, source: str, expected_md5: str | None = None)
         if got != want.lower():
             raise VerificationError(f"{source}: md5 mismatch: expected {want.lower()}, got {got} (file corrupted in transfer or at the source)")
         return got, "size+md5"
-    etag = info.etag
-    if etag and "-" not in etag and len(etag) == 32:
+    etag, kind = info.etag, etag_kind(info.etag)
+    if kind == "md5":
         if got != etag.lower():
             raise VerificationError(f"{source}: ETag/md5 mismatch: expected {etag.lower()}, got {got} (file corrupted in transfer or at the source)")
         return got, "size+etag"
-    if etag and "-" in etag:
+    if kind == "multipart":
         parts = int(etag.rsplit("-", 1)[1])
         for mib in (8, 16, 5, 32, 64, 100, 128, 256, 512):
             ps = mib << 20
             if -(-size // ps) == parts and _s3_multipart_etag(path, ps) == etag.lower():
                 return got, "size+multipart-etag"
-    return got, "size"
+    return got, "size"  # opaque / no ETag: the ETag is recorded in the lock and tied the resumed bytes
 
 
 class Remote:
@@ -127,23 +160,49 @@ class S3Remote(Remote):
         self.resolved = key.rsplit("/", 1)[-1]
         self.client = client or s3_client(endpoint_url, region)
 
+    def _error(self, err, operation: str) -> Exception:
+        """A readable error for a botocore ClientError of `operation`, naming bucket and key and what to do."""
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        where = f"{self.source} (bucket {self.bucket!r}, key {self.key!r})"
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return MissingObjectError(f"{self.source}: no such key {self.key!r} in bucket {self.bucket!r} (404); check download.ld_bucket, "
+                                      "download.ld_prefix and the window manifest (rule check_ukbb_ld_manifest lists the bucket)")
+        if code == "NoSuchBucket":
+            return MissingObjectError(f"{where}: no such bucket {self.bucket!r}; check download.ld_bucket")
+        if code in ("403", "AccessDenied", "Forbidden", "AllAccessDisabled", "AccountProblem"):
+            return AccessDeniedError(
+                f"{where}: access denied (HTTP 403) on {operation}. The workflow reads this bucket with unsigned "
+                "(anonymous) requests, which S3 refuses when the object is not public, when the bucket is "
+                "requester-pays, or when the key does not exist and listing is not public. Check the bucket and key "
+                "(download.ld_bucket, download.ld_prefix, download.s3_endpoint); if the bucket now needs credentials "
+                "or requester-pays, download the files yourself (e.g. `aws s3 cp --request-payer requester ...`) into "
+                "ld.dir and run with `ld.source: local`")
+        return DownloadError(f"{where}: {operation} failed with S3 error {code or '?'}: {err}")
+
     def stat(self) -> RemoteInfo:
         from botocore.exceptions import ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.key)
         except ClientError as err:
-            code = str(err.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                raise MissingObjectError(f"{self.source}: no such key in bucket {self.bucket!r} (404)") from err
-            if code in ("NoSuchBucket",):
-                raise MissingObjectError(f"{self.source}: no such bucket {self.bucket!r}") from err
-            raise
+            raise self._error(err, "HeadObject") from None
         return RemoteInfo(size=int(head["ContentLength"]), etag=str(head.get("ETag", "")).strip('"') or None)
 
     def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
-        kwargs = {"Range": f"bytes={start}-"} if start else {}
-        body = self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+        from botocore.exceptions import ClientError
+
+        kwargs = {}
+        if start:
+            kwargs["Range"] = f"bytes={start}-"
+            if info.etag:  # the partial bytes belong to this version: S3 answers 412 if the object changed
+                kwargs["IfMatch"] = f'"{info.etag}"'
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("412", "PreconditionFailed"):
+                raise _ValidatorChanged() from None
+            raise self._error(err, "GetObject") from None
         yield from body.iter_chunks(CHUNK)
 
 
@@ -228,23 +287,38 @@ class HTTPRemote(Remote):
         r = self.session.head(self.url, allow_redirects=True, timeout=self.timeout)
         if r.status_code == 404:
             raise MissingObjectError(f"{self.url}: not found (HTTP 404)")
+        if r.status_code in (401, 403):
+            raise AccessDeniedError(f"{self.url}: access denied (HTTP {r.status_code}); check the URL in the config "
+                                    "or manifest, or download the file yourself")
         r.raise_for_status()
         size = self.size if self.size is not None else r.headers.get("Content-Length")
         if size is None:
             raise DownloadError(f"{self.url}: the server gives no Content-Length and no size is known; cannot verify")
         if self.size is not None and r.headers.get("Content-Length") and int(r.headers["Content-Length"]) != self.size:
             raise VerificationError(f"{self.url}: server says {r.headers['Content-Length']} bytes, metadata says {self.size}")
-        etag = (r.headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"') or None
-        return RemoteInfo(size=int(size), md5=self.md5, etag=None if self.md5 else etag)
+        raw_etag = (r.headers.get("ETag") or "").strip()
+        # a weak ETag (W/"...") may not be used in If-Range: it is not a validator of the bytes
+        etag = None if raw_etag.startswith("W/") else raw_etag.strip('"') or None
+        return RemoteInfo(size=int(size), md5=self.md5, etag=etag, last_modified=r.headers.get("Last-Modified") or None)
 
     def stream(self, start: int, info: RemoteInfo) -> Iterator[bytes]:
-        headers = {"Range": f"bytes={start}-"} if start else {}
+        headers = {}
+        if start:
+            # If-Range: the server sends the rest only if the object is still the version the partial bytes came
+            # from (strong ETag, else Last-Modified); otherwise it answers 200 with the whole new object
+            validator = f'"{info.etag}"' if info.etag else info.last_modified
+            if not validator:
+                raise _ValidatorChanged()  # nothing ties the partial bytes to this object: start again
+            headers = {"Range": f"bytes={start}-", "If-Range": validator}
         with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code == 404:
                 raise MissingObjectError(f"{self.url}: not found (HTTP 404)")
+            if r.status_code in (401, 403):
+                raise AccessDeniedError(f"{self.url}: access denied (HTTP {r.status_code}); check the URL in the "
+                                        "config or manifest, or download the file yourself")
             r.raise_for_status()
             if start and r.status_code != 206:
-                raise _RangeIgnored()
+                raise _ValidatorChanged()
             # read1: whatever has arrived (up to CHUNK), so bytes before a dropped connection are kept;
             # raw bytes (no Content-Encoding decoding): the checksum is of the file as served
             raw = r.raw
@@ -255,8 +329,9 @@ class HTTPRemote(Remote):
                 yield block
 
 
-class _RangeIgnored(Exception):
-    pass
+class _ValidatorChanged(Exception):
+    """A ranged request was answered with the whole object (validator changed or Range ignored), or the
+    object changed since the partial bytes were written: the download starts again from byte 0."""
 
 
 # ------------------------------------------------------------------------------------------- local
@@ -285,28 +360,102 @@ def _part_paths(dest: Path) -> tuple[Path, Path]:
     return dest.parent / f".{dest.name}.part", dest.parent / f".{dest.name}.part.json"
 
 
+def verified_record_path(dest) -> Path:
+    """The sidecar `.{name}.verified.json` beside a finished download: its lock record, size and mtime."""
+    dest = Path(dest)
+    return dest.parent / f".{dest.name}.verified.json"
+
+
+def _stamp(dest: Path) -> dict:
+    st = dest.stat()
+    return {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
+
+
+def _write_verified(dest: Path, record: dict) -> None:
+    write_json(verified_record_path(dest), {**record, **_stamp(dest)})
+
+
+def existing_record(dest, source: str) -> dict | None:
+    """The lock record of a finished download at `dest` from `source`, read offline from its sidecar when the
+    file still has the size and modification time it had when verified; None otherwise."""
+    dest, side = Path(dest), verified_record_path(dest)
+    if not dest.is_file() or not side.is_file():
+        return None
+    try:
+        rec = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    stamp = {k: rec.pop(k, None) for k in ("file_size", "file_mtime_ns")}
+    if stamp != _stamp(dest) or rec.get("source") != source:
+        return None
+    return rec
+
+
+def _record(remote: Remote, dest: Path, name: str | None, info: RemoteInfo, md5: str, how: str) -> dict:
+    return {
+        "name": name or dest.name, "source": remote.source, "resolved": remote.resolved, "size": info.size,
+        "md5": md5, "etag": info.etag or "", "verified": how,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "path": str(dest),
+    }
+
+
+def adopt_existing(remote: Remote, dest, *, name: str | None = None, expected_md5: str | None = None) -> dict:
+    """The lock record of a file already at `dest`; the file is never modified, moved or deleted.
+
+    A file this module verified before (sidecar matching its size and mtime) is taken offline. Any other file
+    is checked against the remote (size, then md5 / ETag as `verify` allows) and adopted when it matches;
+    when it does not, `DownloadError` names the file and the remote, and the file stays as it is.
+    """
+    dest = Path(dest)
+    rec = existing_record(dest, remote.source)
+    if rec is not None:
+        return rec
+    info = remote.stat()
+    try:
+        md5, how = verify(dest, info, remote.source, expected_md5)
+    except VerificationError as err:
+        raise DownloadError(
+            f"{dest}: a file is already there and it is not {remote.source} ({err}); it is left untouched. Move it "
+            "away to download the remote file, or, for LD windows of your own, set `ld.source: local`") from None
+    rec = _record(remote, dest, name, info, md5, how)
+    _write_verified(dest, rec)
+    return rec
+
+
 def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, backoff: float = 2.0,
           expected_md5: str | None = None, progress: bool = True, sleep=time.sleep) -> dict:
-    """Download `remote` to `dest` (resumable, verified, atomic); return the lock record."""
+    """Download `remote` to `dest` (resumable, verified, atomic); return the lock record.
+
+    An existing `dest` is never overwritten: it is adopted when it is the remote's file (`adopt_existing`).
+    Partial bytes are resumed only while the remote keeps the validator (md5, ETag or Last-Modified) recorded
+    when they were written, and each ranged request carries it (HTTP If-Range, S3 If-Match): a changed object,
+    or one without any validator, is downloaded again from byte 0.
+    """
     from tqdm import tqdm
 
     dest = Path(dest)
+    if dest.exists():
+        return adopt_existing(remote, dest, name=name, expected_md5=expected_md5)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part, meta = _part_paths(dest)
     info = remote.stat()
-    identity = {"source": remote.source, "size": info.size, "md5": expected_md5 or info.md5, "etag": info.etag}
+
+    def identity(i: RemoteInfo) -> dict:
+        return {"source": remote.source, "size": i.size, "md5": expected_md5 or i.md5, "etag": i.etag,
+                "last_modified": i.last_modified}
+
     if part.exists():
         try:
-            same = json.loads(meta.read_text()) == identity
+            same = json.loads(meta.read_text()) == identity(info)
         except (OSError, ValueError):
             same = False
-        if not same or part.stat().st_size > info.size:
+        if not same or part.stat().st_size > info.size or not (expected_md5 or info.validator()):
             part.unlink()
     if not part.exists():
         part.touch()
-    meta.write_text(json.dumps(identity))
+    meta.write_text(json.dumps(identity(info)))
 
-    attempt = 0
+    attempt = restarts = 0
     with tqdm(total=info.size, initial=part.stat().st_size, unit="B", unit_scale=True,
               desc=dest.name, disable=not progress, mininterval=1.0) as bar:
         while True:
@@ -320,10 +469,17 @@ def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, ba
                         bar.update(len(block))
                 if part.stat().st_size < info.size:
                     raise DownloadError(f"{remote.source}: connection ended at {part.stat().st_size} of {info.size} bytes")
-            except MissingObjectError:
+            except (MissingObjectError, AccessDeniedError):
                 raise
-            except _RangeIgnored:
-                part.write_bytes(b"")  # the server sent the whole object: start again from 0
+            except _ValidatorChanged:
+                # the object changed (or the server ignored Range): the partial bytes are stale, start from 0
+                restarts += 1
+                if restarts > retries + 1:
+                    raise DownloadError(f"{remote.source}: the object kept changing during the download "
+                                        f"({restarts} restarts); rerun later") from None
+                part.write_bytes(b"")
+                info = remote.stat()
+                meta.write_text(json.dumps(identity(info)))
                 bar.reset(total=info.size)
                 continue
             except Exception as err:  # network errors of any client library
@@ -340,13 +496,15 @@ def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, ba
         part.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
         raise
+    if dest.exists():  # appeared while downloading: keep it, never overwrite
+        part.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        return adopt_existing(remote, dest, name=name, expected_md5=expected_md5)
     os.replace(part, dest)
     meta.unlink(missing_ok=True)
-    return {
-        "name": name or dest.name, "source": remote.source, "resolved": remote.resolved, "size": info.size,
-        "md5": md5, "etag": info.etag or "", "verified": how,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "path": str(dest),
-    }
+    rec = _record(remote, dest, name, info, md5, how)
+    _write_verified(dest, rec)
+    return rec
 
 
 # ------------------------------------------------------------------------------- UKBB LD windows
@@ -386,6 +544,21 @@ def fetch_ukbb_ld_window(window: str, out_npz, out_gz, *, bucket: str = UKBB_LD_
         remote = S3Remote(bucket, f"{prefix}{window}.{ext}", client=client)
         records.append(fetch(remote, out, name=f"{window}.{ext}", retries=retries, backoff=backoff, progress=progress))
     return records
+
+
+def download_ukbb_ld_window(window: str, ld_dir, lock, *, bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX,
+                            endpoint_url: str | None = None, retries: int = 5, backoff: float = 2.0) -> list[dict]:
+    """Rule download_ukbb_ld_window: `{ld_dir}/{window}.npz` and `.gz` and the window's lock record `lock`.
+
+    The window files are not Snakemake outputs (only `lock` is), so no rerun, failed job or changed setting
+    can delete them; files already in `ld_dir` are adopted when they are the bucket's (offline once
+    verified) and never overwritten (`fetch`).
+    """
+    ld_dir = Path(ld_dir)
+    recs = fetch_ukbb_ld_window(window, ld_dir / f"{window}.npz", ld_dir / f"{window}.gz", bucket=bucket,
+                                prefix=prefix, endpoint_url=endpoint_url, retries=retries, backoff=backoff)
+    write_lock_record(lock, {"window": window, "files": recs})
+    return recs
 
 
 def list_ld_bucket(bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX, endpoint_url: str | None = None,
@@ -464,6 +637,64 @@ def fetch_ukbb_sumstats(trait: str, out, *, billing: str | None, bucket: str = U
     return fetch(remote, out, name=trait, retries=retries, backoff=backoff, progress=progress)
 
 
+def download_ukbb_sumstats(trait: str, out, lock, *, billing: str | None, bucket: str = UKBB_SUMSTATS_BUCKET,
+                           prefix: str = UKBB_SUMSTATS_PREFIX, retries: int = 5, backoff: float = 2.0) -> dict:
+    """Rule download_ukbb_sumstats: one UKBB_409K trait and its lock record."""
+    rec = fetch_ukbb_sumstats(trait, out, billing=billing, bucket=bucket, prefix=prefix, retries=retries, backoff=backoff)
+    write_lock_record(lock, rec)
+    return rec
+
+
+def _check_pinned(url: str) -> None:
+    if "<" in url:
+        raise ValueError(f"{url}: this manifest row is not pinned yet (placeholder in the file name); "
+                         "fill in the exact file name from the source's listing (see the manifest header)")
+
+
+def download_url(url: str, out, lock, *, name: str | None = None, md5: str | None = None, size: int | None = None,
+                 retries: int = 5, backoff: float = 2.0, extra: dict | None = None) -> dict:
+    """Rules download_track_http, download_chain, download_sumstats_url: one HTTP file and its lock record."""
+    _check_pinned(url)
+    rec = fetch(HTTPRemote(url, md5=md5, size=int(size) if size else None), out, name=name or Path(out).name,
+                retries=retries, backoff=backoff)
+    rec.update(extra or {})
+    write_lock_record(lock, rec)
+    return rec
+
+
+def download_encode_track(resolved, out, lock, *, name: str, retries: int = 5, backoff: float = 2.0) -> dict:
+    """Rule download_track_encode: the bigWig chosen by `deepwas.encode.resolve` (JSON `resolved`), checked
+    against the md5 and size of the ENCODE metadata."""
+    res = json.loads(Path(resolved).read_text())
+    return download_url(res["url"], out, lock, name=name, md5=res.get("md5"), size=res.get("size"), retries=retries,
+                        backoff=backoff, extra={k: res[k] for k in ("experiment", "file", "output_type")})
+
+
+def resolve_encode_track(accession: str, out, *, base_url: str, allow_warnings: bool = True,
+                         assay: str | None = None, target: str | None = None) -> dict:
+    """Rule resolve_encode_experiment: ENCODE REST metadata -> the one bigWig chosen by `deepwas.encode.resolve`."""
+    from deepwas import encode
+
+    rec = encode.resolve(accession, base_url=base_url, allow_warnings=allow_warnings, assay=assay or None,
+                         target=target or None)
+    write_json(out, rec)
+    return rec
+
+
+def download_fantom_track(row: dict, index, base_url: str, out, lock, *, name: str, retries: int = 5,
+                          backoff: float = 2.0) -> dict:
+    """Rule download_track_fantom: the data-hub file of one tissue and strand (`resolve_fantom_file` on the
+    listing `index`, a TSV of href and name); the resolved name and CNhs id are recorded in the lock."""
+    from urllib.parse import urljoin
+
+    listing = pd.read_csv(index, sep="\t", dtype=str, keep_default_na=False)
+    pinned = (row.get("file") or "").strip() or None
+    hit = resolve_fantom_file(listing, row["tissue"], row["strand"], pinned, (row.get("library") or "").strip() or None)
+    url = urljoin(base_url if base_url.endswith("/") else base_url + "/", hit["href"])
+    return download_url(url, out, lock, name=name, retries=retries, backoff=backoff,
+                        extra={k: hit[k] for k in ("file", "library", "tissue", "strand")})
+
+
 # ------------------------------------------------------------------------------ FANTOM5 data hub
 def parse_index_hrefs(html: str, suffix: str = ".bw") -> pd.DataFrame:
     """Links of an HTTP directory index (Apache autoindex): columns href (as served) and name (decoded).
@@ -533,6 +764,39 @@ def resolve_fantom_file(index: pd.DataFrame, tissue: str, strand: str, pinned: s
             "library": m[1] if m else ""}
 
 
+def fetch_fantom_index(base_url: str, out, *, retries: int = 5, backoff: float = 2.0, session=None,
+                       timeout: float = 60, sleep=time.sleep) -> pd.DataFrame:
+    """Rule fantom_datahub_index: one GET of the FANTOM5 data-hub folder -> TSV of href and decoded name."""
+    import requests
+
+    s = session or requests.Session()
+    for attempt in range(retries + 1):
+        try:
+            r = s.get(base_url, timeout=timeout)
+            if r.status_code == 404:
+                raise MissingObjectError(f"{base_url}: not found (HTTP 404); check download.fantom_base_url")
+            r.raise_for_status()
+            break
+        except (requests.ConnectionError, requests.Timeout) as err:
+            if attempt == retries:
+                raise DownloadError(f"{base_url}: listing failed after {attempt + 1} attempt(s): {err}") from err
+            sleep(backoff * 2 ** attempt)
+    index = parse_index_hrefs(r.text)
+    if index.empty:
+        raise DownloadError(f"{base_url}: the page lists no .bw file; check download.fantom_base_url")
+    with atomic_path(out) as tmp:
+        index.to_csv(tmp, sep="\t", index=False)
+    return index
+
+
+def log_result(log_path, what: str, result) -> None:
+    """One line per download job in its log (rules with a `run:` block run inside Snakemake's process, where
+    reconfiguring logging would take over Snakemake's own)."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(log_path).write_text(f"{_dt.datetime.now(_dt.timezone.utc).isoformat()} {what}: "
+                              f"{json.dumps(result, default=str)}\n")
+
+
 def write_lock_record(path, record: dict) -> None:
     write_json(path, record)
 
@@ -555,14 +819,69 @@ def merge_lock_records(record_paths: Iterable, out_path, order: list[str] | None
     return df
 
 
+def write_ld_lock(lock_records, order: list[str], manifest, chromosomes, out_lock, out_excluded) -> tuple[int, int]:
+    """Rule download_ukbb_ld_lock: the per-window lock records -> one TSV in manifest order, and the report of
+    the manifest's excluded windows (long-range LD, absent) on `chromosomes`. Returns (files, excluded)."""
+    records = []
+    for p in lock_records:
+        records += json.loads(Path(p).read_text())["files"]
+    df = pd.DataFrame(records)
+    df = df.set_index("name").loc[list(order)].reset_index()
+    for col in LOCK_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    with atomic_path(out_lock) as tmp:
+        df[LOCK_COLUMNS].to_csv(tmp, sep="\t", index=False)
+    _, excluded = read_window_manifest(manifest, chromosomes)
+    with atomic_path(out_excluded) as tmp:
+        excluded.to_csv(tmp, sep="\t", index=False)
+    return len(df), len(excluded)
+
+
+def write_tracks_lock(lock_records, bigwigs, order: list[str], out_lock, out_manifest, out_sizes) -> int:
+    """Rule download_tracks_lock: the track lock TSV (manifest order), the features' track manifest (name,
+    path) and the GRCh38 chromosome sizes read from the first bigWig."""
+    import pyBigWig
+
+    df = merge_lock_records(lock_records, out_lock, order=list(order))
+    with atomic_path(out_manifest) as tmp:
+        pd.DataFrame({"name": list(order), "path": [str(b) for b in bigwigs]}).to_csv(tmp, sep="\t", index=False)
+    bw = pyBigWig.open(str(bigwigs[0]))
+    sizes = pd.DataFrame(sorted(bw.chroms().items()), columns=["chromosome", "length"])
+    bw.close()
+    with atomic_path(out_sizes) as tmp:
+        sizes.to_csv(tmp, sep="\t", index=False)
+    return len(df)
+
+
+def check_ld_manifest(manifest, out, *, bucket: str = UKBB_LD_BUCKET, prefix: str = UKBB_LD_PREFIX,
+                      endpoint_url: str | None = None) -> pd.DataFrame:
+    """Rule check_ukbb_ld_manifest: list the LD bucket once and write the manifest with corrected kinds;
+    returns the rows whose kind changed."""
+    man = pd.read_csv(manifest, sep="\t", comment="#", dtype={"chromosome": str})
+    checked = check_window_manifest(man, list_ld_bucket(bucket, prefix, endpoint_url), prefix)
+    with atomic_path(out) as tmp:
+        checked.to_csv(tmp, sep="\t", index=False)
+    return checked[checked["kind"] != man["kind"]]
+
+
 def copy_local(src, dest, name: str | None = None) -> dict:
     """Copy a user-supplied archive (dbNSFP) into resources/, recording its md5."""
     return fetch(LocalRemote(src), dest, name=name, retries=0, progress=False)
 
 
+def copy_local_archive(src, dest, lock, name: str = "dbnsfp") -> dict:
+    """Rule dbnsfp_archive: copy the user's licence-gated archive and write its lock record."""
+    if not src:
+        raise ValueError("dbNSFP is licence-gated: download it yourself and set download.dbnsfp_archive to the archive path")
+    rec = copy_local(src, dest, name=name)
+    write_lock_record(lock, rec)
+    return rec
+
+
 __all__ = [
-    "BILLING_ENV", "BillingProjectError", "DownloadError", "FantomResolutionError", "GCSRemote", "HTTPRemote",
-    "LocalRemote", "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "billing_project",
-    "copy_local", "fetch", "gcs_client", "md5_file", "merge_lock_records", "parse_index_hrefs",
+    "AccessDeniedError", "BILLING_ENV", "BillingProjectError", "DownloadError", "FantomResolutionError", "GCSRemote", "HTTPRemote",
+    "LocalRemote", "MissingObjectError", "RemoteInfo", "S3Remote", "VerificationError", "adopt_existing", "billing_project",
+    "copy_local", "etag_kind", "existing_record", "fetch", "gcs_client", "md5_file", "merge_lock_records", "parse_index_hrefs",
     "resolve_fantom_file", "s3_client", "verify", "windows_from_keys", "write_lock_record",
 ]

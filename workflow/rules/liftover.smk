@@ -1,0 +1,20 @@
+# GRCh37 -> GRCh38 positions of the LD variants, for the track features (windows and cores stay GRCh37).
+
+
+rule liftover_ld_variants:
+    """GRCh37 -> GRCh38 positions of one chromosome's LD variants (features only; windows stay GRCh37)."""
+    input:
+        variants=lambda wc: ld_window_inputs(wc.chrom, exts=("gz",)),
+        chain=dl_chain_file(),
+    output:
+        table="results/liftover/chr{chrom}.tsv.gz",
+        report="results/liftover/chr{chrom}.report.json",
+    params:
+        variants=lambda wc: [f"{p}.gz" for p in window_prefixes(wc.chrom)],
+    log:
+        "logs/liftover/chr{chrom}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/liftover.py"
