@@ -36,7 +36,7 @@ LD = _ld([
     ("rs2", "1", 200, "A", "G"),     # swapped
     ("rs3", "1", 300, "A", "C"),     # strand flip
     ("rs4", "1", 400, "A", "C"),     # strand flip + swap
-    ("rs5", "1", 500, "A", "T"),     # palindromic, low MAF: kept at face value
+    ("rs5", "1", 500, "A", "T"),     # palindromic, low MAF: 2 of 5 non-palindromic matches flipped: dropped
     ("rs6", "1", 600, "C", "G"),     # palindromic, MAF > 0.4: dropped
     ("rs7", "1", 700, "A", "G"),     # no statistics
     ("rs9", "1", 900, "A", "G"),     # allele mismatch
@@ -92,8 +92,10 @@ def test_strand_flip_and_swap(result):
 
 
 def test_palindromic(result):
-    r = _row(result[0], 500)
-    assert r["z"] == 0.7 and r["eaf"] == pytest.approx(0.2)
+    # rs3, rs4 of the 5 non-palindromic matches are strand-flipped: the strand is 'mixed', so rs5 (MAF 0.2,
+    # no reference frequency) cannot be read at face value and is dropped; rs6 (MAF 0.45) is ambiguous
+    assert result[1]["strand"] == "mixed" and result[1]["strand_flip_fraction"] == pytest.approx(0.4)
+    assert _row(result[0], 500) is None and result[1]["palindromic_mixed_strand"] == 1
     assert _row(result[0], 600) is None
     assert result[1]["palindromic_ambiguous"] == 1
 
@@ -108,10 +110,10 @@ def test_missing_duplicate_mismatch_rsid(result):
     assert rep["allele_mismatch"] == 1
     assert rep["rsid_mismatch"] == 1
     assert rep["stats_without_ld"] == 1
-    assert rep["matched"] == 6
-    assert rep["ld_without_stats"] == 4              # rs6 (palindromic), rs7, rs9 (mismatch), rs10 (duplicate)
+    assert rep["matched"] == 5
+    assert rep["ld_without_stats"] == 5              # rs5, rs6 (palindromic), rs7, rs9 (mismatch), rs10 (duplicate)
     assert rep["stats_rows"] == 11 and rep["ld_variants"] == 10 and rep["source"] == "test"
-    assert out["position"].tolist() == [100, 200, 300, 400, 500, 1100]
+    assert out["position"].tolist() == [100, 200, 300, 400, 1100]
     assert variant_key(out).tolist()[0] == "1:100:A:G"
 
 

@@ -73,7 +73,14 @@ def test_round_trip_through_harmoniser(fmt, truth):
     import inspect
 
     kw = {"z_scale": "raw"} if "z_scale" in inspect.signature(harmonise).parameters else {}
+    if fmt == "ldsc":
+        # LDSC .sumstats carry no allele frequency: without one from the LD panel harmonisation stops
+        with pytest.raises(ValueError, match=r"ldsc\.sumstats\).*no allele frequency.*reference_frequencies"):
+            harmonise(df, ld, palindromic_max_maf=0.4, trait="t", source=str(DATA / FIXTURES[fmt][0]), **kw)
+        ld = ld.assign(freq=0.3)
     out, rep = harmonise(df, ld, palindromic_max_maf=0.4, **kw)  # the file's own statistic, unscaled
+    if fmt == "ldsc":
+        assert rep["frequency_from_reference"] == len(truth) and (out["eaf"] == 0.3).all()
     assert rep["matched"] == len(truth)
     got = out.set_index("rsid").loc[truth["SNP"], "z"].to_numpy()
     np.testing.assert_allclose(got, truth["Z"].to_numpy(), rtol=1e-12)

@@ -14,7 +14,7 @@ Canonical columns (what `harmonise` consumes):
     N     sample size per variant (float)
     INFO  imputation quality (float, NaN when the file has none)
 
-`read_sumstats(path, fmt, n)` returns (table, report); rows with non-finite Z or N are dropped and
+`read_sumstats(path, fmt, n)` returns (table, report); rows with invalid values (below) are dropped and
 counted in the report, never passed on.
 
 Supported formats (one `SumstatsFormat` entry each in `FORMATS`; detected from the header, the most
@@ -45,7 +45,11 @@ Row-level problems are handled as follows (every count is in the report):
   NC_000001.10) the file is rejected with an error naming it and its first chromosome value.
 - duplicated variants (same CHR, POS and unordered allele pair): every copy is dropped (which copy is
   right cannot be known) and counted (`dropped_duplicate`, with the first duplicated line numbers).
-- non-finite Z or N, N <= 0, missing POS: dropped and counted (`dropped_nonfinite`).
+- invalid values (`invalid_values`), dropped and counted by cause, never passed on: missing POS, non-finite
+  Z, N, BETA or SE (`dropped_nonfinite`); SE <= 0 (`dropped_se_nonpositive`: a negative SE would silently flip
+  the sign of Z = BETA / SE); N <= 2 (`dropped_n_too_small`: z = sqrt(N) t / sqrt(t^2 + N - 2) is undefined);
+  EAF outside [0, 1] (`dropped_eaf_out_of_range`; a missing EAF is kept, see `deepwas.harmonise` for how
+  the frequency is then taken from the LD panel).
 - filters (arguments): `min_info` drops rows with INFO < min_info (`dropped_info`; missing INFO is kept);
   `min_maf` drops rows with min(EAF, 1 - EAF) < min_maf (`dropped_maf`; missing EAF is kept and counted
   in `maf_unknown`).
@@ -254,6 +258,33 @@ def _to_numeric(values: pd.Series, col: str, path: Path) -> pd.Series:
     return parsed.astype(float)
 
 
+def invalid_values(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """Rows of a canonical table whose values cannot be used, by cause (boolean masks over df's index).
+
+    Checked in this order, a row counted under its first cause only:
+
+    - `dropped_nonfinite`: missing POS; Z or N not finite (NaN or infinite); BETA or SE infinite.
+    - `dropped_se_nonpositive`: SE <= 0 where the file has an SE (a negative SE would flip the sign of
+      Z = BETA / SE; a zero SE is an infinite statistic).
+    - `dropped_n_too_small`: N <= 2 (z is sqrt(N) t / sqrt(t^2 + N - 2), undefined there).
+    - `dropped_eaf_out_of_range`: EAF outside [0, 1] (a missing EAF is not a drop).
+    """
+    pos, z, n = df["POS"], df["Z"].astype(float), df["N"].astype(float)
+    beta, se, eaf = df["BETA"].astype(float), df["SE"].astype(float), df["EAF"].astype(float)
+    causes = {
+        "dropped_nonfinite": pos.isna() | ~np.isfinite(z) | ~np.isfinite(n) | np.isinf(beta) | np.isinf(se),
+        "dropped_se_nonpositive": se <= 0,
+        "dropped_n_too_small": n <= 2,
+        "dropped_eaf_out_of_range": (eaf < 0) | (eaf > 1),
+    }
+    seen = pd.Series(False, index=df.index)
+    out = {}
+    for name, bad in causes.items():
+        out[name] = bad.fillna(False).astype(bool) & ~seen
+        seen |= out[name]
+    return out
+
+
 def _normalise_chrom(chrom: pd.Series) -> pd.Series:
     c = chrom.astype(str).str.strip().str.replace(r"^chr", "", regex=True, flags=re.IGNORECASE).str.upper()
     c = c.str.replace(r"^0+(?=\d)", "", regex=True)
@@ -283,9 +314,9 @@ def _canonicalise(df: pd.DataFrame, path: Path, fmt: str, report: dict | None = 
         df[col] = _to_numeric(df[col], col, path)
     if df["Z"].isna().all():
         df["Z"] = df["BETA"] / df["SE"]
-    bad = df["POS"].isna() | ~np.isfinite(df["Z"]) | ~np.isfinite(df["N"]) | (df["N"] <= 0)
-    report["dropped_nonfinite"] = int(bad.sum())
-    df = df.loc[~bad].copy()
+    invalid = invalid_values(df)
+    report.update({name: int(bad.sum()) for name, bad in invalid.items()})
+    df = df.loc[~np.logical_or.reduce(list(invalid.values()))].copy()
 
     lo = np.where(df["A1"] < df["A2"], df["A1"], df["A2"])
     hi = np.where(df["A1"] < df["A2"], df["A2"], df["A1"])
