@@ -197,3 +197,222 @@ def test_correlation_z_of_ols_t(msprime_chromosome):
     out, rep = harmonise(st, ld, palindromic_max_maf=0.5)
     assert rep["matched"] == M
     np.testing.assert_allclose(out["z"].to_numpy(), math.sqrt(n) * corr, rtol=1e-8, atol=1e-12)
+
+
+# --- fault probes: statistics checked before they are trusted ----------------------------------------------------
+#
+# A msprime cohort, its GWAS written as a real fastGWA file and the LD variant list in the UKBB layout, run through
+# the rule script (read_sumstats + harmonise) like the workflow does.
+
+import gzip  # noqa: E402
+import json  # noqa: E402
+
+import harmonise_trait  # noqa: E402  (workflow/scripts on PYTHONPATH)
+from deepwas.harmonise import HarmonisationError  # noqa: E402
+
+FASTGWA_COLUMNS = ["CHR", "SNP", "POS", "A1", "A2", "N", "AF1", "BETA", "SE", "P"]
+COMP = str.maketrans("ACGT", "TGCA")
+
+
+@pytest.fixture(scope="module")
+def cohort(msprime_chromosome):
+    """(LD variant table, fastGWA table on the LD strand with A1 = allele1) of a 1,000-person msprime GWAS."""
+    chrom = msprime_chromosome(1000, 1_000_000, 12)
+    rng = np.random.default_rng(12)
+    Xs = chrom.standardised()
+    y = Xs[:: max(1, len(Xs) // 30)].T @ rng.normal(size=len(Xs[:: max(1, len(Xs) // 30)])) * 0.2
+    y = y + rng.normal(size=Xs.shape[1])
+    res = gwas(chrom.genotypes, y)
+    M = len(chrom.positions)
+    ld = pd.DataFrame({"rsid": [f"rs{k}" for k in range(M)], "chromosome": "1", "position": chrom.positions,
+                       "allele1": chrom.allele1, "allele2": chrom.allele2})
+    fg = pd.DataFrame({"CHR": "1", "SNP": ld["rsid"], "POS": ld["position"], "A1": ld["allele1"], "A2": ld["allele2"],
+                       "N": 1000.0, "AF1": res["EAF"], "BETA": res["Beta"], "SE": res["se"], "P": res["P"]})
+    return ld, fg
+
+
+def _write_ld_list(path, ld):
+    with gzip.open(path, "wt") as fh:
+        ld.to_csv(fh, sep="\t", index=False)
+    return path
+
+
+def _run(tmp_path, ld, stats, name="t", fmt="fastgwa", **kw):
+    """harmonise_trait.main on files in the real formats; returns (harmonised table, report)."""
+    sfile = tmp_path / f"{name}.{'fastGWA' if fmt == 'fastgwa' else 'sumstats'}"
+    stats.to_csv(sfile, sep="\t", index=False)
+    ld_file = _write_ld_list(tmp_path / f"{name}_chr1_1_3000001.gz", ld)
+    out, rep = tmp_path / f"{name}.tsv.gz", tmp_path / f"{name}.report.json"
+    kw.setdefault("min_match_rate", 0.2)
+    harmonise_trait.main(str(sfile), fmt, None, [str(ld_file)], str(out), str(rep), 0.4, "raw", trait=name, **kw)
+    return pd.read_csv(out, sep="\t", dtype={"chromosome": str}), json.loads(rep.read_text())
+
+
+def _complement(df, rows):
+    df = df.copy()
+    for c in ("A1", "A2"):
+        df.loc[rows, c] = df.loc[rows, c].str.translate(COMP)
+    return df
+
+
+def _palindromic(ld):
+    return is_palindromic(ld["allele1"], ld["allele2"]).to_numpy()
+
+
+from deepwas.harmonise import is_palindromic  # noqa: E402
+
+
+def test_clean_file_matches_everything(tmp_path, cohort):
+    ld, fg = cohort
+    out, rep = _run(tmp_path, ld, fg)
+    h = rep["harmonise"]
+    pal_low = _palindromic(ld) & (np.minimum(fg["AF1"], 1 - fg["AF1"]) <= 0.4).to_numpy()
+    assert h["match_rate"] == 1.0 and h["strand"] == "same" and h["strand_flip_fraction"] == 0.0
+    assert h["matched"] == len(ld) - h["palindromic_ambiguous"]
+    assert h["palindromic_face_value"] == pal_low.sum() > 50
+    assert h["warnings"] == [] and h["n_min"] == h["n_max"] == 1000.0
+    np.testing.assert_allclose(out["z"].to_numpy(), (fg["BETA"] / fg["SE"]).to_numpy()[np.isin(ld["rsid"], out["rsid"])])
+
+
+def test_file_on_the_other_strand_flips_palindromic_variants(tmp_path, cohort):
+    """Every allele complemented: the non-palindromic matches say 'flipped', so the palindromic ones are too."""
+    ld, fg = cohort
+    ref, _ = _run(tmp_path, ld, fg, name="same")
+    # and a third of the rows written with the other allele as effect allele
+    rng = np.random.default_rng(3)
+    sw = rng.random(len(fg)) < 1 / 3
+    other = fg.copy()
+    other.loc[sw, ["A1", "A2"]] = other.loc[sw, ["A2", "A1"]].to_numpy()
+    other.loc[sw, "BETA"] = -other.loc[sw, "BETA"]
+    other.loc[sw, "AF1"] = 1 - other.loc[sw, "AF1"]
+    other = _complement(other, slice(None))
+    out, rep = _run(tmp_path, ld, other, name="flipped")
+    h = rep["harmonise"]
+    assert h["strand"] == "flipped" and h["strand_flip_fraction"] == 1.0
+    assert h["palindromic_strand_flipped"] == (_palindromic(ld) & (np.minimum(fg["AF1"], 1 - fg["AF1"]) <= 0.4)).sum()
+    assert h["palindromic_face_value"] == 0 and any("strand-flipped" in w for w in h["warnings"])
+    assert out["rsid"].tolist() == ref["rsid"].tolist()
+    np.testing.assert_allclose(out["z"].to_numpy(), ref["z"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(out["eaf"].to_numpy(), ref["eaf"].to_numpy(), rtol=1e-12)
+
+
+def test_mixed_strand_palindromic_resolved_by_panel_frequency(tmp_path, cohort):
+    ld, fg = cohort
+    ref, _ = _run(tmp_path, ld, fg, name="same")
+    rng = np.random.default_rng(4)
+    mixed = _complement(fg, rng.random(len(fg)) < 0.5)
+    pal_low = _palindromic(ld) & (np.minimum(fg["AF1"], 1 - fg["AF1"]) <= 0.4).to_numpy()
+    # without a reference frequency the palindromic variants of a mixed-strand file cannot be read: dropped
+    out, rep = _run(tmp_path, ld, mixed, name="mixed")
+    h = rep["harmonise"]
+    assert h["strand"] == "mixed" and 0.4 < h["strand_flip_fraction"] < 0.6
+    assert h["palindromic_mixed_strand"] == pal_low.sum() and not set(ld["rsid"][_palindromic(ld)]) & set(out["rsid"])
+    # with the panel's frequency (a separate sample: noise of sd 0.01) every one is resolved correctly
+    panel_freq = np.clip(fg["AF1"].to_numpy() + rng.normal(0, 0.01, len(fg)), 0, 1)
+    out, rep = _run(tmp_path, ld.assign(freq=panel_freq), mixed, name="mixed_freq")
+    h = rep["harmonise"]
+    pal_low_panel = _palindromic(ld) & (np.minimum(panel_freq, 1 - panel_freq) <= 0.4)   # the panel's MAF decides
+    assert h["palindromic_mixed_strand"] == 0
+    assert h["palindromic_freq_kept"] + h["palindromic_freq_flipped"] == pal_low_panel.sum()
+    assert h["palindromic_freq_flipped"] > 300 and h["palindromic_freq_kept"] > 300
+    assert set(out["rsid"]) == set(ld["rsid"][~_palindromic(ld) | pal_low_panel])
+    truth = (fg["BETA"] / fg["SE"]).set_axis(ld["rsid"])
+    np.testing.assert_allclose(out["z"].to_numpy(), truth.loc[out["rsid"]].to_numpy(), rtol=1e-12)
+
+
+def test_invalid_values_dropped_and_counted(tmp_path, cohort):
+    """se < 0 used to flip the sign of z silently; EAF outside [0, 1] was kept; N <= 2 gave NaN z."""
+    ld, fg = cohort
+    ref, _ = _run(tmp_path, ld, fg, name="same")
+    bad = fg.copy()
+    idx = np.arange(len(bad))
+    se_neg, eaf_bad, n_bad, beta_inf = idx[0:300], idx[300:350], idx[350:370], idx[370:375]
+    bad.loc[se_neg, "SE"] = -bad.loc[se_neg, "SE"]
+    bad.loc[se_neg[:5], "SE"] = 0.0
+    bad.loc[eaf_bad, "AF1"] = 1.2
+    bad.loc[eaf_bad[:10], "AF1"] = -0.1
+    bad.loc[n_bad, "N"] = 2.0
+    bad["BETA"] = bad["BETA"].astype(object)
+    bad.loc[beta_inf, "BETA"] = "inf"
+    out, rep = _run(tmp_path, ld, bad, name="bad")
+    r = rep["read"]
+    assert (r["dropped_se_nonpositive"], r["dropped_eaf_out_of_range"], r["dropped_n_too_small"],
+            r["dropped_nonfinite"]) == (300, 50, 20, 5)
+    assert r["rows_kept"] == len(fg) - 375
+    gone = set(ld["rsid"].iloc[:375])
+    assert not gone & set(out["rsid"])
+    keep = ref[~ref["rsid"].isin(gone)]
+    assert out["rsid"].tolist() == keep["rsid"].tolist()
+    np.testing.assert_allclose(out["z"].to_numpy(), keep["z"].to_numpy(), rtol=1e-12)
+
+
+def test_harmonise_drops_invalid_values_of_any_table():
+    st = _stats([("rs1", 100, "A", "G", 0.2, 2.0), ("rs2", 200, "G", "A", 1.3, 1.5), ("rs3", 300, "A", "C", 0.1, np.inf),
+                 ("rs4", 400, "A", "C", 0.25, 3.0), ("rs11", 1100, "A", "G", 0.3, 1.0)])
+    st.loc[3, "SE"] = -0.01
+    st.loc[4, "N"] = 1.0
+    out, rep = harmonise(st, LD, z_scale="raw")
+    assert out["position"].tolist() == [100]
+    assert (rep["invalid_eaf_out_of_range"], rep["invalid_nonfinite"], rep["invalid_se_nonpositive"],
+            rep["invalid_n_too_small"]) == (1, 1, 1, 1)
+
+
+def test_wrong_genome_build_stops_naming_the_cause(tmp_path, cohort):
+    """Positions shifted by 12,345 bp: a few coincidental matches must not pass as a harmonised trait."""
+    ld, fg = cohort
+    shifted = fg.assign(POS=fg["POS"] + 12_345)
+    with pytest.raises(HarmonisationError, match=r"trait 'height_like' \(.*height_like\.fastGWA\): only \d+ of "
+                       r"\d+ variants matched.*median shift \+12345 bp.*another genome build"):
+        _run(tmp_path, ld, shifted, name="height_like")
+    assert not (tmp_path / "height_like.tsv.gz").exists()
+    # without rsids the cause is still named
+    with pytest.raises(HarmonisationError, match=r"another genome build"):
+        _run(tmp_path, ld, shifted.assign(SNP="."), name="no_rsid")
+    # the threshold is a setting: 0 accepts anything (and the rate is in the report)
+    _, rep = _run(tmp_path, ld, shifted, name="accepted", min_match_rate=0.0)
+    assert rep["harmonise"]["match_rate"] < 0.02
+
+
+def test_chromosome_naming_stops_naming_the_cause(tmp_path, cohort):
+    ld, fg = cohort
+    with pytest.raises(HarmonisationError, match=r"No chromosome in common.*\['2'\].*\['1'\].*chromosome naming"):
+        _run(tmp_path, ld, fg.assign(CHR="2"), name="other_chrom")
+    out, rep = _run(tmp_path, ld, fg.assign(CHR="chr1"), name="chr_prefix")  # 'chr1' is read as '1'
+    assert rep["harmonise"]["match_rate"] == 1.0
+
+
+def test_missing_frequency_stops_or_comes_from_the_panel(tmp_path, cohort):
+    """LDSC .sumstats have no allele frequency: the panel's is used, or harmonisation stops naming what to add."""
+    ld, fg = cohort
+    ldsc = pd.DataFrame({"SNP": fg["SNP"], "A1": fg["A1"], "A2": fg["A2"], "Z": fg["BETA"] / fg["SE"], "N": fg["N"]})
+    with pytest.raises(HarmonisationError, match=r"trait 'ldsc_trait' \(.*ldsc_trait\.sumstats\): the statistics have "
+                       r"no allele frequency.*harmonise\.reference_frequencies"):
+        _run(tmp_path, ld, ldsc, name="ldsc_trait", fmt="ldsc")
+    # a reference frequency table (freq of allele1), written with half of the rows the other way round
+    f = fg["AF1"].to_numpy()
+    tab = pd.DataFrame({"chromosome": "chr1", "position": ld["position"], "allele1": ld["allele1"],
+                        "allele2": ld["allele2"], "freq": f})
+    half = np.arange(len(tab)) % 2 == 1
+    tab.loc[half, ["allele1", "allele2"]] = tab.loc[half, ["allele2", "allele1"]].to_numpy()
+    tab.loc[half, "freq"] = 1 - tab.loc[half, "freq"]
+    tab.to_csv(tmp_path / "freq.tsv.gz", sep="\t", index=False)
+    out, rep = _run(tmp_path, ld, ldsc, name="ldsc_ref", fmt="ldsc", reference_frequencies=str(tmp_path / "freq.tsv.gz"))
+    h = rep["harmonise"]
+    assert h["frequency_from_reference"] == h["matched"] == len(ld) - h["palindromic_ambiguous"]
+    np.testing.assert_allclose(out["eaf"].to_numpy(), f[np.isin(ld["rsid"], out["rsid"])], rtol=1e-12)
+    # the LD variant list's own freq column (an LD source that records it) is used the same way
+    out2, _ = _run(tmp_path, ld.assign(freq=f), ldsc, name="ldsc_ld", fmt="ldsc")
+    np.testing.assert_allclose(out2["eaf"].to_numpy(), out["eaf"].to_numpy(), rtol=1e-12)
+
+
+def test_varying_sample_size_is_reported_with_a_warning(tmp_path, cohort):
+    ld, fg = cohort
+    n = np.linspace(300_000, 400_000, len(fg))
+    _, rep = _run(tmp_path, ld, fg.assign(N=n), name="varying")
+    h = rep["harmonise"]
+    assert h["n_min"] == pytest.approx(n.min(), rel=1e-3) and h["n_max"] == pytest.approx(n.max(), rel=1e-3)
+    assert h["n_spread"] == pytest.approx((h["n_max"] - h["n_min"]) / h["n_median"])
+    assert len(h["warnings"]) == 1 and "per-variant N varies by 29%" in h["warnings"][0]
+    # within 10 %: no warning
+    _, rep = _run(tmp_path, ld, fg.assign(N=np.linspace(380_000, 400_000, len(fg))), name="steady")
+    assert rep["harmonise"]["warnings"] == []

@@ -265,7 +265,7 @@ def _check_match_rate(report: dict, s: pd.DataFrame, ld: pd.DataFrame, m: pd.Dat
             head + f"{len(moved)} of {len(rs)} rsids shared with the LD panel sit at other positions (median "
             f"shift {shift:+d} bp). Likely cause: the statistics are on another genome build than the LD panel "
             "(UKBB LD is GRCh37); lift the statistics over to the panel's build.")
-    if report["matched_positions"] > 2 * max(n_ok, 1):
+    if report["matched_positions"] >= 0.5 * denom:
         raise HarmonisationError(
             head + f"{report['matched_positions']} rows match an LD position but their alleles do not. Likely "
             "cause: wrong allele columns (format) or another reference; check the trait's 'format'.")

@@ -263,17 +263,17 @@ def invalid_values(df: pd.DataFrame) -> dict[str, pd.Series]:
 
     Checked in this order, a row counted under its first cause only:
 
-    - `dropped_nonfinite`: missing POS; Z or N not finite (NaN or infinite); BETA or SE infinite.
     - `dropped_se_nonpositive`: SE <= 0 where the file has an SE (a negative SE would flip the sign of
       Z = BETA / SE; a zero SE is an infinite statistic).
+    - `dropped_nonfinite`: missing POS; Z or N not finite (NaN or infinite); BETA or SE infinite.
     - `dropped_n_too_small`: N <= 2 (z is sqrt(N) t / sqrt(t^2 + N - 2), undefined there).
     - `dropped_eaf_out_of_range`: EAF outside [0, 1] (a missing EAF is not a drop).
     """
     pos, z, n = df["POS"], df["Z"].astype(float), df["N"].astype(float)
     beta, se, eaf = df["BETA"].astype(float), df["SE"].astype(float), df["EAF"].astype(float)
     causes = {
-        "dropped_nonfinite": pos.isna() | ~np.isfinite(z) | ~np.isfinite(n) | np.isinf(beta) | np.isinf(se),
         "dropped_se_nonpositive": se <= 0,
+        "dropped_nonfinite": pos.isna() | ~np.isfinite(z) | ~np.isfinite(n) | np.isinf(beta) | np.isinf(se),
         "dropped_n_too_small": n <= 2,
         "dropped_eaf_out_of_range": (eaf < 0) | (eaf > 1),
     }
