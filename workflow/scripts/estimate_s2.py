@@ -15,7 +15,8 @@ from deepwas.priors import init_log_scale
 from deepwas.training import fit_constant_and_s2
 
 
-def main(chrom_inputs, manifests, s2_sheet, alpha, out, log_path=None):
+def main(chrom_inputs, manifests, s2_sheet, alpha, out, log_path=None, s2_range=(0.5, 2.0), accept_outside=False,
+         trait="trait"):
     log = setup_logging(log_path)
     # M: every variant that has LD and statistics lies in exactly one core
     M = int(sum(pd.read_csv(m, sep="\t")["n_core"].sum() for m in manifests))
@@ -30,11 +31,20 @@ def main(chrom_inputs, manifests, s2_sheet, alpha, out, log_path=None):
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
     s2_ml, c_ml = fit_constant_and_s2(windows, N, alpha, c0)
     s2 = float(s2_sheet) if given else s2_ml
-    if not 0 < s2 < 10:
-        raise ValueError(f"s2 = {s2} is not a usable residual variance; set a valid 's2' for this trait in the trait sheet")
-    if not given and not 0.5 < s2_ml < 1.5:
-        log.warning("maximum-likelihood s2 = %.3f is far from 1: check the statistics (confounding, wrong N, "
-                    "sign errors) or set 's2' for this trait in the trait sheet", s2_ml)
+    lo, hi = s2_range
+    if not (math.isfinite(s2) and s2 > 0):
+        raise ValueError(f"{trait}: s2 = {s2} is not a usable residual variance; set a valid 's2' for this trait "
+                         "in the trait sheet")
+    if not given and not lo <= s2_ml <= hi:
+        msg = (f"{trait}: maximum-likelihood s2 = {s2_ml:.4g} is outside the plausible range [{lo:g}, {hi:g}] (config "
+               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows). "
+               "s2 is about 1 - h2 of one window for in-sample LD: a value far from 1 means a wrong N, sign errors, "
+               "statistics that do not belong to the LD (another build or strand, an out-of-sample panel) or very "
+               "few matched variants; check results/harmonised/" f"{trait}.report.json. If it is deliberate (a "
+               "simulation), widen s2.min / s2.max or set s2.accept_outside: true; or give 's2' in the trait sheet.")
+        if not accept_outside:
+            raise ValueError(msg)
+        log.warning(msg)
     write_json(out, {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
                      "s2_ml": s2_ml, "init_log_scale": c_ml, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
                      "N": N, "M": M, "n_windows": len(windows)})
@@ -44,4 +54,6 @@ def main(chrom_inputs, manifests, s2_sheet, alpha, out, log_path=None):
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests_train, sm.input.stats))
-    main(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0], sm.log[0])
+    main(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0], sm.log[0],
+         s2_range=(sm.params.s2_check["min"], sm.params.s2_check["max"]),
+         accept_outside=sm.params.s2_check["accept_outside"], trait=sm.wildcards.trait)
