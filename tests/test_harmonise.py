@@ -416,3 +416,119 @@ def test_varying_sample_size_is_reported_with_a_warning(tmp_path, cohort):
     # within 10 %: no warning
     _, rep = _run(tmp_path, ld, fg.assign(N=np.linspace(380_000, 400_000, len(fg))), name="steady")
     assert rep["harmonise"]["warnings"] == []
+
+
+# --- fault probes downstream of harmonisation: s2 range, zero-window evaluation, trait-sheet paths ---------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import estimate_s2 as estimate_s2_script  # noqa: E402
+import ld_factors as ld_factors_script  # noqa: E402
+import whiten as whiten_script  # noqa: E402
+from deepwas.formats.ukbb_ld import write_ld_window  # noqa: E402
+from deepwas.io import write_table  # noqa: E402
+from deepwas.ldscore import unbiased_ldscore  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+PANEL = 400
+
+
+@pytest.fixture(scope="module")
+def one_window(msprime_chromosome, tmp_path_factory):
+    """A 400-person panel window chr1_1_300001 in the UKBB layout, and its standardised genotypes."""
+    chrom = msprime_chromosome(PANEL, 150_000, 21)
+    Xs = chrom.standardised()
+    R = Xs @ Xs.T / Xs.shape[1]
+    d = tmp_path_factory.mktemp("window")
+    M = len(chrom.positions)
+    variants = pd.DataFrame({"rsid": [f"rs{k}" for k in range(M)], "chromosome": "1", "position": chrom.positions,
+                             "allele1": chrom.allele1, "allele2": chrom.allele2})
+    write_ld_window(d / "chr1_1_300001", R, variants)
+    return d / "chr1_1_300001", variants, Xs, chrom.freq
+
+
+def _s2_pipeline(tmp_path, one_window, c, seed=0, **kw):
+    """z ~ N(0, c R) through the panel (the demo's summary-level construction without signal), then the rule
+    scripts ld_factors -> whiten -> estimate_s2. Returns (s2.json, factor file arrays)."""
+    prefix, variants, Xs, freq = one_window
+    rng = np.random.default_rng(seed)
+    z = np.sqrt(c) * Xs @ rng.normal(size=Xs.shape[1]) / np.sqrt(Xs.shape[1])
+    harm = tmp_path / "t.tsv"
+    write_table(harm, variants.assign(z=z, n=50_000.0, eaf=freq))
+    fdir, man, st = tmp_path / "chr1", tmp_path / "chr1.manifest.tsv", tmp_path / "chr1.npz"
+    ld_factors_script.main([str(prefix)], [str(harm)], str(fdir), str(man), 300_000, 100_000, 1e-6, 1e-4, 0.01,
+                           panel_size=PANEL)
+    whiten_script.main(str(harm), str(fdir), str(man), str(st))
+    out = tmp_path / "s2.json"
+    estimate_s2_script.main([(str(fdir), str(man), str(st))], [str(man)], None, 0.7, str(out), trait="t", **kw)
+    with np.load(fdir / "chr1_1_300001.npz") as f:
+        fac = {k: f[k] for k in f.files}
+    return json.loads(out.read_text()), fac
+
+
+def test_s2_in_range_passes_and_ld_scores_are_bias_corrected(tmp_path, one_window):
+    res, fac = _s2_pipeline(tmp_path, one_window, 1.0, s2_range=(0.5, 2.0))
+    assert 0.85 < res["s2"] < 1.15 and res["source"].startswith("maximum likelihood")
+    # the factor file's LD score is sum_k [r^2 - (1 - r^2) / (n - 2)] with n the panel size
+    Xs = one_window[2]
+    R = (Xs @ Xs.T / Xs.shape[1]).astype(np.float32).astype(np.float64)   # the window stores float32
+    raw = (R * R).sum(1)
+    np.testing.assert_allclose(fac["ldscore"], unbiased_ldscore(raw, len(R), PANEL), rtol=1e-5)
+    assert np.all(raw - fac["ldscore"] > (len(R) - raw) / PANEL * 0.99)    # several units at n = 400
+
+
+def test_demo_like_s2_needs_the_demo_range(tmp_path, one_window):
+    """The demo's N = 50,000 through a small panel gives s2 about 3-4: the demo config's range admits it."""
+    res, _ = _s2_pipeline(tmp_path, one_window, 3.5, s2_range=(0.5, 6.0))      # config/config.yaml s2
+    assert 3.0 < res["s2"] < 4.0
+    with pytest.raises(ValueError, match=r"t: maximum-likelihood s2 = 3\.\d+ is outside the plausible range "
+                                         r"\[0\.5, 2\].*s2\.accept_outside"):
+        _s2_pipeline(tmp_path, one_window, 3.5, s2_range=(0.5, 2.0))
+    res, _ = _s2_pipeline(tmp_path, one_window, 3.5, s2_range=(0.5, 2.0), accept_outside=True)
+    assert 3.0 < res["s2"] < 4.0
+
+
+def test_vanishing_s2_stops_the_run(tmp_path, one_window):
+    """A fitted s2 of 4.8e-9 used to pass the `0 < s2 < 10` check."""
+    with pytest.raises(ValueError, match=r"maximum-likelihood s2 = \S+ is outside the plausible range \[0\.5, 6\]"):
+        _s2_pipeline(tmp_path, one_window, 1e-8, s2_range=(0.5, 6.0))
+
+
+def test_evaluation_over_zero_windows_is_an_error():
+    from deepwas.evaluation import WINDOW_COLUMNS, summarise
+
+    with pytest.raises(ValueError, match=r"height_like / glm / deepwas: no held-out window to evaluate"):
+        summarise(pd.DataFrame(columns=WINDOW_COLUMNS), "height_like", "glm", "deepwas", 50_000.0)
+    one = pd.DataFrame([["w", 10, 20, 10, 1.0, 3.0, 2.0]], columns=WINDOW_COLUMNS)
+    assert summarise(one, "t", "glm", "deepwas", 1000.0)["pct_per_person"] == pytest.approx(100 * np.expm1(0.002))
+
+
+def _dry_run(work, traits_tsv):
+    (work / "traits.tsv").write_text(traits_tsv)
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "-s", str(ROOT / "Snakefile"),
+                           "--config", "traits=traits.tsv"], cwd=work, capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def test_missing_trait_file_stops_the_workflow_even_with_earlier_results(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    header = "trait\tpath\tformat\tn\ts2\n"
+    demo_row = "height_like\tresources/demo/sumstats/height_like.sumstats.gz\tukbb_409k\t\t\n"
+    r = _dry_run(tmp_path, header + demo_row)        # made by the demo rule: fine
+    assert r.returncode == 0, r.stderr[-3000:]
+    # an earlier harmonised table of the row must not be reused
+    (tmp_path / "results/harmonised").mkdir(parents=True)
+    (tmp_path / "results/harmonised/mine.tsv.gz").write_bytes(b"old")
+    r = _dry_run(tmp_path, header + demo_row + "mine\tdata/mine.fastGWA\tfastgwa\t\t\n")
+    assert r.returncode != 0
+    assert "traits.tsv: summary-statistics file(s) missing and made by no rule: row 'mine': data/mine.fastGWA " \
+           "does not exist" in r.stdout + r.stderr
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/mine.fastGWA").write_text("CHR SNP POS A1 A2 N AF1 BETA SE P\n")
+    r = _dry_run(tmp_path, header + demo_row + "mine\tdata/mine.fastGWA\tfastgwa\t\t\n")
+    assert "missing and made by no rule" not in r.stdout + r.stderr   # (the demo's oracle then wants its truth)
