@@ -373,6 +373,24 @@ def test_wrong_genome_build_stops_naming_the_cause(tmp_path, cohort):
     assert rep["harmonise"]["match_rate"] < 0.02
 
 
+def test_wrong_allele_columns_stop_naming_the_cause(tmp_path, cohort):
+    """Positions right, alleles from another column pair (here: every row's alleles from its neighbour)."""
+    ld, fg = cohort
+    other = fg.assign(A1=np.roll(fg["A1"].to_numpy(), 1), A2=np.roll(fg["A2"].to_numpy(), 1))
+    with pytest.raises(HarmonisationError, match=r"\d+ rows match an LD position but their alleles do not.*allele "
+                                                 r"columns"):
+        _run(tmp_path, ld, other, name="alleles", min_match_rate=0.5)
+
+
+def test_palindromic_with_impossible_frequency_is_not_kept():
+    """EAF 1.3 gave MAF -0.3 <= 0.4 and kept an A/T variant at face value; now the row is invalid."""
+    ld = _ld([("rs5", "1", 500, "A", "T"), ("rs1", "1", 100, "A", "G")])
+    st = _stats([("rs5", 500, "A", "T", 1.3, 0.7), ("rs1", 100, "A", "G", 0.2, 1.0)])
+    out, rep = harmonise(st, ld, z_scale="raw")
+    assert out["position"].tolist() == [100] and rep["invalid_eaf_out_of_range"] == 1
+    assert rep["palindromic_face_value"] == 0 and rep["palindromic_ambiguous"] == 0
+
+
 def test_chromosome_naming_stops_naming_the_cause(tmp_path, cohort):
     ld, fg = cohort
     with pytest.raises(HarmonisationError, match=r"No chromosome in common.*\['2'\].*\['1'\].*chromosome naming"):
