@@ -311,7 +311,8 @@ def test_mixed_strand_palindromic_resolved_by_panel_frequency(tmp_path, cohort):
     panel_freq = np.clip(fg["AF1"].to_numpy() + rng.normal(0, 0.01, len(fg)), 0, 1)
     out, rep = _run(tmp_path, ld.assign(freq=panel_freq), mixed, name="mixed_freq")
     h = rep["harmonise"]
-    pal_low_panel = _palindromic(ld) & (np.minimum(panel_freq, 1 - panel_freq) <= 0.4)   # the panel's MAF decides
+    maf_both = np.maximum(np.minimum(panel_freq, 1 - panel_freq), np.minimum(fg["AF1"], 1 - fg["AF1"]).to_numpy())
+    pal_low_panel = _palindromic(ld) & (maf_both <= 0.4)            # both MAFs must be <= 0.4
     assert h["palindromic_mixed_strand"] == 0
     assert h["palindromic_freq_kept"] + h["palindromic_freq_flipped"] == pal_low_panel.sum()
     assert h["palindromic_freq_flipped"] > 300 and h["palindromic_freq_kept"] > 300

@@ -16,9 +16,9 @@ Rules, applied per LD variant (chromosome, position, allele1, allele2), allele1 
   ("same"); in between the strand differs from variant to variant ("mixed").
 - strand-ambiguous (palindromic A/T, C/G) pairs: the alleles cannot tell the strand. Let f_face be the
   frequency of LD allele1 read at face value (same strand) and f_flip = 1 - f_face the one read on the
-  other strand. A pair whose minor-allele frequency exceeds `palindromic_max_maf` (default 0.4; the
-  reference frequency's when there is one, else the statistics') is dropped (`palindromic_ambiguous`):
-  near 0.5 neither the frequencies nor the strand can be trusted. Otherwise:
+  other strand. A pair whose minor-allele frequency exceeds `palindromic_max_maf` (default 0.4) in the
+  statistics or in the reference (whichever are known) is dropped (`palindromic_ambiguous`): near 0.5 the
+  frequencies cannot tell the readings apart. Otherwise:
   * reference frequency f_ref of allele1 known (`freq` column of the LD variants, or `ref_freq`) and the
     statistics' EAF known: the reading whose frequency is closer to f_ref wins (f_face and f_ref on the
     same side of 0.5: kept at face value, `palindromic_freq_kept`; else flipped, `palindromic_freq_flipped`);
@@ -121,7 +121,7 @@ def harmonise(stats: pd.DataFrame, ld_variants: pd.DataFrame, palindromic_max_ma
     s = stats.copy()
     invalid = invalid_values(s)
     report.update({"invalid_" + k.removeprefix("dropped_"): int(v.sum()) for k, v in invalid.items()})
-    s = s.loc[~np.logical_or.reduce(list(invalid.values()))] if len(s) else s
+    s = s.loc[~np.logical_or.reduce(list(invalid.values()))].copy() if len(s) else s
     key = ["CHR", "POS", "_a", "_b"]
     s["_a"] = np.minimum(s["A1"], s["A2"])
     s["_b"] = np.maximum(s["A1"], s["A2"])
@@ -153,16 +153,18 @@ def harmonise(stats: pd.DataFrame, ld_variants: pd.DataFrame, palindromic_max_ma
     report["strand_flip_fraction"] = frac
     report["strand"] = strand
     if strand != "same":
+        what = ("the palindromic ones are flipped too" if strand == "flipped" else
+                "palindromic variants without a reference frequency are dropped")
         warnings.append(f"{label}: {frac:.1%} of {n_nonpal} non-palindromic matches are strand-flipped (strand "
-                        f"'{strand}'); palindromic variants were resolved accordingly")
+                        f"'{strand}'); {what}")
 
     # sign and frequency of allele1 under each reading; non-palindromic pairs have one reading
     sign = np.where(same | flip, 1.0, -1.0)
     eaf_face = np.where(sign > 0, m["EAF"], 1.0 - m["EAF"])
     ref = m["_ref"].to_numpy(dtype=float)
     use_ref = pal.to_numpy() & np.isfinite(ref) & np.isfinite(eaf_face)
-    maf_basis = np.where(np.isfinite(ref), ref, eaf_face)
-    maf = np.minimum(maf_basis, 1.0 - maf_basis)
+    # the larger of the known minor-allele frequencies (statistics, panel) must be <= palindromic_max_maf
+    maf = np.fmax(np.minimum(ref, 1.0 - ref), np.minimum(eaf_face, 1.0 - eaf_face))   # NaN only if both unknown
     informative = (palindromic_max_maf >= 0) & (maf <= palindromic_max_maf)   # NaN compares False
     pal_np = pal.to_numpy()
     freq_flip = use_ref & informative & (np.abs(1.0 - eaf_face - ref) < np.abs(eaf_face - ref))
