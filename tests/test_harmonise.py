@@ -487,7 +487,7 @@ def _s2_pipeline(tmp_path, one_window, c, seed=0, **kw):
     return json.loads(out.read_text()), fac
 
 
-def test_s2_in_range_passes_and_ld_scores_are_bias_corrected(tmp_path, one_window):
+def test_s2_in_range_passes_and_ld_scores_are_bias_corrected(tmp_path, one_window, torch_one_thread):
     res, fac = _s2_pipeline(tmp_path, one_window, 1.0, s2_range=(0.5, 2.0))
     assert 0.85 < res["s2"] < 1.15 and res["source"].startswith("maximum likelihood")
     # the factor file's LD score is sum_k [r^2 - (1 - r^2) / (n - 2)] with n the panel size
@@ -498,7 +498,7 @@ def test_s2_in_range_passes_and_ld_scores_are_bias_corrected(tmp_path, one_windo
     assert np.all(raw - fac["ldscore"] > (len(R) - raw) / PANEL * 0.99)    # several units at n = 400
 
 
-def test_demo_like_s2_needs_the_demo_range(tmp_path, one_window):
+def test_demo_like_s2_needs_the_demo_range(tmp_path, one_window, torch_one_thread):
     """The demo's N = 50,000 through a small panel gives s2 about 3-4: the demo config's range admits it."""
     res, _ = _s2_pipeline(tmp_path, one_window, 3.5, s2_range=(0.5, 6.0))      # config/config.yaml s2
     assert 3.0 < res["s2"] < 4.0
@@ -509,7 +509,7 @@ def test_demo_like_s2_needs_the_demo_range(tmp_path, one_window):
     assert 3.0 < res["s2"] < 4.0
 
 
-def test_vanishing_s2_stops_the_run(tmp_path, one_window):
+def test_vanishing_s2_stops_the_run(tmp_path, one_window, torch_one_thread):
     """A fitted s2 of 4.8e-9 used to pass the `0 < s2 < 10` check."""
     with pytest.raises(ValueError, match=r"maximum-likelihood s2 = \S+ is outside the plausible range \[0\.5, 6\]"):
         _s2_pipeline(tmp_path, one_window, 1e-8, s2_range=(0.5, 6.0))
