@@ -551,3 +551,14 @@ def test_missing_trait_file_stops_the_workflow_even_with_earlier_results(tmp_pat
     (tmp_path / "data/mine.fastGWA").write_text("CHR SNP POS A1 A2 N AF1 BETA SE P\n")
     r = _dry_run(tmp_path, header + demo_row + "mine\tdata/mine.fastGWA\tfastgwa\t\t\n")
     assert "missing and made by no rule" not in r.stdout + r.stderr   # (the demo's oracle then wants its truth)
+
+
+def test_reference_frequency_table_errors_name_the_file(tmp_path):
+    from deepwas.formats.frequencies import FrequencyFormatError, read_reference_frequencies
+
+    (tmp_path / "f.tsv").write_text("chromosome\tposition\tallele1\tallele2\tmaf\n1\t100\tA\tG\t0.2\n")
+    with pytest.raises(FrequencyFormatError, match=r"f\.tsv: reference frequency table lacks column\(s\) \['freq'\]"):
+        read_reference_frequencies(tmp_path / "f.tsv")
+    (tmp_path / "g.tsv").write_text("chromosome\tposition\tallele1\tallele2\tfreq\n1\t100\ta\tg\t0.2\n1\t200\tA\tC\t1.5\n")
+    with pytest.raises(FrequencyFormatError, match=r"g\.tsv: line 3: .*freq outside \[0, 1\]"):
+        read_reference_frequencies(tmp_path / "g.tsv")

@@ -12,8 +12,9 @@ Rules, applied per LD variant (chromosome, position, allele1, allele2), allele1 
   * anything else: dropped as `allele_mismatch`.
 - global strand: the fraction of the non-palindromic matches that needed a strand flip is reported
   (`strand_flip_fraction`). Above `strand_flip_threshold` (default 0.9) the file is on the other strand
-  than the LD panel as a whole (`strand`: "flipped"); below 1 - threshold it is on the same strand
-  ("same"); in between the strand differs from variant to variant ("mixed").
+  than the LD panel as a whole (`strand`: "flipped"); below 1 - threshold, or with no non-palindromic
+  match to judge from, it is taken to be on the same strand ("same"); in between the strand differs from
+  variant to variant ("mixed").
 - strand-ambiguous (palindromic A/T, C/G) pairs: the alleles cannot tell the strand. Let f_face be the
   frequency of LD allele1 read at face value (same strand) and f_flip = 1 - f_face the one read on the
   other strand. A pair whose minor-allele frequency exceeds `palindromic_max_maf` (default 0.4) in the
