@@ -73,7 +73,14 @@ def test_round_trip_through_harmoniser(fmt, truth):
     import inspect
 
     kw = {"z_scale": "raw"} if "z_scale" in inspect.signature(harmonise).parameters else {}
+    if fmt == "ldsc":
+        # LDSC .sumstats carry no allele frequency: without one from the LD panel harmonisation stops
+        with pytest.raises(ValueError, match=r"ldsc\.sumstats\).*no allele frequency.*reference_frequencies"):
+            harmonise(df, ld, palindromic_max_maf=0.4, trait="t", source=str(DATA / FIXTURES[fmt][0]), **kw)
+        ld = ld.assign(freq=0.3)
     out, rep = harmonise(df, ld, palindromic_max_maf=0.4, **kw)  # the file's own statistic, unscaled
+    if fmt == "ldsc":
+        assert rep["frequency_from_reference"] == len(truth) and (out["eaf"] == 0.3).all()
     assert rep["matched"] == len(truth)
     got = out.set_index("rsid").loc[truth["SNP"], "z"].to_numpy()
     np.testing.assert_allclose(got, truth["Z"].to_numpy(), rtol=1e-12)
@@ -143,3 +150,59 @@ def test_unknown_format_and_table_is_complete():
     for name, spec in FORMATS.items():
         assert set(spec.required) - {"TEST"} <= set(spec.mapping), name
         assert {"A1", "A2"} <= set(spec.mapping.values()), name
+
+
+# source column names of SE, EAF and N per format (None: the format has no such column)
+_COLS = {"ukbb_409k": ("se", "EAF", "N"), "bolt_lmm": ("SE", "A1FREQ", None), "ldsc": (None, None, "N"),
+         "fastgwa": ("SE", "AF1", "N"), "regenie": ("SE", "A1FREQ", "N"), "gwas_ssf": ("standard_error",
+         "effect_allele_frequency", "n")}
+
+
+def _corrupt(fmt, tmp_path, edits):
+    """The fixture file of `fmt` with {rsid: {column: value}} applied, written in the same layout."""
+    import gzip
+
+    name, _ = FIXTURES[fmt]
+    path = DATA / name
+    text = gzip.open(path, "rt").read() if name.endswith(".gz") else path.read_text()
+    lines = text.splitlines()
+    sep = "\t" if "\t" in lines[0] else " "
+    header = lines[0].split(sep)
+    snp = header.index({"regenie": "ID", "gwas_ssf": "rsid"}.get(fmt, "SNP"))
+    out = [lines[0]]
+    for line in lines[1:]:
+        f = line.split(sep)
+        for col, value in edits.get(f[snp], {}).items():
+            if not (fmt == "regenie" and f[header.index("TEST")] != "ADD"):
+                f[header.index(col)] = value
+        out.append(sep.join(f))
+    dest = tmp_path / name.removesuffix(".gz")
+    dest.write_text("\n".join(out) + "\n")
+    return dest
+
+
+@pytest.mark.parametrize("fmt", sorted(FIXTURES))
+def test_invalid_values_dropped_and_counted_in_every_format(fmt, truth, tmp_path):
+    """SE < 0 (used to flip the sign of Z silently), SE = 0, EAF outside [0, 1] (used to exempt palindromic
+    variants from the MAF rule) and N <= 2 (used to give NaN z) are dropped and counted, never passed on."""
+    se, eaf, n = _COLS[fmt]
+    edits, expect = {}, {}
+    if se:
+        edits["rs1"] = {se: "-0.004"}
+        edits["rs2"] = {se: "0"}
+        expect["dropped_se_nonpositive"] = 2
+    if eaf:
+        edits["rs3"] = {eaf: "1.3"}
+        expect["dropped_eaf_out_of_range"] = 1
+    if n:
+        edits["rs4"] = {n: "2"}
+        expect["dropped_n_too_small"] = 1
+    path = _corrupt(fmt, tmp_path, edits)
+    df, report = read_sumstats(path, "auto", FIXTURES[fmt][1], positions=_positions(truth))
+    for k, v in expect.items():
+        assert report[k] == v, k
+    assert report["rows_kept"] == len(truth) - sum(expect.values())
+    assert set(df["SNP"]) == set(truth["SNP"]) - set(edits)
+    z = _aligned(df, truth)
+    np.testing.assert_allclose(z.loc[df["SNP"]].to_numpy(), truth.set_index("SNP").loc[df["SNP"], "Z"].to_numpy(),
+                               rtol=1e-12)

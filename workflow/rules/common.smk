@@ -185,7 +185,23 @@ def evaluated():
     return out
 
 
+def check_trait_paths():
+    """Every trait-sheet path exists or is made by a rule (demo cohort, downloads); else stop naming the row.
+
+    Checked when the DAG is built, so a missing file is an error even where an earlier harmonised table exists.
+    """
+    bad = []
+    for t in traits():
+        p = sumstats_input(t)
+        if not Path(p).exists() and not any(r.is_producer(p) for r in workflow.rules):
+            bad.append(f"row '{t}': {TRAITS.loc[t, 'path']} does not exist")
+    if bad:
+        raise ValueError(f"{config['traits']}: summary-statistics file(s) missing and made by no rule: "
+                         + "; ".join(bad) + ". Fix the path in the trait sheet or remove the row.")
+
+
 def get_final_output():
+    check_trait_paths()
     return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png"]
 
 

@@ -5,6 +5,7 @@ rule harmonise:
     input:
         sumstats=lambda wc: sumstats_input(wc.trait),
         ld_variants=all_ld_variant_inputs(),
+        reference_frequencies=lambda wc: config["harmonise"].get("reference_frequencies") or [],
     output:
         table="results/harmonised/{trait}.tsv.gz",
         report="results/harmonised/{trait}.report.json",
@@ -16,6 +17,10 @@ rule harmonise:
         z_scale=config["harmonise"].get("z_scale", "correlation"),
         min_info=config["harmonise"].get("min_info", 0.0),
         min_maf=config["harmonise"].get("min_maf", 0.0),
+        min_match_rate=config["harmonise"]["min_match_rate"],
+        strand_flip_threshold=config["harmonise"]["strand_flip_threshold"],
+        n_max_spread=config["harmonise"]["n_max_spread"],
+        reference_frequencies=config["harmonise"].get("reference_frequencies"),
     log:
         "logs/harmonise/{trait}.log",
     conda:

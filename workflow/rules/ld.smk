@@ -16,6 +16,7 @@ rule ld_factors:
         diag_atol=config["ld"]["diag_atol"],
         max_clip=config["ld"]["psd_max_clip"],
         factor_dtype=config["ld"]["factor_dtype"],
+        panel_size=config["demo"]["n_individuals"] if config["ld"]["source"] == "demo" else config["ld"]["panel_size"],
     log:
         "logs/ld_factors/chr{chrom}.log",
     benchmark:
@@ -55,6 +56,7 @@ rule estimate_s2:
     params:
         s2=lambda wc: trait_value(wc.trait, "s2"),
         alpha=config["prior"]["alpha"],
+        s2_check=config["s2"],
     log:
         "logs/estimate_s2/{trait}.log",
     conda:

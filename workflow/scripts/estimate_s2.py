@@ -8,4 +8,7 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests_train, sm.input.stats))
     setup_logging(sm.log[0])
-    estimate_trait_s2(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0])
+    check = sm.params.s2_check
+    estimate_trait_s2(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0],
+                      s2_range=(check["min"], check["max"]), accept_outside=check["accept_outside"],
+                      trait=sm.wildcards.trait)

@@ -11,11 +11,12 @@ from deepwas.formats.ukbb_ld import read_ld_window
 from deepwas.harmonise import variant_key
 from deepwas.io import setup_logging
 from deepwas.ld_factors import factorise, make_psd
+from deepwas.ldscore import unbiased_ldscore
 from deepwas.windows import Window, core_bounds, core_mask
 
 
 def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rtol, diag_atol, max_clip,
-         factor_dtype="float64", log_path=None):
+         factor_dtype="float64", log_path=None, *, panel_size):
     log = setup_logging(log_path)
     tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
     keys = [set(variant_key(t)) for t in tables]
@@ -27,7 +28,7 @@ def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rto
     for prefix, w in tqdm(list(zip(window_prefixes, windows)), desc="LD factors", unit="win", mininterval=5):
         R, variants = read_ld_window(prefix, diag_atol=diag_atol)
         vk = variant_key(variants).to_numpy()
-        ldscore_full = (R * R).sum(1)
+        ldscore_full = unbiased_ldscore((R * R).sum(1), R.shape[0], panel_size)
         sel = np.flatnonzero(np.isin(vk, list(shared)))
         row = {"window": w.name, "n_file": len(vk), "n_without_stats": len(vk) - len(sel)}
         pos = variants["position"].to_numpy()[sel]
@@ -52,4 +53,4 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     p = sm.params
     main(p.prefixes, sm.input.harmonised, sm.output.factors, sm.output.manifest, p.length, p.stride, p.rtol,
-         p.diag_atol, p.max_clip, p.factor_dtype, sm.log[0])
+         p.diag_atol, p.max_clip, p.factor_dtype, sm.log[0], panel_size=p.panel_size)

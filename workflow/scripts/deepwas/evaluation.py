@@ -57,6 +57,11 @@ def pct_per_person(delta: float, N: float) -> float:
 
 
 def summarise(table: pd.DataFrame, trait: str, model: str, objective: str, N: float) -> dict:
+    """Held-out summary (Sec. 6.2); an evaluation over zero windows is an error, not a 0 % result."""
+    if len(table) == 0:
+        raise ValueError(f"{trait} / {model} / {objective}: no held-out window to evaluate (no held-out window has "
+                         "core variants with statistics); check heldout_chromosomes and that the statistics cover them "
+                         f"(results/harmonised/{trait}.report.json, results/ld_factors/chr*.manifest.tsv)")
     delta = float(table["delta"].sum())
     return {"trait": trait, "model": model, "objective": objective, "n_windows": int(len(table)),
             "delta_nll": delta, "pct_per_person": pct_per_person(delta, N)}

@@ -57,12 +57,14 @@ def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iteration
     return ldsr_intercept(z2, ldscore, N, M, iterations)
 
 
-def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out) -> dict:
+def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0.5, 2.0), accept_outside=False,
+                      trait="trait") -> dict:
     """The estimate_s2 rule: the trait's per-window residual variance s2, sample size N and the starting
     scale of every prior. s2 is fitted by maximum likelihood jointly with a constant prior on the training
     windows (`s2_sheet`, the trait sheet's value, wins when given); the LD-score-regression intercept is
-    recorded beside it as a cross-check. `manifests`: the factor manifests of all chromosomes (M). Writes
-    and returns the JSON record."""
+    recorded beside it as a cross-check. `manifests`: the factor manifests of all chromosomes (M). A fitted
+    s2 outside `s2_range` stops the run with an explanation unless `accept_outside`. Writes and returns the
+    JSON record."""
     # M: every variant that has LD and statistics lies in exactly one core
     M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
     loaded = load_windows(chrom_inputs)
@@ -76,11 +78,20 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out) -> dict:
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
     s2_ml, c_ml = fit_constant_and_s2(windows, N, alpha, c0)
     s2 = float(s2_sheet) if given else s2_ml
-    if not 0 < s2 < 10:
-        raise ValueError(f"s2 = {s2} is not a usable residual variance; set a valid 's2' for this trait in the trait sheet")
-    if not given and not 0.5 < s2_ml < 1.5:
-        log.warning("maximum-likelihood s2 = %.3f is far from 1: check the statistics (confounding, wrong N, "
-                    "sign errors) or set 's2' for this trait in the trait sheet", s2_ml)
+    lo, hi = s2_range
+    if not (math.isfinite(s2) and s2 > 0):
+        raise ValueError(f"{trait}: s2 = {s2} is not a usable residual variance; set a valid 's2' for this trait "
+                         "in the trait sheet")
+    if not given and not lo <= s2_ml <= hi:
+        msg = (f"{trait}: maximum-likelihood s2 = {s2_ml:.4g} is outside the plausible range [{lo:g}, {hi:g}] (config "
+               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows). "
+               "s2 is about 1 - h2 of one window for in-sample LD: a value far from 1 means a wrong N, sign errors, "
+               "statistics that do not belong to the LD (another build or strand, an out-of-sample panel) or very "
+               "few matched variants; check results/harmonised/" f"{trait}.report.json. If it is deliberate (a "
+               "simulation), widen s2.min / s2.max or set s2.accept_outside: true; or give 's2' in the trait sheet.")
+        if not accept_outside:
+            raise ValueError(msg)
+        log.warning(msg)
     info = {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
             "s2_ml": s2_ml, "init_log_scale": c_ml, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
             "N": N, "M": M, "n_windows": len(windows)}

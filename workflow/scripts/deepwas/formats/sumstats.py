@@ -14,7 +14,7 @@ Canonical columns (what `harmonise` consumes):
     N     sample size per variant (float)
     INFO  imputation quality (float, NaN when the file has none)
 
-`read_sumstats(path, fmt, n)` returns (table, report); rows with non-finite Z or N are dropped and
+`read_sumstats(path, fmt, n)` returns (table, report); rows with invalid values (below) are dropped and
 counted in the report, never passed on.
 
 Supported formats (one `SumstatsFormat` entry each in `FORMATS`; detected from the header, the most
@@ -45,7 +45,11 @@ Row-level problems are handled as follows (every count is in the report):
   NC_000001.10) the file is rejected with an error naming it and its first chromosome value.
 - duplicated variants (same CHR, POS and unordered allele pair): every copy is dropped (which copy is
   right cannot be known) and counted (`dropped_duplicate`, with the first duplicated line numbers).
-- non-finite Z or N, N <= 0, missing POS: dropped and counted (`dropped_nonfinite`).
+- invalid values (`harmonise.invalid_values`), dropped and counted by cause, never passed on: missing POS, non-finite
+  Z, N, BETA or SE (`dropped_nonfinite`); SE <= 0 (`dropped_se_nonpositive`: a negative SE would silently flip
+  the sign of Z = BETA / SE); N <= 2 (`dropped_n_too_small`: z = sqrt(N) t / sqrt(t^2 + N - 2) is undefined);
+  EAF outside [0, 1] (`dropped_eaf_out_of_range`; a missing EAF is kept, see `deepwas.harmonise` for how
+  the frequency is then taken from the LD panel).
 - filters (arguments): `min_info` drops rows with INFO < min_info (`dropped_info`; missing INFO is kept);
   `min_maf` drops rows with min(EAF, 1 - EAF) < min_maf (`dropped_maf`; missing EAF is kept and counted
   in `maf_unknown`).
@@ -60,6 +64,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from ..harmonise import invalid_values
 
 CANONICAL = ["SNP", "CHR", "POS", "A1", "A2", "EAF", "BETA", "SE", "Z", "N", "INFO"]
 NUMERIC = ["POS", "EAF", "BETA", "SE", "Z", "N", "INFO"]
@@ -283,9 +289,9 @@ def _canonicalise(df: pd.DataFrame, path: Path, fmt: str, report: dict | None = 
         df[col] = _to_numeric(df[col], col, path)
     if df["Z"].isna().all():
         df["Z"] = df["BETA"] / df["SE"]
-    bad = df["POS"].isna() | ~np.isfinite(df["Z"]) | ~np.isfinite(df["N"]) | (df["N"] <= 0)
-    report["dropped_nonfinite"] = int(bad.sum())
-    df = df.loc[~bad].copy()
+    invalid = invalid_values(df)
+    report.update({name: int(bad.sum()) for name, bad in invalid.items()})
+    df = df.loc[~np.logical_or.reduce(list(invalid.values()))].copy()
 
     lo = np.where(df["A1"] < df["A2"], df["A1"], df["A2"])
     hi = np.where(df["A1"] < df["A2"], df["A2"], df["A1"])

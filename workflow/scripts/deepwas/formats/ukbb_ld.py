@@ -44,7 +44,8 @@ def read_ld_variants(path) -> pd.DataFrame:
     df["chromosome"] = df["chromosome"].str.replace(r"^chr", "", regex=True, case=False)
     for c in ("allele1", "allele2"):
         df[c] = df[c].str.upper()
-    return df[VARIANT_COLUMNS]
+    # an LD source that records the panel's allele1 frequency writes it as an extra `freq` column
+    return df[VARIANT_COLUMNS + (["freq"] if "freq" in df.columns else [])]
 
 
 def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4) -> np.ndarray:
