@@ -1,8 +1,16 @@
 # DeepWAS: deep functionally informed priors trained on GWAS summary statistics with the full LD likelihood.
 # Table of contents only; the logic lives in workflow/rules/*.smk and the `deepwas` package.
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("8.0")
+
+# The `deepwas` package is workflow/scripts/deepwas: parsing needs no `pip install`, and this checkout's copy
+# comes first. Job scripts find it through Snakemake's script preamble, which appends the script's directory
+# to sys.path (so the conda environments in envs/ hold only the dependencies, never the package).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 
 configfile: "config/config.yaml"
