@@ -1,5 +1,6 @@
 # DeepWAS: deep functionally informed priors trained on GWAS summary statistics with the full LD likelihood.
 # Table of contents only; the logic lives in workflow/rules/*.smk and the `deepwas` package.
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,11 @@ min_version("8.0")
 # comes first. Job scripts find it through Snakemake's script preamble, which appends the script's directory
 # to sys.path (so the conda environments in envs/ hold only the dependencies, never the package).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+# `--sdm apptainer`: every job runs in the image named by $DEEPWAS_CONTAINER (built from envs/Dockerfile).
+if os.environ.get("DEEPWAS_CONTAINER"):
+
+    container: os.environ.get("DEEPWAS_CONTAINER")
 
 
 configfile: "config/config.yaml"

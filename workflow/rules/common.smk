@@ -103,6 +103,12 @@ def gpu_partition(gpus):
     return {"slurm_partition": partition}
 
 
+
+def torch_env(wildcards):
+    """Conda environment of a training job (--sdm conda): the CUDA build of torch where the job gets a GPU."""
+    return "../../envs/deepwas-cuda.yaml" if gpu_for(wildcards) else "../../envs/deepwas.yaml"
+
+
 # --- end cluster resources ---
 
 

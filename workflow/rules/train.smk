@@ -30,6 +30,6 @@ rule train:
         gpu=gpu_for,
         **gpu_partition(gpu_for),
     conda:
-        "../../envs/deepwas.yaml"
+        torch_env
     script:
         "../scripts/train_prior.py"
