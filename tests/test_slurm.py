@@ -268,3 +268,56 @@ def test_real_slurm_run_matches_local_run(cluster, tmp_path):
                 assert ((x[col] - y[col]).abs() <= 1e-6 * (1 + x[col].abs())).all(), (name, col, x[col], y[col])
             else:
                 assert (x[col] == y[col]).all(), (name, col)
+
+
+# --- the profiles without a cluster: dry runs (need the plugin, not SLURM) ---
+
+def _dry_run(tmp_path, env_extra: dict, drop=("DEEPWAS_SLURM_PARTITION", "DEEPWAS_SLURM_ACCOUNT",
+                                               "DEEPWAS_SLURM_GPU_PARTITION")):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    _scenario(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(env_extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow/scripts"), env.get("PYTHONPATH", "")])
+    return _run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                 "--configfile", str(tmp_path / "config.yaml"), "--profile", str(REPO / "profiles/slurm")], 300,
+                env=env)
+
+
+def _planned(out: str) -> list[tuple[str, dict, dict]]:
+    """(rule, wildcards, resources) of every job a dry run prints."""
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out):
+        m = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if not m or not res:
+            continue
+        wc = re.search(r"^\s+wildcards: (.*)$", block, flags=re.M)
+        parse = lambda s: dict(kv.split("=", 1) for kv in s.split(", "))  # noqa: E731
+        jobs.append((m.group(1), parse(wc.group(1)) if wc else {}, parse(res.group(1))))
+    return jobs
+
+
+def test_site_profile_names_the_missing_variables(tmp_path):
+    rc, out = _dry_run(tmp_path, {})
+    assert rc != 0 and "DEEPWAS_SLURM_PARTITION is not set" in out, out[-2000:]
+    rc, out = _dry_run(tmp_path, {"DEEPWAS_SLURM_PARTITION": "cpuq"})
+    assert rc != 0 and "DEEPWAS_SLURM_ACCOUNT is not set" in out, out[-2000:]
+
+
+def test_profiles_plan_gpus_partitions_and_sizes(tmp_path):
+    rc, out = _dry_run(tmp_path, {"DEEPWAS_SLURM_PARTITION": "cpuq", "DEEPWAS_SLURM_ACCOUNT": "lab",
+                                  "DEEPWAS_SLURM_GPU_PARTITION": "gpuq"})
+    assert rc == 0, out[-3000:]
+    jobs = _planned(out)
+    train = [(w, r) for rule, w, r in jobs if rule == "train"]
+    assert len(train) == 2 and len(jobs) > 15
+    for rule, w, r in jobs:
+        gpu = rule == "train" and w["model"] == "transformer"
+        assert r.get("gpu", "0") == ("1" if gpu else "0"), (rule, w, r)
+        assert r["slurm_partition"] == ("gpuq" if gpu else "cpuq") and r["slurm_account"] == "lab", (rule, r)
+    # workflow profile sizes (attempt 1) and the site profile's defaults for the rest
+    sizes = {rule: (r["runtime"], r["mem_mb"]) for rule, w, r in jobs if rule != "train"}
+    assert sizes["ld_factors"] == ("720", "32000") and sizes["summary"] == ("30", "2000")
+    assert {(w["model"], r["runtime"], r["mem_mb"]) for w, r in train} == {("constant", "480", "32000"),
+                                                                          ("transformer", "1440", "64000")}
