@@ -144,6 +144,9 @@ class Cluster:
                            + (self.state / "daemons.out").read_text()[-2000:])
 
     def stop(self):
+        if self.procs and self.procs[-1].poll() is None:    # jobs left by a failed run: cancel before slurmd goes
+            subprocess.run(["scancel", "--user", "root"], capture_output=True, timeout=30)
+            time.sleep(2)
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
