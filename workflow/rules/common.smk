@@ -76,7 +76,7 @@ def chrom_inputs(chroms, trait):
 
 # --- cluster resources ---
 # GPUs are requested through the resource `gpu` (snakemake-executor-plugin-slurm turns it into `--gpus=N`);
-# per-rule runtime, memory and threads live in profiles/default/config.yaml (README: Running on a cluster).
+# threads, runtime and memory of each rule are set in the workflow profile profiles/default/config.yaml.
 
 
 def gpu_for(wildcards):
