@@ -1,8 +1,22 @@
 # DeepWAS: deep functionally informed priors trained on GWAS summary statistics with the full LD likelihood.
 # Table of contents only; the logic lives in workflow/rules/*.smk and the `deepwas` package.
+import os
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("8.0")
+
+# The `deepwas` package is workflow/scripts/deepwas: parsing needs no `pip install`, and this checkout's copy
+# comes first. Job scripts find it through Snakemake's script preamble, which appends the script's directory
+# to sys.path (so the conda environments in envs/ hold only the dependencies, never the package).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+# `--sdm apptainer`: every job runs in the image named by $DEEPWAS_CONTAINER (built from envs/Dockerfile).
+if os.environ.get("DEEPWAS_CONTAINER"):
+
+    container: os.environ.get("DEEPWAS_CONTAINER")
 
 
 configfile: "config/config.yaml"

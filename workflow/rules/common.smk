@@ -124,6 +124,44 @@ def chrom_inputs(chroms, trait):
     }
 
 
+# --- cluster resources ---
+# GPUs are requested through the resource `gpu` (snakemake-executor-plugin-slurm turns it into `--gpus=N`);
+# threads, runtime and memory of each rule are set in the workflow profile profiles/default/config.yaml.
+
+
+def gpu_for(wildcards):
+    """GPUs of one training job: 1 for the transformer unless `train.device` is cpu, else 0."""
+    return int(wildcards.model == "transformer" and str(config["train"].get("device", "auto")) != "cpu")
+
+
+def gpu_partition(gpus):
+    """`slurm_partition` for rules with a `gpu` resource, only when $DEEPWAS_SLURM_GPU_PARTITION is set: GPU
+    jobs go there, the others stay in $DEEPWAS_SLURM_PARTITION. Unset, the site profile's partition applies
+    to every job. `gpus` is the rule's `gpu` resource (an int or a callable of the wildcards)."""
+    import os
+
+    if not os.environ.get("DEEPWAS_SLURM_GPU_PARTITION"):
+        return {}
+
+    def partition(wildcards):
+        n = gpus(wildcards) if callable(gpus) else gpus
+        name = "DEEPWAS_SLURM_GPU_PARTITION" if n else "DEEPWAS_SLURM_PARTITION"
+        if not os.environ.get(name):
+            raise ValueError(f"DEEPWAS_SLURM_GPU_PARTITION is set but {name} is not: export {name}=<partition>")
+        return os.environ[name]
+
+    return {"slurm_partition": partition}
+
+
+
+def torch_env(wildcards):
+    """Conda environment of a training job (--sdm conda): the CUDA build of torch where the job gets a GPU."""
+    return "../../envs/deepwas-cuda.yaml" if gpu_for(wildcards) else "../../envs/deepwas.yaml"
+
+
+# --- end cluster resources ---
+
+
 def use_tracks():
     """Whether the models read functional tracks (features.tracks): the store, liftover and normalisation."""
     return bool(config["features"].get("tracks", False))

@@ -27,8 +27,9 @@ rule train:
     threads: 1
     resources:
         mem_mb=8000,
-        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
+        gpu=gpu_for,
+        **gpu_partition(gpu_for),
     conda:
-        "../../envs/deepwas.yaml"
+        torch_env
     script:
         "../scripts/train_prior.py"
