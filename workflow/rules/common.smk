@@ -4,19 +4,19 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from snakemake.utils import validate
 
+from deepwas.config import validate_config, validate_traits, write_effective_config
 from deepwas.windows import Window, tile
 
-validate(config, schema="../../config/schema/config.schema.yaml")
+# The schema is the only source of defaults: validate_config fills them into `config` (nested objects too,
+# absent ones included) and stops a mistyped key with a few lines naming it and the closest valid name.
+validate_config(config, workflow.basedir + "/config/schema/config.schema.yaml", sources=workflow.configfiles)
+# Provenance: the effective config of this run (rewritten only when it changes, so it never triggers reruns).
+write_effective_config(config, "results/config.yaml")
 
-TRAITS = pd.read_csv(config["traits"], sep="\t", dtype={"trait": str, "path": str, "format": str}, comment="#")
-for _col in ("trait", "path"):
-    if _col not in TRAITS.columns:
-        raise ValueError(f"{config['traits']}: trait sheet lacks the column '{_col}' (columns: trait path format n s2)")
+TRAITS = validate_traits(pd.read_csv(config["traits"], sep="\t", dtype=str, comment="#", keep_default_na=False),
+                         path=config["traits"], schema_path=workflow.basedir + "/config/schema/traits.schema.yaml")
 TRAITS = TRAITS.set_index("trait", drop=False)
-if TRAITS.index.duplicated().any():
-    raise ValueError(f"{config['traits']}: duplicated trait names {sorted(TRAITS.index[TRAITS.index.duplicated()])}")
 
 CHROMS = [str(c) for c in config["chromosomes"]]
 HELDOUT = [str(c) for c in config["heldout_chromosomes"]]
@@ -63,7 +63,7 @@ def all_ld_variant_lists():
 
 
 def n_variants_genome():
-    return config["ld"].get("n_variants_genome") or 0
+    return config["ld"]["n_variants_genome"] or 0
 
 
 def chrom_inputs(chroms, trait):
@@ -76,7 +76,7 @@ def chrom_inputs(chroms, trait):
 
 def use_tracks():
     """Whether the models read functional tracks (features.tracks): the store, liftover and normalisation."""
-    return bool(config["features"].get("tracks", False))
+    return bool(config["features"]["tracks"])
 
 
 def track_inputs(chroms):
@@ -94,7 +94,7 @@ def track_params(chroms):
     """What the train / evaluate scripts need to read track windows (None without tracks)."""
     if not use_tracks():
         return None
-    return {"window": config["features"].get("track_window", 64),
+    return {"window": config["features"]["track_window"],
             "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms}}
 
 
@@ -106,10 +106,10 @@ def demo_track_inputs(wildcards):
 
 
 def demo_track_truth():
-    tt = config["demo"].get("track_truth")
+    tt = config["demo"]["track_truth"]
     if not use_tracks() or config["ld"]["source"] != "demo" or not tt:
         return None
-    return dict(tt, window=config["features"].get("track_window", 64))
+    return dict(tt, window=config["features"]["track_window"])
 
 
 def demo_truth(wildcards):
@@ -118,7 +118,7 @@ def demo_truth(wildcards):
 
 def evaluated():
     out = [f"results/evaluation/{t}/{m}/{o}.json" for t in traits() for m in config["models"] for o in config["objectives"]]
-    if config["ld"]["source"] == "demo" and config["demo"].get("oracle", True):
+    if config["ld"]["source"] == "demo" and config["demo"]["oracle"]:
         out += [f"results/evaluation/{t}/oracle/truth.json" for t in traits()]
     return out
 
@@ -133,34 +133,14 @@ def print_summary():
         print("\n" + p.read_text())
 
 
-# --- downloads (issue 4) ---
+# --- downloads (App. D) ---
 # Helpers for workflow/rules/download.smk. Everything is read from local manifests at parse time: building
-# the DAG makes no network call. `download:` keys are optional; defaults below (documented in config/README.md).
-DOWNLOAD_DEFAULTS = {
-    "s3_endpoint": None,
-    "ld_bucket": "broad-alkesgroup-ukbb-ld",
-    "ld_prefix": "UKBB_LD/",
-    "sumstats_bucket": "broad-alkesgroup-public-requester-pays",
-    "sumstats_prefix": "UKBB_409K/",
-    "billing_project": None,
-    "retries": 5,
-    "backoff_s": 2.0,
-    "chromosomes": None,
-    "ukbb_traits": None,
-    "ucsc_manifest": "config/manifests/ucsc_tracks.tsv",
-    "fantom_manifest": "config/manifests/fantom_tissues.tsv",
-    "fantom_base_url": "https://fantom.gsc.riken.jp/5/datahub/hg38/tpm/human.tissue.hCAGE/",
-    "encode_manifest": "config/manifests/encode_experiments.tsv",
-    "encode_base_url": "https://www.encodeproject.org",
-    "encode_allow_warnings": True,
-    "chain_url": "https://hgdownload.soe.ucsc.edu/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz",
-    "dbnsfp_archive": None,
-}
-UKBB_LD_DIR = config["ld"].get("dir", "resources/ukbb/ld")
+# the DAG makes no network call. The `download:` block's defaults are in the schema (config/README.md).
+UKBB_LD_DIR = config["ld"]["dir"]
 
 
 def dl_cfg(key):
-    return (config.get("download") or {}).get(key, DOWNLOAD_DEFAULTS[key])
+    return config["download"][key]
 
 
 def shipped_path(path):
@@ -179,7 +159,7 @@ def dl_ld_chromosomes():
 
 def dl_ld_windows():
     """LD windows to download: kind 'npz' rows of the manifest on download.chromosomes (default: chromosomes)."""
-    man = pd.read_csv(shipped_path(config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv")), sep="\t", comment="#",
+    man = pd.read_csv(shipped_path(config["ld"]["manifest"]), sep="\t", comment="#",
                       dtype={"chromosome": str})
     man = man[man["chromosome"].isin(dl_ld_chromosomes()) & (man["kind"] == "npz")]
     return list(man["name"])
@@ -245,5 +225,5 @@ def dl_encode_accession(name):
 
 
 def dl_chain_file():
-    return config["features"].get("chain", "resources/chain/hg19ToHg38.over.chain.gz")
+    return config["features"]["chain"]
 # --- end downloads ---

@@ -10,7 +10,7 @@ rule demo_cohort:
         truth=[f"resources/demo/truth/{t}.tsv.gz" for t in config["demo"]["traits"]],
         genotypes=[f"resources/demo/genotypes/chr{c}.npz" for c in CHROMS],
         annotations="resources/demo/annotations.tsv.gz",
-        phenotypes=[] if config["demo"].get("n_gwas") else "resources/demo/phenotypes.tsv",
+        phenotypes=[] if config["demo"]["n_gwas"] else "resources/demo/phenotypes.tsv",
     params:
         demo=config["demo"],
         track_truth=demo_track_truth(),

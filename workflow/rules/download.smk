@@ -38,7 +38,7 @@ rule download_ukbb_ld_lock:
         lock="resources/locks/ukbb_ld.lock.tsv",
         excluded="resources/ukbb/ld_excluded_windows.tsv",
     params:
-        manifest=config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv"),
+        manifest=config["ld"]["manifest"],
         chromosomes=dl_ld_chromosomes(),
         order=lambda wc: [f"{w}.{ext}" for w in dl_ld_windows() for ext in ("npz", "gz")],
     log:
@@ -53,7 +53,7 @@ rule check_ukbb_ld_manifest:
     output:
         "resources/ukbb_ld_windows.checked.tsv",
     params:
-        manifest=config["ld"].get("manifest", "resources/ukbb_ld_windows.tsv"),
+        manifest=config["ld"]["manifest"],
         bucket=dl_cfg("ld_bucket"),
         prefix=dl_cfg("ld_prefix"),
         endpoint=dl_cfg("s3_endpoint"),

@@ -4,11 +4,11 @@
 
 
 def track_manifest():
-    return config["features"].get("track_manifest", "resources/demo/tracks/manifest.tsv")
+    return config["features"]["track_manifest"]
 
 
 def grch38_sizes():
-    return config["features"].get("chrom_sizes_grch38", "resources/demo/tracks/chrom_sizes_grch38.tsv")
+    return config["features"]["chrom_sizes_grch38"]
 
 
 rule demo_tracks:
@@ -20,8 +20,8 @@ rule demo_tracks:
         chromosomes=CHROMS,
         chrom_length=config["demo"]["chrom_length"],
         seed=config["demo"]["seed"],
-        n_tracks=config["features"].get("demo_n_tracks", 8),
-        n_eclip=config["features"].get("demo_n_eclip", 2),
+        n_tracks=config["features"]["demo_n_tracks"],
+        n_eclip=config["features"]["demo_n_eclip"],
         outdir="resources/demo/tracks",
     log:
         "logs/features/demo_tracks.log",
@@ -41,8 +41,8 @@ rule build_track_store:
     output:
         store=directory("results/features/store"),
     params:
-        dtype=config["features"].get("track_dtype", "float16"),
-        eclip_prefix=config["features"].get("eclip_prefix", "eclip_"),
+        dtype=config["features"]["track_dtype"],
+        eclip_prefix=config["features"]["eclip_prefix"],
     log:
         "logs/features/build_track_store.log",
     benchmark:

@@ -9,12 +9,12 @@ rule harmonise:
         table="results/harmonised/{trait}.tsv.gz",
         report="results/harmonised/{trait}.report.json",
     params:
-        format=lambda wc: trait_value(wc.trait, "format") or "auto",
+        format=lambda wc: trait_value(wc.trait, "format"),
         n=lambda wc: trait_value(wc.trait, "n"),
         palindromic_max_maf=config["harmonise"]["palindromic_max_maf"],
-        z_scale=config["harmonise"].get("z_scale", "correlation"),
-        min_info=config["harmonise"].get("min_info", 0.0),
-        min_maf=config["harmonise"].get("min_maf", 0.0),
+        z_scale=config["harmonise"]["z_scale"],
+        min_info=config["harmonise"]["min_info"],
+        min_maf=config["harmonise"]["min_maf"],
     log:
         "logs/harmonise/{trait}.log",
     conda:
