@@ -99,6 +99,8 @@ def test_bad_value_names_the_key_value_and_description():
     assert "'train.epochs'" in msg and "'ten' is not of type 'integer'" in msg and "Passes over the training" in msg
     assert "'ld.factor_dtype'" in msg and "float16" in msg
     assert len(msg.splitlines()) <= MAX_LINES
+    with pytest.raises(ConfigError, match=r"'train.weight_decay': 'constant' is a required property"):
+        validate_config({"train": {"weight_decay": {"glm": 0.1}}})        # per model: all three or one number
 
 
 def test_unknown_key_names_the_file_that_sets_it(tmp_path):
@@ -142,8 +144,9 @@ def test_trait_formats_match_the_reader():
 def _snakemake(workdir, *args, timeout=120):
     """`snakemake -n` on the repository's Snakefile in `workdir`; (returncode, stdout + stderr)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow/scripts") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "-s", str(ROOT / "Snakefile"),
-                        *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1",
+                        "-s", str(ROOT / "Snakefile"), *args],
+                       cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     return r.returncode, r.stdout + r.stderr
 
 

@@ -39,7 +39,8 @@ def rows(props: dict, prefix: str = "") -> list[str]:
     out = []
     for key, sub in props.items():
         default = f"`{_flow(sub['default'])}`" if "default" in sub else ""
-        out.append(f"| `{prefix + key}` | {_cell(_type(sub))} | {_cell(default)} | {_cell(sub.get('description', ''))} |")
+        meaning = _cell(sub.get("description", ""))
+        out.append(f"| `{prefix + key}` | {_cell(_type(sub))} | {_cell(default)} | {meaning} |")
         if "properties" in sub:
             out += rows(sub["properties"], prefix + key + ".")
         entry = sub.get("additionalProperties")

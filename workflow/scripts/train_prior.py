@@ -45,7 +45,8 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
                       weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
                       clip_grad_norm=train_cfg["clip_grad_norm"], seed=train_cfg["seed"],
-                      checkpoint_every=train_cfg["checkpoint_every"], objective=objective,
+                      checkpoint_every=train_cfg["checkpoint_every"], autocast=train_cfg["autocast"],
+                      objective=objective,
                       solver=solver_cfg["solver"], solver_options=solver_opts)
     device = pick_device(train_cfg["device"])
     log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,

@@ -129,12 +129,11 @@ def validate_config(config: dict, schema_path=CONFIG_SCHEMA, sources: Iterable =
     errors = sorted(_validator(schema).iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)),
                                                                             e.validator != "additionalProperties"))
     if errors:
-        # an unknown key first; a oneOf / anyOf parent is reported by its best-matching branch
-        from jsonschema.exceptions import best_match
-
+        # an unknown key first; a oneOf / anyOf mismatch is reported by the branch of the value's type
         parts, seen = [], set()
         for err in errors:
-            err = best_match([err]) if err.context else err
+            branch = [e for e in err.context or () if e.validator != "type"]
+            err = branch[0] if branch else err
             text = _describe(err, sources, what)
             if text not in seen:
                 seen.add(text)
