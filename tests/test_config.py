@@ -60,6 +60,11 @@ def test_every_key_is_described_and_every_object_is_closed(schema_path):
                  and s["additionalProperties"].get("type") == "object")]
     assert open_ == []
     assert all(s.get("additionalProperties") is False for p, s in objects if p.endswith("<name>"))
+    # a block absent from the user's config is created (and then filled) only through its own default
+    blocks = [k for k, sub in _walk({"properties": schema["properties"]}) if "properties" in sub]
+    assert [k for k, sub in _walk({"properties": schema["properties"]}) if "properties" in sub
+            and "<name>" not in k and "default" not in sub] == []
+    assert len(blocks) >= (14 if schema_path == CONFIG_SCHEMA else 0)
 
 
 def test_defaults_are_filled_into_nested_and_absent_blocks():
