@@ -19,7 +19,13 @@ if os.environ.get("DEEPWAS_CONTAINER"):
     container: os.environ.get("DEEPWAS_CONTAINER")
 
 
-configfile: "config/config.yaml"
+# The demo (config/config.yaml) is the default config only when no --configfile is given. A given config file
+# is complete on its own: the schema's defaults, which are the paper's settings, fill what it leaves out
+# (common.smk), so `--configfile config/ukbb.yaml` runs the paper, not the demo with the paper's keys merged
+# on top (Snakemake merges --configfile over the Snakefile's configfile). --config key=value still overrides.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -4,19 +4,19 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from snakemake.utils import validate
 
+from deepwas.config import validate_config, validate_traits, write_effective_config
 from deepwas.windows import Window, tile
 
-validate(config, schema="../../config/schema/config.schema.yaml")
+# The schema is the only source of defaults: validate_config fills them into `config` (nested objects too,
+# absent ones included) and stops a mistyped key with a few lines naming it and the closest valid name.
+validate_config(config, workflow.basedir + "/config/schema/config.schema.yaml", sources=workflow.configfiles)
+# Provenance: the effective config of this run (rewritten only when it changes, so it never triggers reruns).
+write_effective_config(config, "results/config.yaml")
 
-TRAITS = pd.read_csv(config["traits"], sep="\t", dtype={"trait": str, "path": str, "format": str}, comment="#")
-for _col in ("trait", "path"):
-    if _col not in TRAITS.columns:
-        raise ValueError(f"{config['traits']}: trait sheet lacks the column '{_col}' (columns: trait path format n s2)")
+TRAITS = validate_traits(pd.read_csv(config["traits"], sep="\t", dtype=str, comment="#", keep_default_na=False),
+                         path=config["traits"], schema_path=workflow.basedir + "/config/schema/traits.schema.yaml")
 TRAITS = TRAITS.set_index("trait", drop=False)
-if TRAITS.index.duplicated().any():
-    raise ValueError(f"{config['traits']}: duplicated trait names {sorted(TRAITS.index[TRAITS.index.duplicated()])}")
 
 CHROMS = [str(c) for c in config["chromosomes"]]
 HELDOUT = [str(c) for c in config["heldout_chromosomes"]]
@@ -47,7 +47,7 @@ def ld_root():
 
 def ld_manifest():
     """The window manifest: ld.manifest, else the shipped UKBB one for source ukbb; None for local without one."""
-    path = config["ld"].get("manifest")
+    path = config["ld"]["manifest"]
     if path:
         return shipped_path(path)
     return shipped_path("resources/ukbb_ld_windows.tsv") if config["ld"]["source"] == "ukbb" else None
@@ -131,7 +131,7 @@ def chrom_inputs(chroms, trait):
 
 def gpu_for(wildcards):
     """GPUs of one training job: 1 for the transformer unless `train.device` is cpu, else 0."""
-    return int(wildcards.model == "transformer" and str(config["train"].get("device", "auto")) != "cpu")
+    return int(wildcards.model == "transformer" and str(config["train"]["device"]) != "cpu")
 
 
 def gpu_partition(gpus):
@@ -164,7 +164,7 @@ def torch_env(wildcards):
 
 def use_tracks():
     """Whether the models read functional tracks (features.tracks): the store, liftover and normalisation."""
-    return bool(config["features"].get("tracks", False))
+    return bool(config["features"]["tracks"])
 
 
 def track_inputs(chroms):
@@ -182,7 +182,7 @@ def track_params(chroms):
     """What the train / evaluate scripts need to read track windows (None without tracks)."""
     if not use_tracks():
         return None
-    return {"window": config["features"].get("track_window", 64),
+    return {"window": config["features"]["track_window"],
             "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms}}
 
 
@@ -194,22 +194,22 @@ def demo_track_inputs(wildcards):
 
 
 def demo_track_truth():
-    tt = config["demo"].get("track_truth")
+    tt = config["demo"]["track_truth"]
     if not use_tracks() or config["ld"]["source"] != "demo" or not tt:
         return None
-    return dict(tt, window=config["features"].get("track_window", 64))
+    return dict(tt, window=config["features"]["track_window"])
 
 
 def track_manifest():
-    return config["features"].get("track_manifest", "resources/demo/tracks/manifest.tsv")
+    return config["features"]["track_manifest"]
 
 
 def grch38_sizes():
-    return config["features"].get("chrom_sizes_grch38", "resources/demo/tracks/chrom_sizes_grch38.tsv")
+    return config["features"]["chrom_sizes_grch38"]
 
 
 def simulation_truths():
-    return [str(t) for t in (config.get("simulation") or {}).get("truths", ["network", "threshold"])]
+    return [str(t) for t in config["simulation"]["truths"]]
 
 
 def demo_truth(wildcards):
@@ -218,7 +218,7 @@ def demo_truth(wildcards):
 
 def evaluated():
     out = [f"results/evaluation/{t}/{m}/{o}.json" for t in traits() for m in config["models"] for o in config["objectives"]]
-    if config["ld"]["source"] == "demo" and config["demo"].get("oracle", True):
+    if config["ld"]["source"] == "demo" and config["demo"]["oracle"]:
         out += [f"results/evaluation/{t}/oracle/truth.json" for t in traits()]
     return out
 
@@ -249,33 +249,11 @@ def print_summary():
         print("\n" + p.read_text())
 
 
-# --- downloads (issue 4) ---
+# --- downloads (App. D) ---
 # Helpers for workflow/rules/download.smk. Everything is read from local manifests at parse time: building
-# the DAG makes no network call. `download:` keys are optional; defaults below (documented in config/README.md).
-DOWNLOAD_DEFAULTS = {
-    "s3_endpoint": None,
-    "ld_bucket": "broad-alkesgroup-ukbb-ld",
-    "ld_prefix": "UKBB_LD/",
-    "sumstats_bucket": "broad-alkesgroup-public-requester-pays",
-    "sumstats_prefix": "UKBB_409K/",
-    "billing_project": None,
-    "retries": 5,
-    "backoff_s": 2.0,
-    "chromosomes": None,
-    "ukbb_traits": None,
-    "ucsc_manifest": "config/manifests/ucsc_tracks.tsv",
-    "fantom_manifest": "config/manifests/fantom_tissues.tsv",
-    "fantom_base_url": "https://fantom.gsc.riken.jp/5/datahub/hg38/tpm/human.tissue.hCAGE/",
-    "encode_manifest": "config/manifests/encode_experiments.tsv",
-    "encode_base_url": "https://www.encodeproject.org",
-    "encode_allow_warnings": True,
-    "chain_url": "https://hgdownload.soe.ucsc.edu/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz",
-    "dbnsfp_archive": None,
-}
-
-
+# the DAG makes no network call. The `download:` block's defaults are in the schema (config/README.md).
 def dl_cfg(key):
-    return (config.get("download") or {}).get(key, DOWNLOAD_DEFAULTS[key])
+    return config["download"][key]
 
 
 def shipped_path(path):
@@ -293,7 +271,7 @@ def ukbb_ld_dir():
     if config["ld"]["source"] == "local":
         raise ValueError("ld.source is local: LD windows are never downloaded into ld.dir (your own windows); "
                          "set ld.source: ukbb to download the UK Biobank windows")
-    return config["ld"].get("dir") or "resources/ukbb/ld"
+    return config["ld"]["dir"]
 
 
 def dl_ld_chromosomes():
@@ -368,5 +346,5 @@ def dl_encode_accession(name):
 
 
 def dl_chain_file():
-    return config["features"].get("chain", "resources/chain/hg19ToHg38.over.chain.gz")
+    return config["features"]["chain"]
 # --- end downloads ---

@@ -10,7 +10,7 @@ rule evaluate:
         table="results/evaluation/{trait}/{model}/{objective}.tsv",
         summary="results/evaluation/{trait}/{model}/{objective}.json",
     params:
-        annotations=config["features"].get("annotations"),
+        annotations=config["features"]["annotations"],
         tracks=track_params(HELDOUT),
     log:
         "logs/evaluate/{trait}/{model}/{objective}.log",

@@ -11,10 +11,10 @@ rule train:
     params:
         model="{model}",
         objective="{objective}",
-        annotations=config["features"].get("annotations"),
+        annotations=config["features"]["annotations"],
         tracks=track_params(TRAIN_CHROMS),
         prior=config["prior"],
-        network=config.get("network", {}),
+        network=config["network"],
         train=config["train"],
         likelihood=config["likelihood"],
         # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun; the script

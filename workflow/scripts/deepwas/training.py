@@ -282,11 +282,11 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
     ann_names = list(annotations.columns) if annotations is not None else []
-    stream = use_streaming(train_cfg.get("stream", "auto"), chrom_inputs, tracks)
+    stream = use_streaming(train_cfg["stream"], chrom_inputs, tracks)
     if stream:   # windows read from disk during training (UKBB scale)
         loaded = None
-        windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg.get("num_workers", 2),
-                                   prefetch=train_cfg.get("prefetch", 2))
+        windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg["num_workers"],
+                                   prefetch=train_cfg["prefetch"])
         scaler = windows.scaler
     else:
         loaded = load_windows(chrom_inputs, annotations, tracks)
@@ -303,14 +303,15 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     c0 = s2info["init_log_scale"]   # the maximum-likelihood constant prior: every model starts there
     torch.manual_seed(train_cfg["seed"])
     prior = build_prior(model, d_pred=len(scaler.names), d_func=d_func, init_log_scale=c0, alpha=prior_cfg["alpha"],
-                        learn_alpha=prior_cfg.get("learn_alpha", False), network=network)
+                        learn_alpha=prior_cfg["learn_alpha"], network=network)
     solver_opts = {k: v for k, v in solver_cfg.items() if k != "solver"}
     cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
                       weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
-                      clip_grad_norm=train_cfg.get("clip_grad_norm"), seed=train_cfg["seed"],
-                      checkpoint_every=train_cfg.get("checkpoint_every", 0), objective=objective,
+                      clip_grad_norm=train_cfg["clip_grad_norm"], seed=train_cfg["seed"],
+                      checkpoint_every=train_cfg["checkpoint_every"], autocast=train_cfg["autocast"],
+                      objective=objective,
                       solver=solver_cfg["solver"], solver_options=solver_opts)
-    device = pick_device(train_cfg.get("device", "auto"))
+    device = pick_device(train_cfg["device"])
     log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
              len(windows), N, s2, cfg.solver, device)
     loss_fn = None
@@ -325,5 +326,5 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     ModelFile(model=model, objective=objective, state=prior.cpu().state_dict(), scaler=scaler.state(),
               d_pred=len(scaler.names), d_func=d_func, network=network,
               track_names=tracks.track_names if tracks is not None else [], alpha=prior_cfg["alpha"],
-              learn_alpha=prior_cfg.get("learn_alpha", False), init_log_scale=c0, train=result).save(out_model)
+              learn_alpha=prior_cfg["learn_alpha"], init_log_scale=c0, train=result).save(out_model)
     return result
