@@ -46,7 +46,9 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
                       weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
                       clip_grad_norm=train_cfg.get("clip_grad_norm"), seed=train_cfg["seed"],
                       checkpoint_every=train_cfg.get("checkpoint_every", 0), objective=objective,
-                      solver=solver_cfg["solver"], solver_options=solver_opts)
+                      solver=solver_cfg["solver"], solver_options=solver_opts, autocast=train_cfg.get("autocast"),
+                      shared_forward=train_cfg.get("shared_forward", False),
+                      variant_chunk=train_cfg.get("variant_chunk", 0), compile=train_cfg.get("compile", False))
     device = pick_device(train_cfg.get("device", "auto"))
     log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
              len(windows), N, s2, cfg.solver, device)

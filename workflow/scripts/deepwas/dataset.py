@@ -99,6 +99,7 @@ class WindowData:
     y: torch.Tensor
     inputs: dict = field(default_factory=dict)      # freq, pred, (tracks)
     n_core: int = 0
+    variants: np.ndarray | None = None              # variant keys of the rows (shared_forward's row identity)
 
     @property
     def m(self) -> int:
@@ -110,7 +111,7 @@ class WindowData:
 
     def to(self, device) -> "WindowData":
         return WindowData(self.name, self.G.to(device), self.lam.to(device), self.y.to(device),
-                          {k: v.to(device) for k, v in self.inputs.items()}, self.n_core)
+                          {k: v.to(device) for k, v in self.inputs.items()}, self.n_core, self.variants)
 
 
 def make_window(name: str, factors: dict, y: np.ndarray, pred: np.ndarray, tracks: np.ndarray | None = None) -> WindowData:
@@ -121,7 +122,8 @@ def make_window(name: str, factors: dict, y: np.ndarray, pred: np.ndarray, track
         inputs["tracks"] = torch.as_tensor(tracks, dtype=torch.float32)
     return WindowData(name, torch.as_tensor(factors["G"], dtype=torch.float64),
                       torch.as_tensor(factors["lam"], dtype=torch.float64),
-                      torch.as_tensor(y, dtype=torch.float64), inputs, int(factors["core"].shape[0]))
+                      torch.as_tensor(y, dtype=torch.float64), inputs, int(factors["core"].shape[0]),
+                      factors.get("keys"))
 
 
 def read_annotations(path) -> "pd.DataFrame | None":
@@ -279,7 +281,7 @@ class WindowReader:
     def __call__(self, name: str) -> dict:
         factor_path, stats_path = self.windows[name]
         fac = load_factors(factor_path)
-        item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"],
+        item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"], "keys": fac["keys"],
                 "y": self._y(stats_path, name), "pred": pred_features(fac, annotation_block(self.annotations, fac["keys"])[0])}
         if self.tracks is not None:
             item["chrom"], item["pos_grch38"] = self.tracks.positions(fac["keys"])

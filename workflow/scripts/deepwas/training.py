@@ -63,11 +63,18 @@ class TrainConfig:
     solver: str = "exact"
     solver_options: dict = field(default_factory=dict)
     autocast: str | None = None        # None | bfloat16 | float16 (network only)
+    shared_forward: bool = False       # one prior forward per variant per optimiser step (deepwas.shared_forward)
+    variant_chunk: int = 0             # shared forward: rows per network batch (0: the group's union at once)
+    compile: bool = False              # torch.compile the prior (same numbers up to float rounding)
     progress: bool = True
 
     def fingerprint(self) -> str:
         d = asdict(self)
         d.pop("progress")
+        d.pop("compile")
+        if not d["shared_forward"]:    # settings added later: absent at their defaults, so that the
+            d.pop("shared_forward")    # checkpoints of earlier runs still resume
+            d.pop("variant_chunk")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -132,9 +139,25 @@ class InMemoryWindows:
             yield self.windows[i]
 
 
-def as_window_source(windows):
-    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows`."""
-    return windows if hasattr(windows, "iter_epoch") else InMemoryWindows(windows)
+def run_window_order(n_windows: int, run: int, seed: int, epoch: int) -> np.ndarray:
+    """Windows in runs of `run` neighbours (list order), the full runs shuffled by (seed, epoch), the short
+    last run (if any) at the end: every run of an accumulation group of `run` windows is one group."""
+    full = n_windows // run
+    perm = np.random.default_rng([seed, epoch]).permutation(full)
+    head = (perm[:, None] * run + np.arange(run)[None, :]).ravel()
+    return np.concatenate([head, np.arange(full * run, n_windows)]).astype(np.int64)
+
+
+def as_window_source(windows, group: int = 1):
+    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows` (in `window_order`, or
+    with group > 1 in `run_window_order`: accumulation groups of neighbouring windows)."""
+    if hasattr(windows, "iter_epoch"):
+        return windows
+    if group > 1:
+        n = len(windows)
+        return InMemoryWindows(windows, order=lambda seed, epoch: run_window_order(n, group, seed, epoch),
+                               order_key=f"runs{group}")
+    return InMemoryWindows(windows)
 
 
 class Trainer:
@@ -149,7 +172,7 @@ class Trainer:
         self.metrics_path = Path(metrics_path)
         self.solver = likelihood.get_solver(cfg.solver, **cfg.solver_options)
         self.loss_fn = loss_fn or deepwas_loss(self.solver)
-        self.source = as_window_source(windows)
+        self.source = as_window_source(windows, cfg.accumulate if cfg.shared_forward else 1)
         self.windows = windows
         self.scale = 1.0 / max(1.0, float(self.source.mean_n_core))
         key = getattr(self.source, "order_key", None)
@@ -157,6 +180,7 @@ class Trainer:
             hashlib.sha256((cfg.fingerprint() + key).encode()).hexdigest()[:16]
         torch.manual_seed(cfg.seed)
         self.prior.to(self.device)
+        self.forward_prior = torch.compile(self.prior, dynamic=True) if cfg.compile else self.prior
         self.opt = torch.optim.AdamW(_param_groups(prior, cfg.weight_decay), lr=cfg.lr)
         warm = max(1, cfg.warmup_steps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
@@ -235,6 +259,8 @@ class Trainer:
         total = cfg.epochs * n_windows
         bar = _progress(total, cfg.progress, initial=self.epoch * n_windows + self.position)
         self.prior.train()
+        if cfg.shared_forward:
+            return self._fit_groups(stop_after_windows, fh, writer, tb, bar, autocast, checkpoint)
         try:
             while self.epoch < cfg.epochs:
                 stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
@@ -244,7 +270,7 @@ class Trainer:
                         return {"stopped": True}
                     w = next(stream).to(self.device)
                     ts = time.time()
-                    loss = self.loss_fn(self.prior, w, self.N, self.s2, autocast)
+                    loss = self.loss_fn(self.forward_prior, w, self.N, self.s2, autocast)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
                     (loss * self.scale / cfg.accumulate).backward()
@@ -272,6 +298,71 @@ class Trainer:
                 tb.close()
         stats = getattr(self.solver, "stats", None)
         return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {}}
+
+    def _fit_groups(self, stop_after_windows, fh, writer, tb, bar, autocast, checkpoint) -> dict:
+        """`fit` with one prior forward per variant per optimiser step (`shared_forward.group_backward`):
+        each accumulation group (positions k * accumulate .. (k + 1) * accumulate - 1 of the epoch's order,
+        the last one possibly shorter) is evaluated together, then one optimiser step. Checkpoints and
+        resume are at group ends as in the per-window loop."""
+        from .shared_forward import group_backward
+
+        cfg = self.cfg
+        acc = cfg.accumulate
+        n_windows = len(self.source)
+        seen, t0 = 0, time.time()
+        self.sharing = {"rows": 0, "union": 0}
+
+        def check(loss, w):
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
+
+        try:
+            while self.epoch < cfg.epochs:
+                stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
+                while self.position < n_windows:
+                    size = min(n_windows, (self.position // acc + 1) * acc) - self.position
+                    if stop_after_windows is not None and seen + size > stop_after_windows:
+                        stream.close()
+                        return {"stopped": True}
+                    group = [next(stream) for _ in range(size)]
+                    ts = time.time()
+                    losses, rows = group_backward(self.forward_prior, group, self.loss_fn, self.N, self.s2,
+                                                  autocast, self.scale / acc, self.device,
+                                                  chunk=cfg.variant_chunk, check=check)
+                    for k in rows:
+                        self.sharing[k] += rows[k]
+                    before = (self.step, self.sched.get_last_lr()[0])
+                    self._optimiser_step()
+                    after = (self.step, self.sched.get_last_lr()[0])
+                    dt = (time.time() - ts) / size
+                    for j, (w, loss) in enumerate(zip(group, losses)):
+                        step, lr = after if j == size - 1 else before
+                        value = float(loss)
+                        writer.writerow([self.epoch, self.position + j + 1, w.name, step, f"{value:.6f}",
+                                         f"{lr:.3g}", f"{dt:.4f}"])
+                        if tb is not None:
+                            tb.add_scalar("nll", value, self.epoch * n_windows + self.position + j + 1)
+                    self.position += size
+                    seen += size
+                    bar.update(size)
+                    bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}",
+                                    rows_shared=f"{1 - self.sharing['union'] / max(1, self.sharing['rows']):.2f}")
+                    if cfg.checkpoint_every and self.position % acc == 0 and self.step % cfg.checkpoint_every == 0:
+                        checkpoint()
+                stream.close()
+                self.epoch, self.position = self.epoch + 1, 0
+                checkpoint()
+        finally:
+            bar.close()
+            fh.close()
+            if tb is not None:
+                tb.close()
+        if self.sharing["rows"]:
+            log.info("shared forward: %d distinct of %d window rows (%.1f%% of the per-window network work)",
+                     self.sharing["union"], self.sharing["rows"], 100 * self.sharing["union"] / self.sharing["rows"])
+        stats = getattr(self.solver, "stats", None)
+        return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {},
+                "rows": self.sharing["rows"], "distinct_rows": self.sharing["union"]}
 
     def _optimiser_step(self) -> None:
         if self.cfg.clip_grad_norm:
