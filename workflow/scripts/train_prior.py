@@ -22,8 +22,10 @@ def main(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, t
     stream = use_streaming(train_cfg.get("stream", "auto"), chrom_inputs, tracks)
     if stream:   # windows read from disk during training (UKBB scale)
         loaded = None
+        # with the shared forward, runs as long as an accumulation group: a group's windows are neighbours
+        run = train_cfg["accumulate"] if train_cfg.get("shared_forward") and train_cfg["accumulate"] > 1 else 4
         windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg.get("num_workers", 2),
-                                   prefetch=train_cfg.get("prefetch", 2))
+                                   prefetch=train_cfg.get("prefetch", 2), run_length=run)
         scaler = windows.scaler
     else:
         loaded = load_windows(chrom_inputs, annotations, tracks)
