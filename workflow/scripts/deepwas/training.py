@@ -34,6 +34,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import likelihood
+from . import distributed, likelihood
 from .dataset import WindowData
 from .io import atomic_path
 
@@ -178,8 +179,13 @@ class Trainer:
         key = getattr(self.source, "order_key", None)
         self.fingerprint = cfg.fingerprint() if key is None else \
             hashlib.sha256((cfg.fingerprint() + key).encode()).hexdigest()[:16]
-        torch.manual_seed(cfg.seed)
+        self.rank, self.world = distributed.rank_world()
+        if self.world > 1 and not cfg.shared_forward:
+            raise ValueError(f"training in {self.world} processes shards each accumulation group over them: "
+                             "set train.shared_forward: true")
+        torch.manual_seed(cfg.seed + self.rank)    # rank 0 draws what a single process draws
         self.prior.to(self.device)
+        distributed.broadcast_parameters(self.prior)
         self.forward_prior = torch.compile(self.prior, dynamic=True) if cfg.compile else self.prior
         self.opt = torch.optim.AdamW(_param_groups(prior, cfg.weight_decay), lr=cfg.lr)
         warm = max(1, cfg.warmup_steps)
@@ -198,8 +204,13 @@ class Trainer:
                  "metrics_bytes": metrics_bytes, "solver_counter": getattr(self.solver, "_counter", None)}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        with atomic_path(self._ckpt_path()) as tmp:
-            torch.save(state, tmp)
+        if self.world > 1:   # every rank's random state, so that each rank's replay draws the same numbers
+            state["ranks"] = distributed.gather({k: state.get(k) for k in ("torch_rng", "cuda_rng", "solver_counter")})
+            state["world"] = self.world
+        if self.rank == 0:
+            with atomic_path(self._ckpt_path()) as tmp:
+                torch.save(state, tmp)
+        distributed.barrier()
 
     def try_resume(self) -> bool:
         path = self._ckpt_path()
@@ -214,6 +225,14 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
+        if self.world > 1:
+            if state.get("world") == self.world:
+                state.update(state["ranks"][self.rank])
+            else:
+                log.warning("%s was written by %s process(es), this run has %d: the random streams restart",
+                            path, state.get("world", 1), self.world)
+                state.update(torch_rng=torch.manual_seed(self.cfg.seed + 7919 * (self.step + 1) + self.rank)
+                             .get_state(), cuda_rng=None, solver_counter=None)
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -226,6 +245,9 @@ class Trainer:
     def _open_metrics(self, resumed: bool):
         """The metrics file: new (with header), or on resume cut back to its length at the checkpoint."""
         header = ["epoch", "position", "window", "step", "nll", "lr", "seconds"]
+        if self.rank != 0:                   # rank 0 writes the rows of all ranks
+            fh = open(os.devnull, "w", newline="")
+            return fh, csv.writer(fh, delimiter="\t")
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         keep = getattr(self, "_resume_metrics_bytes", None) if resumed else None
         if keep is not None and self.metrics_path.exists() and self.metrics_path.stat().st_size >= keep:
@@ -326,9 +348,17 @@ class Trainer:
                         return {"stopped": True}
                     group = [next(stream) for _ in range(size)]
                     ts = time.time()
-                    losses, rows = group_backward(self.forward_prior, group, self.loss_fn, self.N, self.s2,
-                                                  autocast, self.scale / acc, self.device,
-                                                  chunk=cfg.variant_chunk, check=check)
+                    mine = group[distributed.shard(size, self.rank, self.world)]
+                    losses, rows = [], {"rows": 0, "union": 0}
+                    if mine:
+                        losses, rows = group_backward(self.forward_prior, mine, self.loss_fn, self.N, self.s2,
+                                                      autocast, self.scale / acc, self.device,
+                                                      chunk=cfg.variant_chunk, check=check)
+                    if self.world > 1:
+                        distributed.all_reduce_gradients(self.prior.parameters())
+                        parts = distributed.gather(([float(x) for x in losses], rows))
+                        losses = [x for part, _ in parts for x in part]
+                        rows = {k: sum(r[k] for _, r in parts) for k in rows}
                     for k in rows:
                         self.sharing[k] += rows[k]
                     before = (self.step, self.sched.get_last_lr()[0])
