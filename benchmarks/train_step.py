@@ -113,8 +113,12 @@ def run_config(size, config, windows, warm, device, chunk, group, compile_):
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     t_compile = 0.0
     t0 = time.perf_counter()
-    for _ in range(2 if compile_ else 1):          # warm-up (and compilation) on small windows
-        group_backward(fwd, warm if shared else warm[:1], loss_fn, N_GWAS, S2, autocast, 1.0, device, chunk=chunk)
+    # warm-up (and compilation) on small windows, in several chunks of changing size so that the no-grad
+    # and the autograd pass both run (and torch.compile has seen dynamic batch sizes) before timing
+    rows = warm[0].m
+    for c in ([max(1, rows // 2), max(1, rows // 3)] if compile_ else [max(1, rows // 2)]):
+        group_backward(fwd, warm if shared else warm[:1], loss_fn, N_GWAS, S2, autocast, 1.0, device,
+                       chunk=min(chunk, c))
         opt.zero_grad(set_to_none=True)
     _sync(device)
     t_compile = time.perf_counter() - t0 if compile_ else 0.0

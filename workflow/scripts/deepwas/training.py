@@ -180,6 +180,8 @@ class Trainer:
         self.fingerprint = cfg.fingerprint() if key is None else \
             hashlib.sha256((cfg.fingerprint() + key).encode()).hexdigest()[:16]
         self.rank, self.world = distributed.rank_world()
+        if self.world > 1 and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))   # one GPU per process
         if self.world > 1 and not cfg.shared_forward:
             raise ValueError(f"training in {self.world} processes shards each accumulation group over them: "
                              "set train.shared_forward: true")
@@ -274,12 +276,12 @@ class Trainer:
             fh.flush()
             self.save_checkpoint(metrics_bytes=fh.tell())
 
-        tb = _tensorboard(self.metrics_path.parent)
+        tb = _tensorboard(self.metrics_path.parent) if self.rank == 0 else None
         autocast = _autocast(cfg.autocast, self.device)
         seen, t0 = 0, time.time()
         n_windows = len(self.source)
         total = cfg.epochs * n_windows
-        bar = _progress(total, cfg.progress, initial=self.epoch * n_windows + self.position)
+        bar = _progress(total, cfg.progress and self.rank == 0, initial=self.epoch * n_windows + self.position)
         self.prior.train()
         if cfg.shared_forward:
             return self._fit_groups(stop_after_windows, fh, writer, tb, bar, autocast, checkpoint)
