@@ -11,9 +11,12 @@
 #   B  the same for the full network (52M parameters)
 #   C  one likelihood step at paper size: exact vs iterative (default options, and precond_rank 400)
 #   D  torch.compile row for the reduced network (only when time is left)
-#   E  2-process DDP scaling: needs 2 GPUs and a DDP training path; reported as skipped otherwise
-# Expected on an H100 (estimated from FLOP counts, not measured): A < 1 min, B 1-2 min, C < 30 s,
-# D about 1-2 min; the time limits below add up to at most about 7 minutes.
+#   E  2-process data-parallel scaling: needs 2 GPUs (and a torchrun benchmark mode, not written yet);
+#      reported as skipped
+# Expected on an H100 (estimated, not measured: the full network is about 16 GFLOP per variant for forward +
+# backward, 345 ms per variant on one CPU thread; recomputation adds a forward; 60,667 distinct rows per
+# 12-window group): A < 1 min, B 1-2 min (3 min limit covers a GPU 3x slower than estimated), C < 30 s,
+# D 1-2 min (skipped when less than 2 minutes are left); the limits add up to at most 7 minutes.
 set -u
 MODE=${1:-gpu}
 : "${OUT:?set OUT to the results directory}"
@@ -61,7 +64,7 @@ else
 fi
 
 NGPU=$(python -c "import torch; print(torch.cuda.device_count())")
-echo "part E (2-process DDP scaling) skipped: $NGPU GPU(s) on this machine and no DDP training path in this branch" \
+echo "part E (2-process data-parallel scaling) skipped: $NGPU GPU(s) on this machine; the scaling benchmark needs 2 GPUs and a torchrun mode of train_step.py (not written yet)" \
     | tee "$OUT/ddp.txt"
 echo "total ${SECONDS}s"
 date -u

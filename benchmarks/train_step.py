@@ -195,7 +195,7 @@ def main(argv=None):
     ap.add_argument("--d-pred", type=int, default=9)
     ap.add_argument("--group", type=int, default=12, help="windows per optimiser step (paper 12)")
     ap.add_argument("--baseline-windows", type=int, default=2, help="windows timed one by one")
-    ap.add_argument("--chunk", type=str, default="tiny=16384,reduced=4096,full=1024",
+    ap.add_argument("--chunk", type=str, default="tiny=16384,reduced=4096,full=512",
                     help="network rows per batch, one number or per model (name=rows,...)")
     ap.add_argument("--quick", action="store_true",
                     help="CPU sizes: m=1300, r=500, group 12, tiny only, chunk 4096")
