@@ -21,6 +21,12 @@ What a checkpoint holds, and why that makes the resume exact (tested on CPU in t
   the replayed windows are not duplicated. (TensorBoard, when installed, gets the replayed steps again;
   its viewer shows the last value per step.)
 
+With `shared_forward`, each accumulation group is evaluated together: the prior once per distinct variant
+row of the group, each window's likelihood on its rows, one backward (`deepwas.shared_forward`; in-memory
+windows are then ordered in seeded runs of `accumulate` neighbours, `run_window_order`). Under
+torch.distributed the group is sharded over the processes and the gradients are summed once per step
+(`deepwas.distributed`); rank 0 writes the checkpoint (with every rank's RNG state) and the metrics.
+
 Windows come from a window source (`as_window_source`): an in-memory list of `WindowData` (wrapped in
 `InMemoryWindows`, order `window_order(n, seed, epoch)`), or any object with `__len__`, `names`,
 `mean_n_core` (the loss scale), `order_key` (None when its order is `window_order`'s, else a string that
