@@ -16,8 +16,8 @@ import torch
 from deepwas.dataset import make_window
 from deepwas.ld_factors import factorise
 from deepwas.priors import build_prior
-from deepwas.shared_forward import group_backward, union_rows
-from deepwas.training import (InMemoryWindows, TrainConfig, Trainer, _autocast, deepwas_loss, run_window_order)
+from deepwas.shared_forward import NeighbourRuns, group_backward, run_window_order, union_rows
+from deepwas.training import TrainConfig, Trainer, _autocast, deepwas_loss
 from deepwas import likelihood
 
 N, S2, D_PRED, D_FUNC, W = 2_000.0, 0.8, 3, 4, 32
@@ -174,7 +174,7 @@ def _metrics(path):
 @pytest.mark.parametrize("model", ["glm", "transformer"])
 def test_shared_trainer_ends_where_the_per_window_trainer_ends(windows, tmp_path, model):
     data = [_double(w) for w in windows]
-    order = InMemoryWindows(data, order=lambda s, e: run_window_order(len(data), 2, s, e), order_key="runs2")
+    order = NeighbourRuns(data, 2)                 # the order the shared Trainer gives a list, for both
     params = []
     for shared in (False, True):
         prior = _prior(model)

@@ -116,6 +116,39 @@ class _Given:
         return self.f
 
 
+def run_window_order(n_windows: int, run: int, seed: int, epoch: int) -> np.ndarray:
+    """Windows in runs of `run` neighbours (list order), the full runs shuffled by (seed, epoch), the short
+    last run (if any) at the end: with accumulation groups of `run` windows every run is one group."""
+    full = n_windows // run
+    perm = np.random.default_rng([seed, epoch]).permutation(full)
+    head = (perm[:, None] * run + np.arange(run)[None, :]).ravel()
+    return np.concatenate([head, np.arange(full * run, n_windows)]).astype(np.int64)
+
+
+class NeighbourRuns:
+    """Window source (as `training.Trainer` reads them) over a list of `WindowData` in genomic order, each
+    epoch in `run_window_order(len, run, seed, epoch)`: accumulation groups of `run` neighbouring windows."""
+
+    def __init__(self, windows, run: int):
+        self.windows, self.run = list(windows), int(run)
+        self.names = [w.name for w in self.windows]
+        self.order_key = f"runs{self.run}"
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def mean_n_core(self) -> float:
+        return float(np.mean([w.n_core for w in self.windows]))
+
+    def order(self, seed: int, epoch: int) -> np.ndarray:
+        return run_window_order(len(self.windows), self.run, seed, epoch)
+
+    def iter_epoch(self, seed: int, epoch: int, start: int = 0):
+        for i in self.order(seed, epoch)[start:]:
+            yield self.windows[i]
+
+
 def _rng_state(device):
     return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
 

@@ -23,7 +23,7 @@ What a checkpoint holds, and why that makes the resume exact (tested on CPU in t
 
 With `shared_forward`, each accumulation group is evaluated together: the prior once per distinct variant
 row of the group, each window's likelihood on its rows, one backward (`deepwas.shared_forward`; in-memory
-windows are then ordered in seeded runs of `accumulate` neighbours, `run_window_order`). Under
+windows are then ordered in seeded runs of `accumulate` neighbours, `shared_forward.NeighbourRuns`). Under
 torch.distributed the group is sharded over the processes and the gradients are summed once per step
 (`deepwas.distributed`); rank 0 writes the checkpoint (with every rank's RNG state) and the metrics.
 
@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from . import distributed, likelihood
+from .shared_forward import NeighbourRuns
 from .dataset import WindowData
 from .io import atomic_path
 
@@ -146,25 +147,9 @@ class InMemoryWindows:
             yield self.windows[i]
 
 
-def run_window_order(n_windows: int, run: int, seed: int, epoch: int) -> np.ndarray:
-    """Windows in runs of `run` neighbours (list order), the full runs shuffled by (seed, epoch), the short
-    last run (if any) at the end: every run of an accumulation group of `run` windows is one group."""
-    full = n_windows // run
-    perm = np.random.default_rng([seed, epoch]).permutation(full)
-    head = (perm[:, None] * run + np.arange(run)[None, :]).ravel()
-    return np.concatenate([head, np.arange(full * run, n_windows)]).astype(np.int64)
-
-
-def as_window_source(windows, group: int = 1):
-    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows` (in `window_order`, or
-    with group > 1 in `run_window_order`: accumulation groups of neighbouring windows)."""
-    if hasattr(windows, "iter_epoch"):
-        return windows
-    if group > 1:
-        n = len(windows)
-        return InMemoryWindows(windows, order=lambda seed, epoch: run_window_order(n, group, seed, epoch),
-                               order_key=f"runs{group}")
-    return InMemoryWindows(windows)
+def as_window_source(windows):
+    """A window source as is, or a list of `WindowData` wrapped in `InMemoryWindows`."""
+    return windows if hasattr(windows, "iter_epoch") else InMemoryWindows(windows)
 
 
 class Trainer:
@@ -179,7 +164,10 @@ class Trainer:
         self.metrics_path = Path(metrics_path)
         self.solver = likelihood.get_solver(cfg.solver, **cfg.solver_options)
         self.loss_fn = loss_fn or deepwas_loss(self.solver)
-        self.source = as_window_source(windows, cfg.accumulate if cfg.shared_forward else 1)
+        if cfg.shared_forward and cfg.accumulate > 1 and not hasattr(windows, "iter_epoch"):
+            self.source = NeighbourRuns(windows, cfg.accumulate)      # groups of neighbouring windows
+        else:
+            self.source = as_window_source(windows)
         self.windows = windows
         self.scale = 1.0 / max(1.0, float(self.source.mean_n_core))
         key = getattr(self.source, "order_key", None)
