@@ -31,6 +31,7 @@ python -c "import torch, sys; print(sys.version); print('torch', torch.__version
 'available', torch.cuda.is_available(), 'gpus', torch.cuda.device_count(), \
 [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])"
 python -c "import deepwas; print(deepwas.__file__)"
+python -c "import yaml, jsonschema" || echo "PyYAML/jsonschema missing: part C may skip the iterative solver rows"
 
 if [ "$MODE" = "--cpu-smoke" ]; then
     DEV="--device cpu --threads 1"
