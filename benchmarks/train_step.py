@@ -7,7 +7,8 @@ likelihood of its r kept core eigenpairs (about 5,000) and back-propagates throu
 accumulates 12 windows. Consecutive windows overlap by two thirds (1 Mb stride). This script measures, on
 synthetic inputs of exactly that shape (nothing is extrapolated), for each network size:
 
-  baseline        window by window (`shared_forward.group_backward` on a group of one window), float32;
+  baseline        window by window (`shared_forward.group_backward` on a group of one window), float32
+                  (on GPU: float32 matmuls without TF32; cuDNN convolutions at torch's default, TF32);
   bf16            window by window, network under bf16 autocast (only where the device supports bf16);
   shared          one forward per distinct variant over a group of --group neighbouring windows, float32;
   shared_bf16     shared + bf16 autocast (ours);
