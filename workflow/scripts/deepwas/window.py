@@ -20,6 +20,7 @@ class WindowData:
     y: torch.Tensor
     inputs: dict = field(default_factory=dict)      # freq, pred, (tracks)
     n_core: int = 0
+    variants: np.ndarray | None = None              # variant keys of the rows (shared_forward's row identity)
 
     @property
     def m(self) -> int:
@@ -31,7 +32,7 @@ class WindowData:
 
     def to(self, device) -> "WindowData":
         return WindowData(self.name, self.G.to(device), self.lam.to(device), self.y.to(device),
-                          {k: v.to(device) for k, v in self.inputs.items()}, self.n_core)
+                          {k: v.to(device) for k, v in self.inputs.items()}, self.n_core, self.variants)
 
 
 def make_window(name: str, factors: dict, y: np.ndarray, pred: np.ndarray, tracks: np.ndarray | None = None) -> WindowData:
@@ -42,4 +43,5 @@ def make_window(name: str, factors: dict, y: np.ndarray, pred: np.ndarray, track
         inputs["tracks"] = torch.as_tensor(tracks, dtype=torch.float32)
     return WindowData(name, torch.as_tensor(factors["G"], dtype=torch.float64),
                       torch.as_tensor(factors["lam"], dtype=torch.float64),
-                      torch.as_tensor(y, dtype=torch.float64), inputs, int(factors["core"].shape[0]))
+                      torch.as_tensor(y, dtype=torch.float64), inputs, int(factors["core"].shape[0]),
+                      factors.get("keys"))
