@@ -1,28 +1,56 @@
 # LD-only precomputation once per window (grouped per chromosome), then the per-trait whitened statistics.
 
+LD_FACTORS_MIN_PER_WINDOW = 3   # runtime budget per UKBB window (minutes), from benchmarks/scale.py
 
+
+rule window_table:
+    input:
+        **({"manifest": shipped_path(config["ld"]["manifest"])} if config["ld"]["source"] == "ukbb" else {}),
+    output:
+        "results/windows/cores.tsv",
+    params:
+        windows=[w for c in CHROMS for w in windows(c)] if config["ld"]["source"] == "demo" else [],
+        length=config["ld"]["window_length"],
+        stride=config["ld"]["window_stride"],
+        regions=config["ld"]["long_range_regions"],
+    log:
+        "logs/window_table.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/window_table.py"
+
+
+# Resources measured by benchmarks/scale.py on one real-size window (m = 13,000 extended, n = 4,000 core;
+# benchmarks/RESULTS.md): peak RSS 2.0 GB and 2 CPU-minutes per window (float32 R), about 125 windows per
+# chromosome. Memory grows as m^2 (a 20,000-variant window: about 2.5x), so the base covers the largest UKBB
+# windows and a retry (--retries) doubles it.
 rule ld_factors:
     input:
         windows=lambda wc: [f"{p}.{ext}" for p in window_prefixes(wc.chrom) for ext in ("npz", "gz")],
         harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
+        cores="results/windows/cores.tsv",
     output:
         factors=directory("results/ld_factors/chr{chrom}"),
         manifest="results/ld_factors/chr{chrom}.manifest.tsv",
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
-        length=config["ld"]["window_length"],
-        stride=config["ld"]["window_stride"],
         rtol=config["ld"]["eig_rtol"],
         diag_atol=config["ld"]["diag_atol"],
         max_clip=config["ld"]["psd_max_clip"],
+        max_clipped_mass=config["ld"]["psd_max_clipped_mass"],
+        max_abs_change=config["ld"]["psd_max_abs_change"],
+        regions=config["ld"]["long_range_regions"],
         factor_dtype=config["ld"]["factor_dtype"],
+        compute_dtype=config["ld"]["compute_dtype"],
     log:
         "logs/ld_factors/chr{chrom}.log",
     benchmark:
         "benchmarks_runs/ld_factors/chr{chrom}.tsv"
-    threads: 1
+    threads: config["ld"]["threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 8000) * attempt,
+        runtime=lambda wc, attempt: (10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))) * attempt,
     conda:
         "../../envs/deepwas.yaml"
     script:

@@ -1,4 +1,4 @@
-"""UKBB LD window files (Weissbrod et al. 2020; DESIGN section 4).
+"""UKBB LD window files (Weissbrod et al. 2020; paper App. D.1).
 
 A window is a pair `PREFIX.npz` + `PREFIX.gz`:
 - `.npz`: `scipy.sparse.save_npz` of ONE triangle of the signed correlation matrix with 0.5 on the
@@ -47,8 +47,41 @@ def read_ld_variants(path) -> pd.DataFrame:
     return df[VARIANT_COLUMNS]
 
 
-def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4) -> np.ndarray:
-    """Full symmetric R (float64) of a window; checks shape, finiteness and the unit diagonal."""
+TILE = 2048
+
+
+def _symmetrise_in_place(D: np.ndarray, path) -> None:
+    """D <- D + D^T tile by tile (one tile of scratch memory), refusing a file that holds both triangles."""
+    m = D.shape[0]
+    n_lower = n_upper = 0
+    for i in range(0, m, TILE):
+        I = slice(i, min(i + TILE, m))
+        T = D[I, I]
+        n_lower += int(np.count_nonzero(np.tril(T, -1)))
+        n_upper += int(np.count_nonzero(np.triu(T, 1)))
+        D[I, I] = T + T.T
+        for j in range(i + TILE, m, TILE):
+            J = slice(j, min(j + TILE, m))
+            up, lo = D[I, J], D[J, I]
+            n_upper += int(np.count_nonzero(up))
+            n_lower += int(np.count_nonzero(lo))
+            S = up + lo.T
+            D[I, J] = S
+            D[J, I] = S.T
+    if n_lower and n_upper:
+        raise LDFormatError(
+            f"{path}: entries on both sides of the diagonal ({n_lower:,} below, {n_upper:,} above), so "
+            "R = M + M^T would double every correlation; was the matrix already full? A UKBB-layout .npz holds "
+            "ONE triangle with 0.5 on the diagonal."
+        )
+
+
+def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4, dtype=np.float64) -> np.ndarray:
+    """Full symmetric R of a window in `dtype`; checks shape, layout (one triangle), finiteness, unit diagonal.
+
+    Memory: the sparse file plus ONE dense m x m array in `dtype` (symmetrised in place, tile by tile).
+    In float32 the values of a float32 file are exact (each entry of M + M^T is a single stored value).
+    """
     path = Path(path)
     try:
         M = sp.load_npz(path)
@@ -64,17 +97,23 @@ def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4)
             f"{path}: LD matrix has {M.shape[0]} rows but the variant list has {n_variants} variants; "
             "the .npz and .gz do not belong together"
         )
-    M = M.toarray().astype(np.float64)
-    R = M + M.T
+    M = M.tocsr()
+    if M.dtype != dtype:
+        M.data = M.data.astype(dtype)
+    if not np.all(np.isfinite(M.data)):
+        raise LDFormatError(f"{path}: LD matrix has {int((~np.isfinite(M.data)).sum())} non-finite entries")
+    R = M.toarray()
+    del M
+    _symmetrise_in_place(R, path)
     check_unit_diagonal(R, str(path), atol=diag_atol)
     return R
 
 
-def read_ld_window(prefix, diag_atol: float = 1e-4) -> tuple[np.ndarray, pd.DataFrame]:
-    """Read `prefix.npz` and `prefix.gz` of one window; positions must be sorted."""
+def read_ld_window(prefix, diag_atol: float = 1e-4, dtype=np.float64) -> tuple[np.ndarray, pd.DataFrame]:
+    """Read `prefix.npz` and `prefix.gz` of one window (R in `dtype`); positions must be sorted."""
     prefix = str(prefix)
     variants = read_ld_variants(prefix + ".gz")
-    R = read_ld_matrix(prefix + ".npz", n_variants=len(variants), diag_atol=diag_atol)
+    R = read_ld_matrix(prefix + ".npz", n_variants=len(variants), diag_atol=diag_atol, dtype=dtype)
     if not variants["position"].is_monotonic_increasing:
         raise LDFormatError(f"{prefix}.gz: positions are not sorted")
     return R, variants
