@@ -45,7 +45,7 @@ def bounds_from_table(cores: pd.DataFrame, names) -> dict[str, CoreBounds]:
 
 
 def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, diag_atol, limits: PSDLimits,
-         regions=(), factor_dtype="float64", compute_dtype="float32", threads=1, log_path=None):
+         regions=(), factor_dtype="float64", compute_dtype="auto", threads=1, log_path=None):
     log = setup_logging(log_path)
     tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
     shared = reduce(set.__and__, [set(variant_key(t)) for t in tables])
@@ -75,7 +75,7 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
 
     with thread_limit(threads):
         for k, (prefix, w) in enumerate(tqdm(list(zip(prefixes, windows)), desc="LD factors", unit="win", mininterval=5)):
-            R, variants = read_ld_window(prefix, diag_atol=diag_atol, dtype=np.dtype(compute_dtype))
+            R, variants = read_ld_window(prefix, diag_atol=diag_atol, dtype=compute_dtype)
             vk = keys[k]
             own = np.flatnonzero(owners[k] == k)
             ldscore_of.update(zip(vk[own], ld_scores(R, own)))

@@ -69,10 +69,11 @@ def _symmetrise_in_place(D: np.ndarray, path) -> None:
             D[I, J] = S
             D[J, I] = S.T
     if n_lower and n_upper:
+        d = np.diagonal(D)
         raise LDFormatError(
-            f"{path}: entries on both sides of the diagonal ({n_lower:,} below, {n_upper:,} above), so "
-            "R = M + M^T would double every correlation; was the matrix already full? A UKBB-layout .npz holds "
-            "ONE triangle with 0.5 on the diagonal."
+            f"{path}: diagonal is {float(np.median(d)):.6g} after symmetrising, but the file holds entries on both "
+            f"sides of it ({n_lower:,} below, {n_upper:,} above), so R = M + M^T doubles every correlation; was the "
+            "matrix already full? A UKBB-layout .npz holds ONE triangle with 0.5 on the diagonal."
         )
 
 
@@ -80,7 +81,8 @@ def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4,
     """Full symmetric R of a window in `dtype`; checks shape, layout (one triangle), finiteness, unit diagonal.
 
     Memory: the sparse file plus ONE dense m x m array in `dtype` (symmetrised in place, tile by tile).
-    In float32 the values of a float32 file are exact (each entry of M + M^T is a single stored value).
+    `dtype="auto"`: float32 when the file stores float32 or less (lossless: each entry of M + M^T is one
+    stored value, and 0.5 + 0.5 is exact), float64 otherwise.
     """
     path = Path(path)
     try:
@@ -98,6 +100,9 @@ def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4,
             "the .npz and .gz do not belong together"
         )
     M = M.tocsr()
+    if isinstance(dtype, str) and dtype == "auto":
+        dtype = np.float32 if M.dtype.kind == "f" and M.dtype.itemsize <= 4 else np.float64
+    dtype = np.dtype(dtype)
     if M.dtype != dtype:
         M.data = M.data.astype(dtype)
     if not np.all(np.isfinite(M.data)):
