@@ -79,7 +79,7 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
             vk = keys[k]
             own = np.flatnonzero(owners[k] == k)
             ldscore_of.update(zip(vk[own], ld_scores(R, own)))
-            sel = np.flatnonzero(np.isin(vk, list(shared)))
+            sel = np.flatnonzero([x in shared for x in vk])        # set look-ups: shared is genome-wide
             pos = variants["position"].to_numpy()[sel]
             n_lr = int(in_regions(w.chrom, pos, excluded).sum())
             row = {"window": w.name, "n_file": len(vk), "n_without_stats": len(vk) - len(sel), "n_long_range": n_lr}

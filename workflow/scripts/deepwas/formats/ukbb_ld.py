@@ -103,11 +103,11 @@ def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4,
     if isinstance(dtype, str) and dtype == "auto":
         dtype = np.float32 if M.dtype.kind == "f" and M.dtype.itemsize <= 4 else np.float64
     dtype = np.dtype(dtype)
-    if M.dtype != dtype:
-        M.data = M.data.astype(dtype)
     if not np.all(np.isfinite(M.data)):
         raise LDFormatError(f"{path}: LD matrix has {int((~np.isfinite(M.data)).sum())} non-finite entries")
-    R = M.toarray()
+    R = np.empty(M.shape, dtype=dtype)
+    for i in range(0, M.shape[0], TILE):          # densify by row blocks: no converted copy of the sparse data
+        R[i:i + TILE] = M[i:i + TILE].toarray()
     del M
     _symmetrise_in_place(R, path)
     check_unit_diagonal(R, str(path), atol=diag_atol)
