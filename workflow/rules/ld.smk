@@ -1,6 +1,6 @@
 # LD-only precomputation once per window (grouped per chromosome), then the per-trait whitened statistics.
 
-LD_FACTORS_MIN_PER_WINDOW = 3   # runtime budget per UKBB window (minutes), from benchmarks/scale.py
+LD_FACTORS_MIN_PER_WINDOW = 2   # runtime budget per UKBB window (minutes), from benchmarks/scale.py
 
 
 rule window_table:
@@ -21,10 +21,11 @@ rule window_table:
         "../scripts/window_table.py"
 
 
-# Resources measured by benchmarks/scale.py on one real-size window (m = 13,000 extended, n = 4,000 core;
-# benchmarks/RESULTS.md): peak RSS 2.0 GB and 2 CPU-minutes per window (float32 R), about 125 windows per
-# chromosome. Memory grows as m^2 (a 20,000-variant window: about 2.5x), so the base covers the largest UKBB
-# windows and a retry (--retries) doubles it.
+# Resources from benchmarks/scale.py (benchmarks/RESULTS.md): one window of m = 13,900 extended and n = 4,700
+# core variants takes 32 CPU-s (float32 file) to 36 CPU-s (float64) on one thread and peaks at 2.3 / 3.0 GB;
+# the largest UKBB windows (m = 20,000, n = 7,000) cost about 3-5x that. The rule also holds the factors of
+# one or two pending windows (estimated 8 GB in all for the largest, 10 GB for float64 files). Memory and
+# runtime grow with the attempt (snakemake --retries N).
 rule ld_factors:
     input:
         windows=lambda wc: [f"{p}.{ext}" for p in window_prefixes(wc.chrom) for ext in ("npz", "gz")],
@@ -49,7 +50,7 @@ rule ld_factors:
         "benchmarks_runs/ld_factors/chr{chrom}.tsv"
     threads: config["ld"]["threads"]
     resources:
-        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 8000) * attempt,
+        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
         runtime=lambda wc, attempt: (10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))) * attempt,
     conda:
         "../../envs/deepwas.yaml"
