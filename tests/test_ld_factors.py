@@ -221,3 +221,45 @@ def test_manifest_counts_and_excluded_region(chromosome_run):
         in_region = (fac["positions"] > 250_000) & (fac["positions"] <= 320_000)
         assert int(in_region.sum()) == man.at[w.name, "n_long_range"]
         assert man.at[w.name, "n_core"] == fac["core"].size > 0
+
+
+# --- memory: no whole copy of R --------------------------------------------------------------------------------
+
+def _peak_bytes(fn):
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_factorise_window_allocates_less_than_one_copy_of_R(msprime_genotypes):
+    X = msprime_genotypes(200, 600_000, 5)
+    R = ld_matrix(X)
+    m = len(R)
+    assert m > 1500
+    core = np.arange(m // 3, m // 3 + 150)
+    (fac, _), peak = _peak_bytes(lambda: factorise_window(R, np.arange(m), core, rtol=RTOL, block=128))
+    # G (m x r) + one block of rows + the core block: the former R[:, core] / R * R copies were m x m
+    assert peak < 0.5 * R.nbytes, (peak / 1e6, R.nbytes / 1e6)
+    assert peak > fac.G.nbytes
+
+
+def test_reader_holds_one_dense_matrix(tmp_path, msprime_chromosome, msprime_genotypes, monkeypatch):
+    """At real size a 2,048-row tile is a small part of R; here m is 1,650, so the tile is scaled down."""
+    import deepwas.formats.ukbb_ld as ukbb_ld
+    monkeypatch.setattr(ukbb_ld, "TILE", 200)
+    chrom = msprime_chromosome(200, 600_000, 5)
+    R = ld_matrix(msprime_genotypes(200, 600_000, 5))
+    prefix = tmp_path / "chr1_1_600001"
+    write_ld_window(prefix, R, _window(chrom), dtype=np.float32)
+    for dtype, size in ((np.float64, 8), (np.float32, 4)):
+        (R2, _), peak = _peak_bytes(lambda: read_ld_window(prefix, dtype=dtype))
+        dense = R.size * size
+        # the sparse triangle (float32 value + int32 index for m^2 / 2 entries = 4 m^2 B) + ONE dense matrix +
+        # scratch (36.5 MB here in float64); the former toarray + astype + M + M^T peaked at 43.6 MB (two
+        # float64 copies), and at real size m^2 scales both
+        assert peak < dense + 4 * R.size + 0.3 * R.nbytes, (dtype, peak / 1e6, dense / 1e6)
+        assert R2.dtype == dtype
