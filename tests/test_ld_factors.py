@@ -263,3 +263,14 @@ def test_reader_holds_one_dense_matrix(tmp_path, msprime_chromosome, msprime_gen
         # float64 copies), and at real size m^2 scales both
         assert peak < dense + 4 * R.size + 0.3 * R.nbytes, (dtype, peak / 1e6, dense / 1e6)
         assert R2.dtype == dtype
+
+
+def test_thread_limit_reaches_blas():
+    """The rule's declared threads bound the BLAS/LAPACK pools of the factorisation."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    sys.path.insert(0, str(ROOT / "workflow/scripts"))
+    from ld_factors import thread_limit
+    blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert blas
+    with thread_limit(1):
+        assert all(p["num_threads"] == 1 for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
