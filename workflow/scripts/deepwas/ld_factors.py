@@ -1,4 +1,4 @@
-"""LD-only precomputation per window (paper Eqn 5, App. C.1): core eigendecomposition, factor G.
+"""LD-only precomputation per window (paper Sec. 4, App. C.1): PSD repair, core eigendecomposition, factor G.
 
 For a window with extended variants (i)+ (m) and core variants (i) (n):
 

@@ -1,4 +1,4 @@
-"""LD windows and the tiling of cores (paper Sec. 3 and App. D.1: extended set (i)+ and core (i)).
+"""LD windows and the tiling of cores (paper Sec. 4: core (i) and extended (i)+ variants; App. D.1).
 
 A window `chr{c}_{start}_{end}` covers [start, end) in GRCh37 and holds the extended set (i)+ (all of
 its variants). Its core (i) is the central stride: `start + (length - stride) / 2 <= pos < that + stride`
