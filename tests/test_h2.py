@@ -11,8 +11,8 @@ import torch
 
 from deepwas.dataset import make_window
 from deepwas.h2 import (as_float64, get_theta, h2_table, jackknife_blocks, jackknife_f, jackknife_se,
-                        newton_replicates, objective_loss, quantities, refit, refit_replicates, set_theta,
-                        window_hessians)
+                        newton_replicates, objective_loss, quantities, refit, refit_replicates, resolve_method,
+                        set_theta, window_hessians)
 from deepwas.ld_factors import factorise
 from deepwas.priors import build_prior
 
@@ -124,3 +124,8 @@ def test_jackknife_of_a_mean_is_the_classical_standard_error():
     assert [len(b) for b in jackknife_blocks(7, 3)] == [3, 2, 2]
     with pytest.raises(ValueError, match="at least 2"):
         jackknife_blocks(1, 100)
+
+
+def test_auto_method_refits_when_blocks_are_few():
+    assert resolve_method("auto", 4) == "refit" and resolve_method("auto", 19) == "refit"
+    assert resolve_method("auto", 20) == "newton" and resolve_method("refit", 200) == "refit"

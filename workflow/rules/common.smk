@@ -124,7 +124,8 @@ def evaluated():
 
 
 def get_final_output():
-    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png"]
+    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png",
+            *priors_outputs()]   # workflow/rules/priors.smk
 
 
 def print_summary():

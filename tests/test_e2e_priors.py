@@ -1,0 +1,76 @@
+"""End-to-end: prior files, h2 tables and an applied prior from the real DAG on tests/e2e (config.yaml + priors.yaml).
+
+Six chromosomes, 5 and 6 held out, two chromosome folds (odd / even) for the training chromosomes, one
+window per chromosome (so the jackknife has min(100, 4) = 4 blocks).
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepwas.formats.priors import COLUMNS, read_priors
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e_priors")
+    shutil.copy(REPO / "tests/e2e/traits.tsv", d / "traits.tsv")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(d), "--configfile",
+           str(REPO / "tests/e2e/config.yaml"), str(REPO / "tests/e2e/priors.yaml"), "--cores", "2", "--quiet",
+           "rules", "all"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return d
+
+
+@pytest.mark.slow
+def test_prior_files_out_of_chromosome(run_dir):
+    for model in ("constant", "glm"):
+        root = run_dir / f"results/priors/enriched/{model}/deepwas"
+        summary = json.loads((root / "summary.json").read_text())
+        total = 0.0
+        for c in range(1, 7):
+            t = read_priors(root / f"chr{c}.parquet")
+            assert list(t.columns) == COLUMNS and len(t) > 100 and t["SNP"].is_unique
+            assert (t["CHR"] == c).all() and t["BP38"].isna().all()      # no tracks here, so no liftover
+            expected = "heldout" if c in (5, 6) else f"fold{1 if c % 2 else 2}"
+            assert (t["MODEL"] == expected).all()
+            pd.testing.assert_frame_equal(t, read_priors(root / f"chr{c}.txt.gz"))
+            total += t["SNPVAR"].sum()
+        assert summary["h2"] == pytest.approx(total, rel=1e-12)
+        assert 0.05 < total < 3.0                            # the simulated h2 is 0.6
+    assert (run_dir / "results/train_folds/enriched/glm/deepwas/fold1/model.pt").exists()
+
+
+@pytest.mark.slow
+def test_h2_table(run_dir):
+    t = pd.read_csv(run_dir / "results/h2/enriched/glm/deepwas.tsv", sep="\t").set_index("Category")
+    for col in ("Prop._SNPs", "Prop._h2", "Prop._h2_std_error", "Enrichment", "Enrichment_std_error"):
+        assert col in t.columns
+    assert (t["n_blocks"] == 4).all() and t.loc["total", "h2_std_error"] > 0
+    assert np.isfinite(t.loc["total", "h2_ldsr"])
+    chroms = t[t["Kind"] == "chromosome"]
+    assert len(chroms) == 6 and chroms["h2"].sum() == pytest.approx(t.loc["total", "h2"], rel=1e-9)
+    assert chroms["Prop._SNPs"].sum() == pytest.approx(1.0)
+    binary = t[t["Kind"] == "binary"]
+    assert len(binary) >= 1 and (binary["Enrichment_std_error"] > 0).all()
+    np.testing.assert_allclose(binary["Enrichment"], binary["Prop._h2"] / binary["Prop._SNPs"], rtol=1e-12)
+    snpvar = json.loads((run_dir / "results/priors/enriched/glm/deepwas/summary.json").read_text())["h2"]
+    assert t.loc["total", "h2_snpvar"] == pytest.approx(snpvar, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_applied_prior_equals_the_prior_files(run_dir):
+    for c in (5, 6):      # scored by the same main model in both
+        a = read_priors(run_dir / f"results/priors_applied/enriched_again/chr{c}.parquet")
+        p = read_priors(run_dir / f"results/priors/enriched/glm/deepwas/chr{c}.parquet")
+        assert (a["SNP"].to_numpy() == p["SNP"].to_numpy()).all()
+        assert (a["F"].to_numpy() == p["F"].to_numpy()).all()
+        assert (a["MODEL"] == "enriched/glm/deepwas").all()
