@@ -55,6 +55,7 @@ def test_h2_table(run_dir):
     for col in ("Prop._SNPs", "Prop._h2", "Prop._h2_std_error", "Enrichment", "Enrichment_std_error"):
         assert col in t.columns
     assert (t["n_blocks"] == 4).all() and t.loc["total", "h2_std_error"] > 0
+    assert (t["se_method"] == "block jackknife, refit").all()          # 'auto' refits below 20 blocks
     assert np.isfinite(t.loc["total", "h2_ldsr"])
     chroms = t[t["Kind"] == "chromosome"]
     assert len(chroms) == 6 and chroms["h2"].sum() == pytest.approx(t.loc["total", "h2"], rel=1e-9)
