@@ -75,3 +75,37 @@ def test_applied_prior_equals_the_prior_files(run_dir):
         assert (a["SNP"].to_numpy() == p["SNP"].to_numpy()).all()
         assert (a["F"].to_numpy() == p["F"].to_numpy()).all()
         assert (a["MODEL"] == "enriched/glm/deepwas").all()
+
+
+@pytest.fixture(scope="module")
+def tracks_dir(tmp_path_factory):
+    """tests/e2e/tracks.yaml: tracks, liftover, constant / GLM / transformer, both objectives; chromosome 3 held out."""
+    d = tmp_path_factory.mktemp("e2e_priors_tracks")
+    shutil.copy(REPO / "tests/e2e/traits_tracks.tsv", d / "traits_tracks.tsv")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(d), "--configfile",
+           str(REPO / "tests/e2e/tracks.yaml"), "--cores", "2", "--quiet", "rules", "all"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return d
+
+
+@pytest.mark.slow
+def test_prior_files_and_h2_with_tracks(tracks_dir):
+    for model in ("constant", "glm", "transformer"):
+        for objective in ("deepwas", "ldsr"):
+            root = tracks_dir / f"results/priors/tracked/{model}/{objective}"
+            parts = [read_priors(root / f"chr{c}.parquet") for c in (1, 2, 3)]
+            assert [p["MODEL"].iloc[0] for p in parts] == ["fold1", "fold2", "heldout"]
+            for p in parts:
+                assert p["BP38"].notna().mean() > 0.5 and (p["SNPVAR"] > 0).all()
+            total = sum(p["SNPVAR"].sum() for p in parts)
+            assert json.loads((root / "summary.json").read_text())["h2"] == pytest.approx(total, rel=1e-12)
+            t = pd.read_csv(tracks_dir / f"results/h2/tracked/{model}/{objective}.tsv", sep="\t").set_index("Category")
+            tracks = [c for c in t.index if c.startswith("track:")]
+            assert len(tracks) >= 4 and np.isfinite(t.loc[tracks, "tau_star"]).all()
+            if model == "transformer":                                  # point estimates only
+                assert t["h2_std_error"].isna().all() and (t["n_blocks"] == 0).all()
+            else:
+                assert t.loc["total", "h2_std_error"] > 0 and (t["n_blocks"] == 2).all()
+    # the held-out chromosome's f in the prior file is the evaluated model's f: same model file, same features
+    assert (tracks_dir / "results/train_folds/tracked/transformer/ldsr/fold2/model.pt").exists()
