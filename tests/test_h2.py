@@ -12,9 +12,10 @@ import torch
 from deepwas.dataset import make_window
 from deepwas.h2 import (as_float64, get_theta, h2_table, jackknife_blocks, jackknife_f, jackknife_se,
                         newton_replicates, objective_loss, quantities, refit, refit_replicates, resolve_method,
-                        set_theta, window_hessians)
+                        set_theta, window_gradients, window_hessians)
 from deepwas.ld_factors import factorise
 from deepwas.priors import build_prior
+from deepwas.training import ldsr_inputs
 
 N, S2, D_PRED = 200_000.0, 1.0, 2
 
@@ -38,15 +39,20 @@ def windows(msprime_ld, torch_one_thread):
         noise = (V * np.sqrt(np.clip(lam, 0, None))) @ rng.normal(size=m_win) * np.sqrt(S2)
         z = Rw @ b + noise
         factors = dict(G=fac.G, lam=fac.lam, U=fac.U, core=fac.core, ldscore=fac.ldscore, freq=freq)
-        out.append(make_window(f"chr1_{start}_{start + m_win}", factors, fac.whiten(z[core]), pred))
+        name = f"chr1_{start}_{start + m_win}"
+        out.append(make_window(name, factors, fac.whiten(z[core]), pred))
+        LDSR_EXTRAS[name] = ldsr_inputs(factors, z[core] ** 2, fac.ldscore[core])
     assert len(out) == 20
     return out
 
 
-def _fitted(model, windows):
+LDSR_EXTRAS = {}
+
+
+def _fitted(model, windows, objective="deepwas"):
     torch.manual_seed(0)
     prior, wins = as_float64(build_prior(model, D_PRED, 0, init_log_scale=np.log(1e-4)), windows)
-    loss = objective_loss("deepwas", N, S2)
+    loss = objective_loss(objective, N, S2, LDSR_EXTRAS, h2_guess=0.3, M=2_000)
     refit(prior, wins, loss)
     return prior, wins, loss
 
@@ -129,3 +135,22 @@ def test_jackknife_of_a_mean_is_the_classical_standard_error():
 def test_auto_method_refits_when_blocks_are_few():
     assert resolve_method("auto", 4) == "refit" and resolve_method("auto", 19) == "refit"
     assert resolve_method("auto", 20) == "newton" and resolve_method("refit", 200) == "refit"
+    assert resolve_method("auto", 200, "ldsr") == "refit"
+
+
+@pytest.mark.parametrize("model", ["constant", "glm"])
+def test_ldsr_objective_jackknife_refits_to_each_replicates_optimum(windows, model):
+    """The LDSR loss is quartic in log f: one Newton step is 9-60% off the refits here, so 'auto' refits."""
+    prior, wins, loss = _fitted(model, windows, "ldsr")
+    blocks = jackknife_blocks(len(wins), 200)
+    assert resolve_method("auto", len(blocks), "ldsr") == "refit"
+    theta = get_theta(prior).numpy()
+    g, H = window_hessians(prior, wins, loss)
+    assert np.abs(g.sum(0)).max() < 1e-6 * np.abs(H.sum(0)).max()      # the full refit reached the optimum
+    reps = refit_replicates(prior, wins, loss, blocks)
+    for b, t in zip(blocks[:3], reps[:3]):     # each replicate minimises the loss without its block
+        set_theta(prior, t)
+        gb = window_gradients(prior, wins, loss)
+        assert np.abs(np.delete(gb, b, 0).sum(0)).max() < 1e-6 * np.abs(H.sum(0)).max()
+    set_theta(prior, theta)
+    assert np.all(jackknife_se(reps) > 0)

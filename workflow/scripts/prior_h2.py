@@ -34,7 +34,8 @@ def main(model_path, s2_json, train_inputs, all_factor_inputs, annotations_path,
     h2_snpvar = {f"chr{c}": v["h2"] for c, v in summary.get("per_chromosome", {}).items()}
     if summary:
         h2_snpvar["total"] = summary["h2"]
-    table = prior_h2(prior, ck["model"], ev, windows, loss, n_blocks, method, s2info.get("h2_ldsr"), h2_snpvar)
+    table = prior_h2(prior, ck["model"], ev, windows, loss, n_blocks, method, s2info.get("h2_ldsr"), h2_snpvar,
+                     objective=ck["objective"])
     write_table(out, table)
     tot = table.iloc[0]
     log.info("h2 = %.4g (SE %.3g; LDSR %.4g; sum SNPVAR of the prior files %.4g) over %d variants, %d blocks",

@@ -28,9 +28,11 @@ with per-window gradients g_w and Hessians H_w at theta*: the analytic gradients
 and central differences of them for the Hessians (step `fd_step`). theta* is the trained theta refined by
 L-BFGS (finite training and weight decay stop short of the optimum). The Newton step holds when a block is
 a small part of the data: on msprime windows with 20 blocks it agrees with refits within 5%
-(tests/test_h2.py), while with 4 blocks of a 7-parameter GLM one replicate was far off. `method='auto'`
-(default) therefore takes Newton steps from NEWTON_MIN_BLOCKS = 20 blocks on and refits below that.
-The transformer prior's quantities are point estimates only.
+(tests/test_h2.py), while with 4 blocks of a 7-parameter GLM one replicate was far off, and for the LDSR
+loss (quartic in log f) it was 9-60% off with 20 blocks. `method='auto'` (default) therefore takes Newton
+steps for the exact likelihood from NEWTON_MIN_BLOCKS = 20 blocks on, and refits otherwise.
+With fewer than MIN_BLOCKS = 4 training windows no standard errors are given. The transformer prior's
+quantities are point estimates only.
 """
 from __future__ import annotations
 
@@ -236,31 +238,34 @@ def h2_table(f: np.ndarray, chrom: np.ndarray, categories: dict, replicate_f=Non
     out["h2_ldsr"] = np.where(out["Category"] == "total", np.nan if h2_ldsr is None else h2_ldsr, np.nan)
     out["h2_snpvar"] = out["Category"].map(h2_snpvar or {}).astype(np.float64)
     out["n_blocks"] = n_blocks
-    out["se_method"] = method if n_blocks else "none (point estimate)"
+    out["se_method"] = method if n_blocks or method.startswith("none") else "none (point estimate)"
     return out[H2_COLUMNS]
 
 
 NEWTON_MIN_BLOCKS = 20
+MIN_BLOCKS = 4          # below this a delete-one-block jackknife says nothing (refits on half the data or less)
 
 
-def resolve_method(method: str, n_blocks: int) -> str:
-    """'auto': one Newton step when there are at least NEWTON_MIN_BLOCKS blocks (each deletes at most 5% of
-    the windows, where the quadratic approximation holds), full refits otherwise (few blocks: cheap, and a
-    deleted block moves the optimum too far for one Newton step)."""
+def resolve_method(method: str, n_blocks: int, objective: str = "deepwas") -> str:
+    """'auto': for the exact likelihood, one Newton step when there are at least NEWTON_MIN_BLOCKS blocks
+    (each deletes at most 5% of the windows, where the quadratic approximation holds), full refits otherwise
+    (few blocks: cheap, and a deleted block moves the optimum too far for one Newton step). For the LDSR
+    objective always refits: its loss is quartic in log f, one Newton step was 9-60% off the refits on the
+    msprime windows of tests/test_h2.py, and a refit costs only matrix-vector products."""
     if method == "auto":
-        return "newton" if n_blocks >= NEWTON_MIN_BLOCKS else "refit"
+        return "newton" if n_blocks >= NEWTON_MIN_BLOCKS and objective == "deepwas" else "refit"
     return method
 
 
 def jackknife_f(prior, windows, loss, eval_inputs: dict, n_blocks: int, method: str = "auto",
-                fd_step: float = 1e-4, max_iter: int = 200):
+                fd_step: float = 1e-4, max_iter: int = 200, objective: str = "deepwas"):
     """Per-variant f on `eval_inputs` for each jackknife replicate theta_(-b) (a list of B arrays), and the
     replicates' parameters (B, p).
 
     prior and windows as returned by `as_float64`; eval_inputs the float64 inputs of all M variants.
     method: 'newton', 'refit' or 'auto' (`resolve_method`)."""
     blocks = jackknife_blocks(len(windows), n_blocks)
-    method = resolve_method(method, len(blocks))
+    method = resolve_method(method, len(blocks), objective)
     theta = get_theta(prior).numpy()
     if method == "newton":
         try:   # from the optimum of the full loss, where the gradient vanishes (not the finite-training theta)
@@ -317,13 +322,15 @@ def eval_set(prior, scaler, batches, track_names=()) -> dict:
 
 def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_blocks: int = 200,
              method: str = "auto", h2_ldsr: float | None = None, h2_snpvar: dict | None = None,
-             fd_step: float = 1e-4) -> pd.DataFrame:
+             fd_step: float = 1e-4, objective: str = "deepwas") -> pd.DataFrame:
     """The h2 table of a trained prior: jackknife standard errors for 'constant' and 'glm' (`train_windows`:
     its training windows in genomic order, `loss` the training objective from `objective_loss`), point
     estimates for the transformer. `ev` from `eval_set`."""
     reps = None
-    if model in ("constant", "glm"):
+    if model in ("constant", "glm") and min(n_blocks, len(train_windows or [])) < MIN_BLOCKS:
+        method = f"none (fewer than {MIN_BLOCKS} training windows for the jackknife)"
+    elif model in ("constant", "glm"):
         p64, wins = as_float64(prior, train_windows)
-        reps, _ = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step)
-        method = f"block jackknife, {resolve_method(method, len(reps))}"
+        reps, _ = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective=objective)
+        method = f"block jackknife, {resolve_method(method, len(reps), objective)}"
     return h2_table(ev["f"], ev["chrom"], ev["categories"], reps, h2_ldsr, h2_snpvar, method)
