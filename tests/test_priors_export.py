@@ -154,3 +154,20 @@ def test_bad_prior_tables_are_refused(tmp_path):
     write_priors(ok, tmp_path / "a.parquet", tmp_path / "a.txt.gz")
     pd.testing.assert_frame_equal(read_priors(tmp_path / "a.parquet"), read_priors(tmp_path / "a.txt.gz"))
     assert read_priors(tmp_path / "a.parquet")["BP38"].iloc[0] == 20
+
+
+def test_apply_errors_name_the_problem(data, tmp_path):
+    root, factor_inputs, harm, models = data
+    from export_priors import main
+
+    bad = tmp_path / "bad.tsv.gz"
+    harm.drop(columns=["rsid", "_freq"]).to_csv(bad, sep="\t", index=False)
+    args = ({"1": "m"}, {"m": models["glm"][0]}, {"1": factor_inputs["1"]})
+    outs = ({"1": tmp_path / "a.parquet"}, {"1": tmp_path / "a.txt.gz"}, tmp_path / "s.json")
+    with pytest.raises(ValueError, match=r"bad.tsv.gz: lacks column\(s\) \['rsid'\]"):
+        main(*args, bad, None, None, None, *outs)
+    other = tmp_path / "other.tsv.gz"
+    harm.assign(position=harm["position"] + 1).drop(columns="_freq").to_csv(other, sep="\t", index=False)
+    with pytest.raises(ValueError, match="none of the .* variants .* has an rsid"):
+        main(*args, other, None, None, None, *outs)
+    assert not (tmp_path / "a.parquet").exists()

@@ -19,6 +19,10 @@ def main(plan, model_paths, factor_inputs, harmonised, liftover, annotations_pat
     priors = {label: prior_from_checkpoint(torch.load(p, map_location="cpu", weights_only=False), have, str(p))
               for label, p in model_paths.items()}
     h = pd.read_csv(harmonised, sep="\t", dtype={"chromosome": str, "rsid": str})
+    missing = [c for c in ("chromosome", "position", "rsid", "allele1", "allele2") if c not in h.columns]
+    if missing:
+        raise ValueError(f"{harmonised}: lacks column(s) {missing}; give a table written by the harmonise rule "
+                         "(results/harmonised/{trait}.tsv.gz)")
     rsid = pd.Series(h["rsid"].to_numpy(), index=variant_key(h).to_numpy())
     pos38 = None
     if liftover:

@@ -190,6 +190,10 @@ def export_priors(plan: dict, priors: dict, factor_inputs: dict, rsid: pd.Series
         scored.append(score_variants(prior, scaler, iter_core_features([factor_inputs[chrom]], annotations, tracks),
                                      label))
     table, counts = prior_table(pd.concat(scored, ignore_index=True), rsid, pos38)
+    if table.empty:
+        raise ValueError(f"none of the {counts['no_rsid']} variants of the LD factors of chromosomes {list(plan)} has "
+                         "an rsid in the harmonised table: is it for the same LD reference (same positions and "
+                         "alleles)?")
     chrom = table["CHR"].astype(str)
     counts["per_chromosome"] = {c: {"model": plan[c], "n_variants": int((chrom == c).sum()),
                                     "h2": float(table.loc[chrom == c, "SNPVAR"].sum())} for c in plan}
