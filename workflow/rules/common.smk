@@ -240,7 +240,8 @@ def check_trait_paths():
 
 def get_final_output():
     check_trait_paths()
-    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png"]
+    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png",
+            *priors_outputs()]   # workflow/rules/priors.smk
 
 
 def print_summary():
