@@ -6,6 +6,8 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
+from deepwas.formats.plink import read_fam_size
+from deepwas.panel import chromosome_windows
 from deepwas.windows import Window, tile
 
 validate(config, schema="../../config/schema/config.schema.yaml")
@@ -41,8 +43,41 @@ def trait_value(trait, key):
 
 
 def ld_root():
-    """Directory of the LD windows: the demo's, else ld.dir (UKBB downloads, or the user's own for source local)."""
-    return "resources/demo/ld" if config["ld"]["source"] == "demo" else config["ld"]["dir"]
+    """Directory of the LD windows: the demo's, the workflow's own for a PLINK panel (source plink: one
+    directory per chromosome, rule plink_ld_windows), else ld.dir (UKBB downloads, or the user's own for source local)."""
+    return {"demo": "resources/demo/ld", "plink": "resources/plink_ld"}.get(config["ld"]["source"], config["ld"]["dir"])
+
+
+def plink_prefix():
+    """ld.plink, the PLINK panel's path prefix (source plink); `{chrom}` in it stands for the chromosome."""
+    prefix = config["ld"].get("plink")
+    if not prefix:
+        raise ValueError("ld.source is plink but ld.plink is not set: give the path prefix of your .bed/.bim/.fam "
+                         "(e.g. ld.plink: panel/mypanel, or panel/chr{chrom} for one file set per chromosome)")
+    return str(prefix)
+
+
+_PLINK_WINDOWS = {}
+
+
+def plink_windows(chrom):
+    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position (DAG time)."""
+    ld = config["ld"]
+    key = (plink_prefix(), str(chrom), ld["window_length"], ld["window_stride"])
+    if key not in _PLINK_WINDOWS:
+        _PLINK_WINDOWS[key] = [w.name for w in chromosome_windows(*key)]
+    return _PLINK_WINDOWS[key]
+
+
+def ld_panel_size(chrom):
+    """People the LD of a chromosome was computed on (LD-score bias correction): the demo cohort, the PLINK
+    panel's .fam, else ld.panel_size (UKBB: 337,545; set it for source local)."""
+    ld = config["ld"]
+    if ld["source"] == "demo":
+        return config["demo"]["n_individuals"]
+    if ld["source"] == "plink":
+        return read_fam_size(plink_prefix().replace("{chrom}", str(chrom)) + ".fam")
+    return ld["panel_size"]
 
 
 def ld_manifest():
@@ -84,6 +119,8 @@ def windows(chrom):
     ld = config["ld"]
     if ld["source"] == "demo":
         return [w.name for w in tile(chrom, config["demo"]["chrom_length"], ld["window_length"], ld["window_stride"])]
+    if ld["source"] == "plink":
+        return plink_windows(chrom)
     if ld_manifest() is None:
         names = local_ld_windows().get(str(chrom), [])
         if not names:
@@ -96,6 +133,8 @@ def windows(chrom):
 
 
 def window_prefixes(chrom):
+    if config["ld"]["source"] == "plink":
+        return [f"{ld_root()}/chr{chrom}/{w}" for w in windows(chrom)]
     return [f"{ld_root()}/{w}" for w in windows(chrom)]
 
 
@@ -105,6 +144,8 @@ def ld_window_inputs(chrom, exts=("npz", "gz")):
     windows are outputs of the demo rule; the user's own windows (source local) are plain inputs."""
     if config["ld"]["source"] == "ukbb":
         return [f"resources/locks/ukbb_ld/{w}.json" for w in windows(chrom)]
+    if config["ld"]["source"] == "plink":
+        return [f"{ld_root()}/chr{chrom}"]  # the directory output of rule plink_ld_windows
     return [f"{p}.{ext}" for p in window_prefixes(chrom) for ext in exts]
 
 

@@ -16,7 +16,7 @@ rule ld_factors:
         diag_atol=config["ld"]["diag_atol"],
         max_clip=config["ld"]["psd_max_clip"],
         factor_dtype=config["ld"]["factor_dtype"],
-        panel_size=config["demo"]["n_individuals"] if config["ld"]["source"] == "demo" else config["ld"]["panel_size"],
+        panel_size=lambda wc: ld_panel_size(wc.chrom),
     log:
         "logs/ld_factors/chr{chrom}.log",
     benchmark:
