@@ -19,7 +19,7 @@ import yaml
 
 from deepwas import panel as panel_mod
 from deepwas.formats.factors import load_factors
-from deepwas.formats.plink import PlinkFormatError, read_bim, read_fam_size, write_plink
+from deepwas.formats.plink import PlinkFormatError, read_bim, read_fam_size, read_genotype_columns, write_plink
 from deepwas.formats.ukbb_ld import read_ld_window
 from deepwas.harmonise import variant_key
 from deepwas.ldscore import unbiased_ldscore
@@ -62,6 +62,18 @@ def _imputed(G):
     G = G.copy()
     mean = np.nanmean(np.where(np.isnan(G).all(0), 0.0, G), 0)
     return np.where(np.isnan(G), mean, G)
+
+
+def test_plink_round_trip(panel):
+    """formats.plink: what write_plink wrote reads back exactly (missing calls as NaN, allele1 counted)."""
+    bim = read_bim(panel["prefix"] + ".bim")
+    np.testing.assert_array_equal(bim["position"], panel["pos"])
+    np.testing.assert_array_equal(bim["rsid"], panel["rsid"])
+    assert list(bim["index"]) == list(range(len(bim))) and set(bim["chromosome"]) == {"1"}
+    n, m = panel["G"].shape
+    cols = np.array([m - 1, 0, 7])
+    G = read_genotype_columns(panel["prefix"] + ".bed", cols, n, m)
+    np.testing.assert_array_equal(G, panel["G"][:, cols])          # NaN == NaN for assert_array_equal
 
 
 def test_window_r_is_the_dense_correlation_of_the_imputed_panel(panel, built):
@@ -142,6 +154,9 @@ def test_per_chromosome_files_and_chr_names(panel, tmp_path):
     rep = build_ld_windows(str(tmp_path / "chr{chrom}"), "2", tmp_path / "out", LENGTH, STRIDE)
     _, v = read_ld_window(tmp_path / "out" / rep["windows"][0]["window"])
     assert set(v["chromosome"]) == {"2"} and rep["n_variants_bim"] == 150
+    write_plink(tmp_path / "x", G[:, :3], ["23", "23", "24"], pos[:3], ["A"] * 3, ["C"] * 3)
+    assert list(read_bim(tmp_path / "x.bim")["chromosome"]) == ["X", "X", "Y"]
+    assert len(read_bim(tmp_path / "x.bim", "X")) == 2 == len(read_bim(tmp_path / "x.bim", "23"))
     with pytest.raises(ValueError, match="no variant on chromosome 5"):
         build_ld_windows(str(tmp_path / "chr2"), "5", tmp_path / "out5", LENGTH, STRIDE)
 

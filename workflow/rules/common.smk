@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from deepwas.formats.plink import read_fam_size
+from deepwas.formats.plink import plink_paths, read_fam_size
 from deepwas.panel import chromosome_windows
 from deepwas.windows import Window, tile
 
@@ -57,6 +57,11 @@ def plink_prefix():
     return str(prefix)
 
 
+def plink_inputs(wildcards):
+    """The .bed / .bim / .fam of one chromosome of the PLINK panel (rule plink_ld_windows)."""
+    return {ext: str(path) for ext, path in plink_paths(plink_prefix(), wildcards.chrom).items()}
+
+
 _PLINK_WINDOWS = {}
 
 
@@ -76,7 +81,7 @@ def ld_panel_size(chrom):
     if ld["source"] == "demo":
         return config["demo"]["n_individuals"]
     if ld["source"] == "plink":
-        return read_fam_size(plink_prefix().replace("{chrom}", str(chrom)) + ".fam")
+        return read_fam_size(plink_paths(plink_prefix(), chrom)["fam"])
     return ld["panel_size"]
 
 

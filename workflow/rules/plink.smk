@@ -6,9 +6,7 @@
 
 rule plink_ld_windows:
     input:
-        bed=lambda wc: plink_prefix().replace("{chrom}", wc.chrom) + ".bed",
-        bim=lambda wc: plink_prefix().replace("{chrom}", wc.chrom) + ".bim",
-        fam=lambda wc: plink_prefix().replace("{chrom}", wc.chrom) + ".fam",
+        unpack(plink_inputs),
     output:
         windows=directory("resources/plink_ld/chr{chrom}"),
         report="resources/plink_ld/chr{chrom}.report.json",
@@ -19,6 +17,8 @@ rule plink_ld_windows:
         expected=lambda wc: plink_windows(wc.chrom),
     log:
         "logs/plink_ld_windows/chr{chrom}.log",
+    benchmark:
+        "benchmarks_runs/plink_ld_windows/chr{chrom}.tsv"
     threads: 1
     resources:
         mem_mb=8000,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .formats.plink import plink_paths, read_bim, read_fam_size, read_genotype_columns
+from .formats.plink import normalise_chrom, plink_paths, read_bim, read_fam_size, read_genotype_columns
 from .formats.ukbb_ld import write_ld_window
 from .io import write_json
 from .windows import Window, tile
@@ -94,7 +94,7 @@ def build_ld_windows(prefix: str, chrom: str, out_dir, length: int, stride: int,
     n_people = read_fam_size(paths["fam"])
     bim_all = read_bim(paths["bim"])
     n_bim = len(bim_all)
-    bim = bim_all[bim_all["chromosome"] == str(chrom)]
+    bim = bim_all[bim_all["chromosome"] == normalise_chrom(chrom)]
     del bim_all
     if bim.empty:
         raise ValueError(f"{paths['bim']}: no variant on chromosome {chrom}; drop it from `chromosomes` or point "

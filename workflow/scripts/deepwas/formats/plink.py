@@ -1,7 +1,8 @@
 """PLINK 1 binary genotype panels (`.bed` + `.bim` + `.fam`), read and written with bed-reader.
 
 - `.bim`: whitespace table without header `chromosome id cM position allele1 allele2`, one row per variant
-  in the order of the `.bed` columns. Chromosome names may carry a `chr` prefix (dropped here).
+  in the order of the `.bed` columns. Chromosome names may carry a `chr` prefix (dropped here); PLINK's
+  numeric codes 23 and 24 are read as X and Y.
 - `.fam`: one row per person (`fid iid father mother sex phenotype`); the panel size is its row count.
 - `.bed`: 2-bit genotype calls, variant-major. Read with `count_A1=True`: a genotype is the number of copies
   of the `.bim`'s allele1 (its fifth column), so allele1 plays the role of the UKBB layout's allele1 and of a
@@ -18,6 +19,14 @@ import numpy as np
 import pandas as pd
 
 BIM_COLUMNS = ["chromosome", "rsid", "cm", "position", "allele1", "allele2"]
+_PLINK_CODES = {"23": "X", "24": "Y"}
+
+
+def normalise_chrom(chrom) -> str:
+    """'chr1' -> '1', PLINK's '23' / '24' -> 'X' / 'Y'."""
+    c = str(chrom)
+    c = c[3:] if c[:3].lower() == "chr" else c
+    return _PLINK_CODES.get(c, c.upper() if c.lower() in ("x", "y") else c)
 
 
 class PlinkFormatError(ValueError):
@@ -52,11 +61,11 @@ def read_bim(path, chrom: str | None = None) -> pd.DataFrame:
         raise PlinkFormatError(f"{path}: line {line}: non-numeric position {df['position'].iloc[line - 1]!r} "
                                "(a .bim has 6 columns: chromosome id cM position allele1 allele2)")
     df["position"] = pos.astype(np.int64)
-    df["chromosome"] = df["chromosome"].str.replace(r"^chr", "", regex=True, case=False)
+    df["chromosome"] = df["chromosome"].map(normalise_chrom)
     df["allele1"], df["allele2"] = df["allele1"].str.upper(), df["allele2"].str.upper()
     df["index"] = np.arange(len(df), dtype=np.int64)
     if chrom is not None:
-        df = df[df["chromosome"] == str(chrom)]
+        df = df[df["chromosome"] == normalise_chrom(chrom)]
     return df.reset_index(drop=True)
 
 
