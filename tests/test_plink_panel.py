@@ -70,6 +70,8 @@ def test_plink_round_trip(panel):
     np.testing.assert_array_equal(bim["position"], panel["pos"])
     np.testing.assert_array_equal(bim["rsid"], panel["rsid"])
     assert list(bim["index"]) == list(range(len(bim))) and set(bim["chromosome"]) == {"1"}
+    chunked = read_bim(panel["prefix"] + ".bim", "1", chunk_rows=7)             # a whole-genome .bim, in chunks
+    pd.testing.assert_frame_equal(chunked, bim)
     n, m = panel["G"].shape
     cols = np.array([m - 1, 0, 7])
     G = read_genotype_columns(panel["prefix"] + ".bed", cols, n, m)
@@ -162,6 +164,9 @@ def test_per_chromosome_files_and_chr_names(panel, tmp_path):
 
 
 def test_missing_panel_file_is_named(tmp_path):
+    (tmp_path / "bad.bim").write_text("1 rs1 0 100 A C\n1 rs2 0 1e9x A C\n")
+    with pytest.raises(PlinkFormatError, match=r"bad\.bim: line 2: non-numeric position '1e9x'"):
+        read_bim(tmp_path / "bad.bim", chunk_rows=1)
     with pytest.raises(PlinkFormatError, match=r"nowhere/chr4\.fam: PLINK \.fam file not found"):
         build_ld_windows(str(tmp_path / "nowhere" / "chr{chrom}"), "4", tmp_path / "o", LENGTH, STRIDE)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from deepwas.formats.plink import plink_paths, read_fam_size
-from deepwas.panel import chromosome_windows
+from deepwas.formats.plink import normalise_chrom, plink_paths, read_fam_size
+from deepwas.panel import bim_positions, panel_windows
 from deepwas.windows import Window, tile
 
 validate(config, schema="../../config/schema/config.schema.yaml")
@@ -62,15 +62,23 @@ def plink_inputs(wildcards):
     return {ext: str(path) for ext, path in plink_paths(plink_prefix(), wildcards.chrom).items()}
 
 
-_PLINK_WINDOWS = {}
+_BIM_POSITIONS, _PLINK_WINDOWS = {}, {}
 
 
 def plink_windows(chrom):
-    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position (DAG time)."""
+    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position (DAG time;
+    each .bim is read once)."""
     ld = config["ld"]
-    key = (plink_prefix(), str(chrom), ld["window_length"], ld["window_stride"])
+    bim = str(plink_paths(plink_prefix(), chrom)["bim"])
+    if bim not in _BIM_POSITIONS:
+        _BIM_POSITIONS[bim] = bim_positions(bim)
+    pos = _BIM_POSITIONS[bim].get(normalise_chrom(chrom))
+    if pos is None:
+        raise ValueError(f"{bim}: no variant on chromosome {chrom} (chromosomes there: "
+                         f"{sorted(_BIM_POSITIONS[bim])}); drop it from `chromosomes` or point ld.plink at a panel that has it")
+    key = (bim, str(chrom), ld["window_length"], ld["window_stride"])
     if key not in _PLINK_WINDOWS:
-        _PLINK_WINDOWS[key] = [w.name for w in chromosome_windows(*key)]
+        _PLINK_WINDOWS[key] = [w.name for w in panel_windows(pos, chrom, ld["window_length"], ld["window_stride"])]
     return _PLINK_WINDOWS[key]
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .formats.plink import normalise_chrom, plink_paths, read_bim, read_fam_size, read_genotype_columns
+from .formats.plink import bim_size, plink_paths, read_bim, read_fam_size, read_genotype_columns
 from .formats.ukbb_ld import write_ld_window
 from .io import write_json
 from .windows import Window, tile
@@ -51,8 +51,14 @@ def panel_windows(positions, chrom: str, length: int, stride: int) -> list[Windo
 
 def chromosome_windows(prefix: str, chrom: str, length: int, stride: int) -> list[Window]:
     """The LD windows of chromosome `chrom` of the PLINK panel `prefix` (read from its `.bim`)."""
-    bim = read_bim(plink_paths(prefix, chrom)["bim"], chrom)
+    bim = read_bim(plink_paths(prefix, chrom)["bim"], chrom, columns=["chromosome", "position"])
     return panel_windows(bim["position"].to_numpy(), chrom, length, stride)
+
+
+def bim_positions(bim_path) -> dict[str, np.ndarray]:
+    """{chromosome: positions} of every chromosome of a `.bim` (one read for a whole-genome panel)."""
+    bim = read_bim(bim_path, columns=["chromosome", "position"])
+    return {c: g.to_numpy() for c, g in bim.groupby("chromosome")["position"]}
 
 
 @dataclass
@@ -92,10 +98,8 @@ def build_ld_windows(prefix: str, chrom: str, out_dir, length: int, stride: int,
     return (and write to `report_path`) the counts of the build."""
     paths = plink_paths(prefix, chrom)
     n_people = read_fam_size(paths["fam"])
-    bim_all = read_bim(paths["bim"])
-    n_bim = len(bim_all)
-    bim = bim_all[bim_all["chromosome"] == normalise_chrom(chrom)]
-    del bim_all
+    n_bim = bim_size(paths["bim"])
+    bim = read_bim(paths["bim"], chrom)
     if bim.empty:
         raise ValueError(f"{paths['bim']}: no variant on chromosome {chrom}; drop it from `chromosomes` or point "
                          "ld.plink at a panel that has it (chromosome names are compared without a 'chr' prefix)")

@@ -45,28 +45,51 @@ def _exists(path: Path, what: str) -> None:
                                ".bed/.bim/.fam file set (with {chrom} for one set per chromosome)")
 
 
-def read_bim(path, chrom: str | None = None) -> pd.DataFrame:
-    """The `.bim` table (columns BIM_COLUMNS plus `index`, the variant's column in the `.bed`), optionally only
-    chromosome `chrom`."""
+def read_bim(path, chrom: str | None = None, columns: list[str] | None = None,
+             chunk_rows: int = 1_000_000) -> pd.DataFrame:
+    """The `.bim` table (`columns`, default all of BIM_COLUMNS, plus `index`: the variant's column in the
+    `.bed`), optionally only chromosome `chrom`. Read in chunks of `chunk_rows` lines, so a whole-genome
+    `.bim` costs memory only for the rows kept."""
     path = Path(path)
     _exists(path, ".bim")
+    columns = list(columns or BIM_COLUMNS)
+    use = [c for c in BIM_COLUMNS if c in set(columns) | {"chromosome", "position"}]
+    want = None if chrom is None else normalise_chrom(chrom)
+    parts, offset = [], 0
     try:
-        df = pd.read_csv(path, sep=r"\s+", header=None, names=BIM_COLUMNS, comment=None,
-                         dtype={"chromosome": str, "rsid": str, "allele1": str, "allele2": str})
+        reader = pd.read_csv(path, sep=r"\s+", header=None, names=BIM_COLUMNS, usecols=use, chunksize=chunk_rows,
+                             dtype={"chromosome": str, "rsid": str, "allele1": str, "allele2": str, "position": str})
+        for df in reader:
+            df.index = np.arange(offset, offset + len(df))
+            offset += len(df)
+            pos = pd.to_numeric(df["position"], errors="coerce")
+            if pos.isna().any():
+                line = int(df.index[np.flatnonzero(pos.isna().to_numpy())[0]]) + 1
+                raise PlinkFormatError(f"{path}: line {line}: non-numeric position {df['position'].loc[line - 1]!r} "
+                                       "(a .bim has 6 columns: chromosome id cM position allele1 allele2)")
+            df["position"] = pos.astype(np.int64)
+            df["chromosome"] = df["chromosome"].map(normalise_chrom)
+            if want is not None:
+                df = df[df["chromosome"] == want]
+            parts.append(df)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise PlinkFormatError(f"{path}: cannot read the PLINK .bim ({type(err).__name__}: {err})") from err
-    pos = pd.to_numeric(df["position"], errors="coerce")
-    if pos.isna().any():
-        line = int(np.flatnonzero(pos.isna().to_numpy())[0]) + 1
-        raise PlinkFormatError(f"{path}: line {line}: non-numeric position {df['position'].iloc[line - 1]!r} "
-                               "(a .bim has 6 columns: chromosome id cM position allele1 allele2)")
-    df["position"] = pos.astype(np.int64)
-    df["chromosome"] = df["chromosome"].map(normalise_chrom)
-    df["allele1"], df["allele2"] = df["allele1"].str.upper(), df["allele2"].str.upper()
-    df["index"] = np.arange(len(df), dtype=np.int64)
-    if chrom is not None:
-        df = df[df["chromosome"] == normalise_chrom(chrom)]
-    return df.reset_index(drop=True)
+    if not parts:
+        raise PlinkFormatError(f"{path}: the .bim lists no variant")
+    df = pd.concat(parts)
+    for c in ("allele1", "allele2"):
+        if c in df.columns:
+            df[c] = df[c].str.upper()
+    df["index"] = df.index.to_numpy(dtype=np.int64)
+    return df[[c for c in BIM_COLUMNS if c in use] + ["index"]].reset_index(drop=True)
+
+
+def bim_size(path) -> int:
+    """Number of variants (lines) in a `.bim`: the `.bed`'s column count."""
+    path = Path(path)
+    _exists(path, ".bim")
+    with open(path) as fh:
+        return sum(1 for line in fh if line.strip())
 
 
 def read_fam_size(path) -> int:
