@@ -204,6 +204,9 @@ def test_workflow_runs_on_the_shipped_plink_panel(tmp_path):
                         "--configfile", "cfg.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     assert _sha256s(SHIPPED) == before
+    again = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "1",
+                            "--configfile", "cfg.yaml", "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr   # no spurious rebuild
     res = tmp_path / "resources" / "plink_ld"
     for c in ("1", "2"):
         rep = json.loads((res / f"chr{c}.report.json").read_text())
@@ -224,3 +227,35 @@ def test_workflow_runs_on_the_shipped_plink_panel(tmp_path):
     assert not np.allclose(fac["ldscore"], unbiased_ldscore(raw, len(v), 337_545)[at], rtol=1e-3)
     s = pd.read_csv(tmp_path / "results/evaluation/summary.tsv", sep="\t")
     assert list(s["model"]) == ["constant"] and (s["n_windows"] == 4).all()
+
+
+@pytest.mark.slow
+def test_workflow_per_chromosome_panel_files(tmp_path):
+    """`ld.plink: .../chr{chrom}`: the shipped panel split into one file set per chromosome gives the same
+    windows, byte for byte in R and variants, as the whole-genome file set."""
+    bim, n = read_bim(SHIPPED / "panel.bim"), read_fam_size(SHIPPED / "panel.fam")
+    for c in ("1", "2"):
+        b = bim[bim["chromosome"] == c]
+        G = read_genotype_columns(SHIPPED / "panel.bed", b["index"].to_numpy(), n, len(bim))
+        write_plink(tmp_path / "split" / f"chr{c}", G, c, b["position"], b["allele1"], b["allele2"], rsid=b["rsid"])
+    cfg = yaml.safe_load((SHIPPED / "config.yaml").read_text())
+    cfg["ld"]["plink"] = str(tmp_path / "split" / "chr{chrom}")
+    cfg["traits"] = "traits.tsv"
+    (tmp_path / "traits.tsv").write_text(f"trait\tpath\tformat\tn\ts2\ngwas\t{SHIPPED / 'gwas.sumstats.gz'}\tldsc\t\t\n")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    targets = [f"resources/plink_ld/chr{c}.report.json" for c in ("1", "2")]
+    r = subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--cores", "1",
+                        "--configfile", "cfg.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    for c in ("1", "2"):
+        names = [w.name for w in chromosome_windows(str(SHIPPED / "panel"), c, 300_000, 100_000)]
+        assert json.loads((tmp_path / f"resources/plink_ld/chr{c}/panel.json").read_text())["windows"] == names
+        whole = build_ld_windows(str(SHIPPED / "panel"), c, tmp_path / "whole" / c, 300_000, 100_000)
+        for name in names:
+            R1, v1 = read_ld_window(tmp_path / f"resources/plink_ld/chr{c}" / name)
+            R2, v2 = read_ld_window(tmp_path / "whole" / c / name)
+            np.testing.assert_array_equal(R1, R2)
+            pd.testing.assert_frame_equal(v1, v2)
+        assert whole["dropped_monomorphic"] == 1
