@@ -23,7 +23,7 @@ from deepwas.formats.plink import PlinkFormatError, read_bim, read_fam_size, rea
 from deepwas.formats.ukbb_ld import read_ld_window
 from deepwas.harmonise import variant_key
 from deepwas.ldscore import unbiased_ldscore
-from deepwas.panel import build_ld_windows, chromosome_windows, panel_windows
+from deepwas.panel import build_ld_windows, chromosome_windows, memory_mb, panel_windows, window_sizes
 from deepwas.windows import core_bounds, core_mask
 
 ROOT = Path(__file__).parents[1]
@@ -144,6 +144,10 @@ def test_only_the_window_columns_are_read(panel, monkeypatch, tmp_path):
     M = panel["G"].shape[1]
     assert len(sizes) == rep["n_windows"] and max(sizes) < 0.7 * M          # never the whole chromosome
     assert sum(sizes) == sum(w["n_variants"] + w["n_monomorphic"] for w in rep["windows"])
+    wins = chromosome_windows(panel["prefix"], "1", LENGTH, STRIDE)
+    assert window_sizes(panel["pos"], wins) == sizes                         # known at DAG time (rule memory)
+    assert memory_mb(150, max(sizes)) == 500 + int((24 * 150 * max(sizes) + 24 * max(sizes) ** 2) / 1e6)
+    assert memory_mb(500, 20_000) == 500 + 240 + 9600                       # a 20,000-variant window: ~10 GB
 
 
 def test_per_chromosome_files_and_chr_names(panel, tmp_path):

@@ -7,7 +7,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from deepwas.formats.plink import normalise_chrom, plink_paths, read_fam_size
-from deepwas.panel import bim_positions, panel_windows
+from deepwas.panel import bim_positions, memory_mb, panel_windows, window_sizes
 from deepwas.windows import Window, tile
 
 validate(config, schema="../../config/schema/config.schema.yaml")
@@ -65,10 +65,8 @@ def plink_inputs(wildcards):
 _BIM_POSITIONS, _PLINK_WINDOWS = {}, {}
 
 
-def plink_windows(chrom):
-    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position (DAG time;
-    each .bim is read once)."""
-    ld = config["ld"]
+def plink_positions(chrom):
+    """Positions of one chromosome in the PLINK panel's .bim (each .bim is read once, at DAG time)."""
     bim = str(plink_paths(plink_prefix(), chrom)["bim"])
     if bim not in _BIM_POSITIONS:
         _BIM_POSITIONS[bim] = bim_positions(bim)
@@ -76,10 +74,22 @@ def plink_windows(chrom):
     if pos is None:
         raise ValueError(f"{bim}: no variant on chromosome {chrom} (chromosomes there: "
                          f"{sorted(_BIM_POSITIONS[bim])}); drop it from `chromosomes` or point ld.plink at a panel that has it")
-    key = (bim, str(chrom), ld["window_length"], ld["window_stride"])
+    return pos
+
+
+def plink_windows(chrom):
+    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position."""
+    ld = config["ld"]
+    key = (plink_prefix(), str(chrom), ld["window_length"], ld["window_stride"])
     if key not in _PLINK_WINDOWS:
-        _PLINK_WINDOWS[key] = [w.name for w in panel_windows(pos, chrom, ld["window_length"], ld["window_stride"])]
+        _PLINK_WINDOWS[key] = [w.name for w in panel_windows(plink_positions(chrom), chrom, *key[2:])]
     return _PLINK_WINDOWS[key]
+
+
+def plink_mem_mb(wildcards):
+    """Memory of rule plink_ld_windows for one chromosome, from its largest window (known from the .bim)."""
+    sizes = window_sizes(plink_positions(wildcards.chrom), [Window.parse(w) for w in plink_windows(wildcards.chrom)])
+    return memory_mb(ld_panel_size(wildcards.chrom), max(sizes))
 
 
 def ld_panel_size(chrom):

@@ -21,7 +21,7 @@ rule plink_ld_windows:
         "benchmarks_runs/plink_ld_windows/chr{chrom}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=plink_mem_mb,
     conda:
         "../../envs/deepwas.yaml"
     script:

@@ -61,6 +61,20 @@ def bim_positions(bim_path) -> dict[str, np.ndarray]:
     return {c: g.to_numpy() for c, g in bim.groupby("chromosome")["position"]}
 
 
+def window_sizes(positions, windows: list[Window]) -> list[int]:
+    """Number of `positions` in each window ([start, end))."""
+    pos = np.sort(np.asarray(positions, dtype=np.int64))
+    return [int(np.searchsorted(pos, w.end, "left") - np.searchsorted(pos, w.start, "left")) for w in windows]
+
+
+def memory_mb(n_people: int, max_window_variants: int) -> int:
+    """Peak memory (MB) of `build_ld_windows` for its largest window of k variants: the n x k genotypes and
+    their standardised copy (float64) and about 24 bytes per entry of R (R in float64, its triangle, the
+    float32 sparse copy written), plus 500 MB for the interpreter and the .bim."""
+    k = int(max_window_variants)
+    return int(500 + (3 * 8 * n_people * k + 24 * k * k) / 1e6)
+
+
 @dataclass
 class StandardisedWindow:
     X: np.ndarray           # people x kept variants, standardised imputed allele1 counts
