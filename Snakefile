@@ -31,6 +31,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/download.smk"
+include: "workflow/rules/plink.smk"
 include: "workflow/rules/liftover.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/harmonise.smk"

@@ -6,6 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from deepwas.config import validate_config, validate_traits, write_effective_config
+from deepwas.formats.plink import normalise_chrom, plink_paths, read_fam_size
+from deepwas.panel import bim_positions, memory_mb, panel_windows, window_sizes
 from deepwas.windows import Window, tile
 
 # The schema is the only source of defaults: validate_config fills them into `config` (nested objects too,
@@ -41,8 +43,64 @@ def trait_value(trait, key):
 
 
 def ld_root():
-    """Directory of the LD windows: the demo's, else ld.dir (UKBB downloads, or the user's own for source local)."""
-    return "resources/demo/ld" if config["ld"]["source"] == "demo" else config["ld"]["dir"]
+    """Directory of the LD windows: the demo's, the workflow's own for a PLINK panel (source plink: one
+    directory per chromosome, rule plink_ld_windows), else ld.dir (UKBB downloads, or the user's own for source local)."""
+    return {"demo": "resources/demo/ld", "plink": "resources/plink_ld"}.get(config["ld"]["source"], config["ld"]["dir"])
+
+
+def plink_prefix():
+    """ld.plink, the PLINK panel's path prefix (source plink); `{chrom}` in it stands for the chromosome."""
+    prefix = config["ld"]["plink"]
+    if not prefix:
+        raise ValueError("ld.source is plink but ld.plink is not set: give the path prefix of your .bed/.bim/.fam "
+                         "(e.g. ld.plink: panel/mypanel, or panel/chr{chrom} for one file set per chromosome)")
+    return str(prefix)
+
+
+def plink_inputs(wildcards):
+    """The .bed / .bim / .fam of one chromosome of the PLINK panel (rule plink_ld_windows)."""
+    return {ext: str(path) for ext, path in plink_paths(plink_prefix(), wildcards.chrom).items()}
+
+
+_BIM_POSITIONS, _PLINK_WINDOWS = {}, {}
+
+
+def plink_positions(chrom):
+    """Positions of one chromosome in the PLINK panel's .bim (each .bim is read once, at DAG time)."""
+    bim = str(plink_paths(plink_prefix(), chrom)["bim"])
+    if bim not in _BIM_POSITIONS:
+        _BIM_POSITIONS[bim] = bim_positions(bim)
+    pos = _BIM_POSITIONS[bim].get(normalise_chrom(chrom))
+    if pos is None:
+        raise ValueError(f"{bim}: no variant on chromosome {chrom} (chromosomes there: "
+                         f"{sorted(_BIM_POSITIONS[bim])}); drop it from `chromosomes` or point ld.plink at a panel that has it")
+    return pos
+
+
+def plink_windows(chrom):
+    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position."""
+    ld = config["ld"]
+    key = (plink_prefix(), str(chrom), ld["window_length"], ld["window_stride"])
+    if key not in _PLINK_WINDOWS:
+        _PLINK_WINDOWS[key] = [w.name for w in panel_windows(plink_positions(chrom), chrom, *key[2:])]
+    return _PLINK_WINDOWS[key]
+
+
+def plink_mem_mb(wildcards):
+    """Memory of rule plink_ld_windows for one chromosome, from its largest window (known from the .bim)."""
+    sizes = window_sizes(plink_positions(wildcards.chrom), [Window.parse(w) for w in plink_windows(wildcards.chrom)])
+    return memory_mb(ld_panel_size(wildcards.chrom), max(sizes))
+
+
+def ld_panel_size(chrom):
+    """People the LD of a chromosome was computed on (LD-score bias correction): the demo cohort, the PLINK
+    panel's .fam, else ld.panel_size (UKBB: 337,545; set it for source local)."""
+    ld = config["ld"]
+    if ld["source"] == "demo":
+        return config["demo"]["n_individuals"]
+    if ld["source"] == "plink":
+        return read_fam_size(plink_paths(plink_prefix(), chrom)["fam"])
+    return ld["panel_size"]
 
 
 def ld_manifest():
@@ -84,6 +142,8 @@ def windows(chrom):
     ld = config["ld"]
     if ld["source"] == "demo":
         return [w.name for w in tile(chrom, config["demo"]["chrom_length"], ld["window_length"], ld["window_stride"])]
+    if ld["source"] == "plink":
+        return plink_windows(chrom)
     if ld_manifest() is None:
         names = local_ld_windows().get(str(chrom), [])
         if not names:
@@ -96,6 +156,8 @@ def windows(chrom):
 
 
 def window_prefixes(chrom):
+    if config["ld"]["source"] == "plink":
+        return [f"{ld_root()}/chr{chrom}/{w}" for w in windows(chrom)]
     return [f"{ld_root()}/{w}" for w in windows(chrom)]
 
 
@@ -105,6 +167,8 @@ def ld_window_inputs(chrom, exts=("npz", "gz")):
     windows are outputs of the demo rule; the user's own windows (source local) are plain inputs."""
     if config["ld"]["source"] == "ukbb":
         return [f"resources/locks/ukbb_ld/{w}.json" for w in windows(chrom)]
+    if config["ld"]["source"] == "plink":
+        return [f"{ld_root()}/chr{chrom}"]  # the directory output of rule plink_ld_windows
     return [f"{p}.{ext}" for p in window_prefixes(chrom) for ext in exts]
 
 

@@ -44,7 +44,7 @@ rule ld_factors:
         regions=config["ld"]["long_range_regions"],
         factor_dtype=config["ld"]["factor_dtype"],
         compute_dtype=config["ld"]["compute_dtype"],
-        panel_size=config["demo"]["n_individuals"] if config["ld"]["source"] == "demo" else config["ld"]["panel_size"],
+        panel_size=lambda wc: ld_panel_size(wc.chrom),
     log:
         "logs/ld_factors/chr{chrom}.log",
     benchmark:

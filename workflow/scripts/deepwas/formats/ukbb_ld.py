@@ -126,7 +126,8 @@ def read_ld_window(prefix, diag_atol: float = 1e-4, dtype=np.float64) -> tuple[n
 
 
 def write_ld_window(prefix, R: np.ndarray, variants: pd.DataFrame, dtype=np.float32) -> None:
-    """Write a window in the UKBB layout (upper triangle + 0.5 diagonal), atomically."""
+    """Write a window in the UKBB layout (upper triangle + 0.5 diagonal), atomically; an optional `freq` column
+    of `variants` (panel frequency of allele1) is kept in the variant list."""
     prefix = str(prefix)
     if R.shape != (len(variants), len(variants)):
         raise ValueError(f"{prefix}: R has shape {R.shape} but there are {len(variants)} variants")
@@ -136,4 +137,4 @@ def write_ld_window(prefix, R: np.ndarray, variants: pd.DataFrame, dtype=np.floa
         sp.save_npz(tmp, sp.csr_matrix(M.astype(dtype)), compressed=True)
     with atomic_path(prefix + ".gz") as tmp:
         with gzip.open(tmp, "wt") as fh:
-            variants[VARIANT_COLUMNS].to_csv(fh, sep="\t", index=False)
+            variants[VARIANT_COLUMNS + (["freq"] if "freq" in variants.columns else [])].to_csv(fh, sep="\t", index=False)
