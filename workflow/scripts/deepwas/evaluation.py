@@ -29,7 +29,7 @@ from .window import WindowData, make_window
 WINDOW_COLUMNS = ["window", "n_core", "n_extended", "rank", "nll_model", "nll_null", "delta"]
 log = logging.getLogger("deepwas.evaluation")
 
-SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct_per_person"]
+SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct_per_person", "mismatch_lambda"]
 
 
 @torch.no_grad()
@@ -69,6 +69,8 @@ def summarise(table: pd.DataFrame, trait: str, model: str, objective: str, N: fl
 
 def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
+    if "mismatch_lambda" not in df.columns:      # summaries written before the mismatch model
+        df["mismatch_lambda"] = 0.0
     return df[SUMMARY_COLUMNS].sort_values(["trait", "pct_per_person"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -82,7 +84,8 @@ def write_summary(summaries, out_tsv, out_txt) -> pd.DataFrame:
         lines.append(f"{trait}:")
         for _, r in g.iterrows():
             lines.append(f"  {r['model']:<12} {r['objective']:<8} {r['pct_per_person']:>9.4f} %   "
-                         f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows")
+                         f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows"
+                         + (f"   LD mismatch lambda {r['mismatch_lambda']:.4g}" if r.get("mismatch_lambda", 0) else ""))
     text = "\n".join(lines) + "\n"
     with atomic_path(out_txt) as tmp:
         tmp.write_text(text)
@@ -96,6 +99,7 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
     demo's true f (`truth_path`, model 'oracle'); writes the per-window table and the summary (returned)."""
     s2info = read_json(s2_json)
     s2, N = s2info["s2"], s2info["N"]
+    mm = float(s2info.get("lambda", 0.0))      # LD mismatch lambda (deepwas.s2): windows of R~
     annotations = read_annotations(annotations_path)
     if truth_path:
         f = read_truth(truth_path)
@@ -119,10 +123,10 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
     def windows():   # one held-out window in memory at a time (track windows are large at UKBB scale)
         for name, fac, st, p in iter_windows(chrom_inputs, annotations, None if truth_path else tracks):
             keys[name] = fac["keys"]
-            yield make_window(name, fac, st["y"], p if scale is None else scale(p))
+            yield make_window(name, fac, st["y"], p if scale is None else scale(p), mismatch=mm)
 
     table = evaluate_windows(phi_of, windows(), s2)
-    summary = summarise(table, trait, model, objective, N)
+    summary = dict(summarise(table, trait, model, objective, N), mismatch_lambda=mm)
     write_table(out_table, table)
     write_json(out_summary, summary)
     log.info("%s", summary)

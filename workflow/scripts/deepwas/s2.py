@@ -99,7 +99,7 @@ def _fit(windows, aux, N, alpha, c0, s2_init, mm, fit_mm=False, max_iter=100):
 
 
 def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.Tensor]], N: float, alpha: float,
-                 init_log_scale: float, mode="auto", s2_init: float = 1.0) -> dict:
+                 init_log_scale: float, mode="auto", s2_init: float = 1.0, trait: str = "trait") -> dict:
     """Maximum-likelihood mismatch l of R~ = (1 - l) R + l I jointly with s2 and the constant prior scale c.
 
     aux: per window (U, core) of its factors. mode: 'auto' (profile + refine + likelihood-ratio choice, see the
@@ -144,6 +144,13 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
                              "0: maximum-likelihood lambda not significantly better than 0 (likelihood-ratio test)")}
     if use:
         out.update(**{k: fitted[k] for k in ("lambda", "s2", "init_log_scale", "nll")})
+        log.warning("%s: the LD does not match the statistics: mismatch lambda = %.4g of R~ = (1 - lambda) R + lambda I "
+                    "(maximum likelihood with s2 = %.4g; NLL gain %.1f over lambda = 0 on %d training windows, "
+                    "likelihood-ratio statistic %.1f > %.2f). Expected with reference-panel LD; training and evaluation "
+                    "use R~. A lambda above about 0.05 or an s2 far from 1 means a panel of another ancestry, a small "
+                    "panel or statistics that do not belong to the LD: the prior's scale (h2) is then biased "
+                    "downwards, read the results with care.", trait, out["lambda"], out["s2"], gain, len(windows),
+                    lr, LR_THRESHOLD)
     return out
 
 
@@ -176,7 +183,7 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
     aux = [(torch.as_tensor(fac["U"], dtype=torch.float64), torch.as_tensor(fac["core"], dtype=torch.long))
            for _, fac, _, _ in loaded]
-    fit = fit_mismatch(windows, aux, N, alpha, c0, mode=mismatch)
+    fit = fit_mismatch(windows, aux, N, alpha, c0, mode=mismatch, trait=trait)
     s2_ml, c_ml, lam_mm = fit["s2"], fit["init_log_scale"], fit["lambda"]
     s2 = float(s2_sheet) if given else s2_ml
     lo, hi = s2_range
@@ -185,7 +192,8 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
                          "in the trait sheet")
     if not given and not lo <= s2_ml <= hi:
         msg = (f"{trait}: maximum-likelihood s2 = {s2_ml:.4g} is outside the plausible range [{lo:g}, {hi:g}] (config "
-               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows). "
+               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows, "
+               f"LD mismatch lambda {lam_mm:.4g}). "
                "s2 is about 1 - h2 of one window for in-sample LD: a value far from 1 means a wrong N, sign errors, "
                "statistics that do not belong to the LD (another build or strand, an out-of-sample panel) or very "
                "few matched variants; check results/harmonised/" f"{trait}.report.json. If it is deliberate (a "
@@ -194,13 +202,6 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
             raise ValueError(msg)
         log.warning(msg)
     h2_const = float(M * np.mean(np.clip(freq * (1 - freq), 1e-12, None) ** alpha) * math.exp(c_ml))
-    if lam_mm > 0:
-        log.warning("%s: the LD does not match the statistics: mismatch lambda = %.4g of R~ = (1 - lambda) R + lambda I "
-                    "(maximum likelihood; NLL gain %.1f over lambda = 0 on %d training windows, likelihood-ratio "
-                    "statistic %.1f > %.2f). Expected with a reference panel; training and evaluation use R~. "
-                    "A large lambda (say > 0.05) means a panel of another ancestry or statistics that do not "
-                    "belong to the LD: read the results with care.", trait, lam_mm, fit.get("nll_gain", 0.0),
-                    len(windows), fit.get("lr_statistic", float("nan")), LR_THRESHOLD)
     info = {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
             "s2_ml": s2_ml, "init_log_scale": c_ml, "lambda": lam_mm, "lambda_source": fit["lambda_source"],
             "h2_constant": h2_const, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,

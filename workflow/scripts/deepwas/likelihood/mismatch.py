@@ -55,6 +55,16 @@ Gradients (alpha = C^-1 y, K = L^-1 Gt^T with C = L L^T, H = dGt/dl = S^T Q - G,
                   + s2/2 [ sum_k e_k (C^-1)_kk - sum_k e_k alpha_k^2 ]
 
 are supplied analytically; autograd never differentiates through the factorisation.
+
+At a fixed l the model is the exact solver on other factors: with D = diag(d), C = D^1/2 C' D^1/2 where
+
+    C'  = G'^T diag(phi) G' + s2 I_r,   G' = Gt D^-1/2,   y' = D^-1/2 y,   lam' = lam d = (1 - l) lam + l,
+
+so NLL_i(phi, s2, l) = exact.nll(phi, s2, G', y', lam') (the constant sum(log lam') = sum(log lam) +
+sum(log d) carries log|D|). lam' are the eigenvalues of R~[i,i] on the span of U, y' = lam'^-1/2 U^T z_(i) is
+the statistic whitened by R~, and G' = R~[+,i] U lam'^-1/2: the factorisation of App. C.1 applied to R~.
+`regularise` computes (G', y', lam') once per window, so training and evaluation, with any solver, use the
+mismatch model by changing only the arrays they read.
 """
 from __future__ import annotations
 
@@ -116,6 +126,19 @@ class _MismatchNLL(torch.autograd.Function):
             g = phi @ ((K * KH).sum(0) - Ga * (H @ alpha)) + 0.5 * s2 * (e @ cinv_diag - e @ alpha ** 2)
             grad_mm = g * grad_out
         return grad_phi, grad_s2, grad_mm, None, None, None, None, None
+
+
+def regularise(G, y, lam, U, core, mm: float):
+    """(G', y', lam') of R~ = (1 - l) R + l I at a fixed l (numpy or torch arrays, float64), such that
+    `exact.nll(phi, s2, G', y', lam') == nll(phi, s2, l, G, y, lam, U, core)`; l = 0 returns the inputs."""
+    if mm == 0.0:
+        return G, y, lam
+    if not 0.0 < mm < 1.0:
+        raise ValueError(f"mismatch lambda = {mm}: must be in [0, 1)")
+    d = 1.0 + mm * (1.0 / lam - 1.0)
+    Gt = (1.0 - mm) * G
+    Gt[core] += mm * U / (lam ** 0.5)
+    return Gt / d ** 0.5, y / d ** 0.5, lam * d
 
 
 def _t(x, like: torch.Tensor) -> torch.Tensor:
