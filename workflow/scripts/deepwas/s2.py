@@ -125,9 +125,8 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
     if mode != "auto":
         raise ValueError(f"likelihood.mismatch = {mode!r}: use auto, none or a number in [0, 1)")
     profile = [{"lambda": 0.0, "nll": nll_0, "s2": s2_0, "init_log_scale": c_0}]
-    s2_w, c_w = s2_0, c_0
-    for mm in MISMATCH_GRID:
-        v, s2_w, c_w, _ = _fit(windows, aux, N, alpha, c_w, s2_w, mm)
+    for mm in MISMATCH_GRID:     # each from the starting point, not the last fit: a collapsed c (h2 -> 0) stays
+        v, s2_w, c_w, _ = _fit(windows, aux, N, alpha, init_log_scale, s2_init, mm)
         profile.append({"lambda": mm, "nll": v, "s2": s2_w, "init_log_scale": c_w})
     best = min(profile, key=lambda p: p["nll"])
     if best["lambda"] > 0:
