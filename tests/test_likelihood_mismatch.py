@@ -235,3 +235,77 @@ def test_simulation_in_sample_panel_and_diverged_panel(caplog):
     assert c1["lambda"] > 0.05 and np.isfinite(c1["s2"])
     warned = [m for m in caplog.messages if "mismatch lambda" in m]
     assert len(warned) == 2 and f"{c1['lambda']:.4g}" in warned[-1]
+
+
+# --- the workflow path: estimate_s2 records lambda; training and evaluation windows are those of R~ -------------
+
+def _s2_run(tmp_path, chrom, panel_idx, z, **kw):
+    """ld_factors -> whiten -> estimate_s2 on one UKBB-layout window whose LD is from the people `panel_idx`."""
+    import json
+
+    import ld_factors as ld_factors_script
+    import pandas as pd
+    import whiten as whiten_script
+    from deepwas.formats.ukbb_ld import write_ld_window
+    from deepwas.io import write_table
+    from deepwas.s2 import estimate_trait_s2
+
+    G = chrom.genotypes[:, panel_idx].astype(np.float64)
+    keep = G.std(1) > 0
+    Xs = (G - G.mean(1, keepdims=True)) / np.where(keep, G.std(1), 1.0)[:, None]
+    R = Xs @ Xs.T / Xs.shape[1]
+    R[np.diag_indices_from(R)] = 1.0
+    M = len(chrom.positions)
+    variants = pd.DataFrame({"rsid": [f"rs{k}" for k in range(M)], "chromosome": "1", "position": chrom.positions,
+                             "allele1": chrom.allele1, "allele2": chrom.allele2})
+    write_ld_window(tmp_path / "chr1_1_300001", R, variants)
+    harm = tmp_path / "t.tsv"
+    write_table(harm, variants.assign(z=z, n=50_000.0, eaf=chrom.freq)[keep])
+    fdir, man, st = tmp_path / "chr1", tmp_path / "chr1.manifest.tsv", tmp_path / "chr1.npz"
+    ld_factors_script.main([str(tmp_path / "chr1_1_300001")], [str(harm)], str(fdir), str(man), 300_000, 100_000,
+                           1e-6, 1e-4, 0.01, panel_size=len(panel_idx))
+    whiten_script.main(str(harm), str(fdir), str(man), str(st))
+    out = {}
+    for mode in ("none", "auto"):
+        path = tmp_path / f"s2_{mode}.json"
+        estimate_trait_s2([(str(fdir), str(man), str(st))], [str(man)], None, 0.7, str(path), trait="t",
+                          accept_outside=True, mismatch=mode, **kw)
+        out[mode] = json.loads(path.read_text())
+    return out, (fdir, man, st)
+
+
+def test_estimate_s2_in_sample_is_unchanged_and_panel_ld_records_lambda(tmp_path, msprime_chromosome, torch_one_thread):
+    chrom = msprime_chromosome(800, 150_000, 21)
+    Xs = chrom.standardised()
+    rng = np.random.default_rng(3)
+    # in-sample: LD and z from the same 800 people -> lambda = 0 and exactly the fit without the model
+    (tmp_path / "a").mkdir()
+    res, _ = _s2_run(tmp_path / "a", chrom, np.arange(800), Xs @ rng.normal(size=800) / np.sqrt(800))
+    assert res["auto"]["lambda"] == 0.0 and res["none"]["lambda"] == 0.0
+    assert res["auto"]["s2"] == res["none"]["s2"] and res["auto"]["init_log_scale"] == res["none"]["init_log_scale"]
+    prof = res["auto"]["mismatch"]["lambda_profile"]
+    assert prof[0]["lambda"] == 0.0 and len(prof) == 9 and res["auto"]["mismatch"]["lr_statistic"] < 9.55
+    # panel LD: LD from people 0-199, z from the other 600 -> lambda > 0, by a significant likelihood ratio
+    (tmp_path / "b").mkdir()
+    other = Xs[:, 200:]
+    res, files = _s2_run(tmp_path / "b", chrom, np.arange(200), other @ rng.normal(size=600) / np.sqrt(600))
+    a = res["auto"]
+    assert a["lambda"] > 0 and a["mismatch"]["lr_statistic"] > 9.55 and a["mismatch"]["nll_gain"] > 4.775
+    assert abs(a["s2"] - 1.0) < abs(res["none"]["s2"] - 1.0)       # the model moves s2 towards its truth, 1
+    assert a["mismatch"]["nll"] == pytest.approx(a["mismatch"]["nll_lambda0"] - a["mismatch"]["nll_gain"])
+    # evaluation (and training) windows carry R~: the exact solver on them is the mismatch NLL
+    from deepwas.evaluation import evaluate_windows
+    from deepwas.sources import load_windows
+    from deepwas.window import make_window
+
+    fdir, man, st = files
+    (name, fac, stt, p), = load_windows([(str(fdir), str(man), str(st))])
+    w = make_window(name, fac, stt["y"], p, mismatch=a["lambda"])
+    phi = torch.full((w.m,), 0.3, dtype=torch.float64)
+    t = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
+    table = evaluate_windows(lambda _: phi, [w], a["s2"])
+    ref_model = mismatch.nll(phi, a["s2"], a["lambda"], t(fac["G"]), t(stt["y"]), t(fac["lam"]), t(fac["U"]),
+                             torch.as_tensor(fac["core"]))
+    ref_null = mismatch.nll_null(a["s2"], a["lambda"], t(stt["y"]), t(fac["lam"]))
+    assert table["nll_model"][0] == pytest.approx(float(ref_model), rel=1e-10)
+    assert table["nll_null"][0] == pytest.approx(float(ref_null), rel=1e-10)

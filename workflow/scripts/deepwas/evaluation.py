@@ -29,7 +29,7 @@ from .window import WindowData, make_window
 WINDOW_COLUMNS = ["window", "n_core", "n_extended", "rank", "nll_model", "nll_null", "delta"]
 log = logging.getLogger("deepwas.evaluation")
 
-SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct_per_person", "mismatch_lambda"]
+SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct_per_person"]
 
 
 @torch.no_grad()
@@ -69,23 +69,23 @@ def summarise(table: pd.DataFrame, trait: str, model: str, objective: str, N: fl
 
 def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    if "mismatch_lambda" not in df.columns:      # summaries written before the mismatch model
-        df["mismatch_lambda"] = 0.0
     return df[SUMMARY_COLUMNS].sort_values(["trait", "pct_per_person"], ascending=[True, False]).reset_index(drop=True)
 
 
 def write_summary(summaries, out_tsv, out_txt) -> pd.DataFrame:
     """The summary rule: one table of the held-out results of every trait and model (`summaries`: the
     evaluate rule's JSON files) and a short text summary."""
-    df = combine([pd.DataFrame([read_json(p)]) for p in summaries])
+    records = [read_json(p) for p in summaries]
+    mismatch = {r["trait"]: r.get("mismatch_lambda", 0.0) for r in records}     # LD mismatch lambda (deepwas.s2)
+    df = combine([pd.DataFrame([r]) for r in records])
     write_table(out_tsv, df, float_format="%.6g")
     lines = ["DeepWAS held-out results (percentage likelihood increase per person vs the null, f = 0)", ""]
     for trait, g in df.groupby("trait", sort=True):
-        lines.append(f"{trait}:")
+        lines.append(f"{trait}:" + (f"   (LD mismatch lambda {mismatch[trait]:.4g}: R~ = (1 - lambda) R + lambda I)"
+                                    if mismatch.get(trait) else ""))
         for _, r in g.iterrows():
             lines.append(f"  {r['model']:<12} {r['objective']:<8} {r['pct_per_person']:>9.4f} %   "
-                         f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows"
-                         + (f"   LD mismatch lambda {r['mismatch_lambda']:.4g}" if r.get("mismatch_lambda", 0) else ""))
+                         f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows")
     text = "\n".join(lines) + "\n"
     with atomic_path(out_txt) as tmp:
         tmp.write_text(text)
