@@ -212,25 +212,26 @@ def test_regularised_factors_give_the_same_nll_through_the_exact_solver(window, 
 
 def test_simulation_in_sample_panel_and_diverged_panel(caplog):
     """Reduced LD-mismatch simulation (`simulation.ld_mismatch.run`: N = 100,000, h2 = 0.5, msprime cohort of
-    2,000, 500-person panels, 1 Mb). (a) in-sample LD: lambda = 0 exactly (auto reproduces none), s2 in
-    [0.8, 1.25], h2 within 20 %, held-out gain > 0. (b) same-population panel: the mismatch model is chosen and
-    meets the same targets where lambda = 0 does not. (c) diverged panel: a warning naming lambda, no crash.
-    At a larger scale (3 Mb, cohort 4,000) (b) does NOT meet them: see benchmarks/RESULTS.md."""
+    4,000, 500-person panels, 3 Mb, 8 training and 9 held-out windows; about 1.5 min on a loaded core).
+    (a) in-sample LD: lambda = 0 exactly (auto reproduces none) and the targets hold: s2 in [0.8, 1.25], h2
+    within 20 %, held-out gain > 0. (b) same-population panel: the mismatch model is chosen and improves s2,
+    h2 and the held-out gain over lambda = 0, but does NOT reach the s2 and h2 targets (measured s2 1.45,
+    h2 0.24: see benchmarks/RESULTS.md); only gain > 0 is asserted as a target. (c) diverged panel: a
+    warning naming lambda, no crash."""
     import logging
 
     from deepwas.simulation.ld_mismatch import run
 
     with caplog.at_level(logging.WARNING, logger="deepwas.s2"):
-        rows = {(r["ld"][0], r["mismatch"]): r for r in run(n_cohort=2000, length=1e6, seed=1)}
+        rows = {(r["ld"][0], r["mismatch"]): r for r in run(n_cohort=4000, length=3e6, seed=1)}
     a0, a1 = rows[("a", "none")], rows[("a", "auto")]
     assert a1["lambda"] == 0.0 and a1["s2"] == a0["s2"] and a1["h2"] == a0["h2"]
+    assert 0.8 <= a1["s2"] <= 1.25 and abs(a1["h2"] - 0.5) <= 0.2 * 0.5 and a1["heldout_gain"] > 0, a1
     b0, b1 = rows[("b", "none")], rows[("b", "auto")]
     assert b1["lambda"] > 0 and b1["lr_statistic"] > 9.55
-    for r in (a1, b1):
-        assert 0.8 <= r["s2"] <= 1.25, r
-        assert abs(r["h2"] - 0.5) <= 0.2 * 0.5, r
-        assert r["heldout_gain"] > 0, r
-    assert not (0.8 <= b0["s2"] <= 1.25 and abs(b0["h2"] - 0.5) <= 0.1), b0     # lambda = 0 fails on panel LD
+    assert b0["s2"] > 2.0 and b0["h2"] < 0.05                        # lambda = 0: s2 absorbs the mismatch
+    assert abs(b1["s2"] - 1) < 0.5 * abs(b0["s2"] - 1) and b1["h2"] > b0["h2"] + 0.15, b1
+    assert b1["heldout_gain"] > max(b0["heldout_gain"], 0.0) + 5.0, (b0, b1)
     c1 = rows[("c", "auto")]
     assert c1["lambda"] > 0.05 and np.isfinite(c1["s2"])
     warned = [m for m in caplog.messages if "mismatch lambda" in m]
