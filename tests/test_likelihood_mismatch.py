@@ -328,3 +328,24 @@ def test_iterative_solver_on_regularised_factors_scores_the_mismatch_model(windo
     a = _value_and_grads(lambda ph, s, l: _fac(window, ph, s, l), phi0, s2, mm)
     assert float(v) == pytest.approx(a[0], rel=1e-4)
     _assert_close(g, a[1], 1e-4)
+
+
+@pytest.mark.parametrize("value, ok", [("auto", True), ("none", True), (0.01, True), (0, True), (1.0, False),
+                                       (-0.1, False), ("fit", False)])
+def test_config_likelihood_mismatch_schema(value, ok):
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config/config.yaml").read_text())
+    cfg["likelihood"].pop("mismatch", None)
+    validate(cfg, str(root / "config/schema/config.schema.yaml"))
+    assert cfg["likelihood"]["mismatch"] == "auto"                   # the schema's default
+    cfg["likelihood"]["mismatch"] = value
+    if ok:
+        validate(cfg, str(root / "config/schema/config.schema.yaml"))
+    else:
+        with pytest.raises(Exception, match="mismatch|valid"):
+            validate(cfg, str(root / "config/schema/config.schema.yaml"))
