@@ -349,3 +349,16 @@ def test_config_likelihood_mismatch_schema(value, ok):
     else:
         with pytest.raises(Exception, match="mismatch|valid"):
             validate(cfg, str(root / "config/schema/config.schema.yaml"))
+
+
+def test_streamed_training_refuses_a_mismatch_lambda(tmp_path):
+    import json
+
+    from deepwas.training import train_prior
+
+    s2_json = tmp_path / "s2.json"
+    s2_json.write_text(json.dumps({"s2": 1.2, "N": 1e5, "init_log_scale": -14.0, "lambda": 0.003}))
+    with pytest.raises(NotImplementedError, match=r"lambda = 0.003.*train.stream: false"):
+        train_prior([], str(s2_json), None, "constant", "deepwas", {"alpha": 0.0}, {"stream": True},
+                    {"solver": "exact", "mismatch": "auto"}, str(tmp_path / "m.pt"), str(tmp_path / "m.tsv"),
+                    str(tmp_path / "ck"))
