@@ -86,6 +86,7 @@ rule estimate_s2:
         s2=lambda wc: trait_value(wc.trait, "s2"),
         alpha=config["prior"]["alpha"],
         s2_check=config["s2"],
+        mismatch=config["likelihood"]["mismatch"],
     log:
         "logs/estimate_s2/{trait}.log",
     conda:

@@ -399,7 +399,11 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
     ann_names = list(annotations.columns) if annotations is not None else []
+    mm = float(s2info.get("lambda", 0.0))      # LD mismatch of R~ = (1 - lambda) R + lambda I (deepwas.s2)
     stream = use_streaming(train_cfg["stream"], chrom_inputs, tracks)
+    if stream and mm > 0:
+        raise NotImplementedError(f"{s2_json}: mismatch lambda = {mm:g}, but streamed training does not apply the "
+                                  "mismatch model yet; set train.stream: false, or likelihood.mismatch: none")
     if stream:   # windows read from disk during training (UKBB scale)
         loaded = None
         # with the shared forward, runs as long as an accumulation group: a group's windows are neighbours
@@ -410,7 +414,7 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     else:
         loaded = load_windows(chrom_inputs, annotations, tracks)
         scaler = FeatureScaler.fit(pred_feature_names(ann_names, tracks is not None), [p for *_, p in loaded])
-        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+        windows = [make_window(name, fac, st["y"], scaler.transform(p), mismatch=mm) for name, fac, st, p in loaded]
     d_func = tracks.d_func if tracks is not None else 0
     network = dict(network or {}, w=tracks.w) if tracks is not None else None
     if stream:
@@ -423,7 +427,7 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     torch.manual_seed(train_cfg["seed"])
     prior = build_prior(model, d_pred=len(scaler.names), d_func=d_func, init_log_scale=c0, alpha=prior_cfg["alpha"],
                         learn_alpha=prior_cfg["learn_alpha"], network=network)
-    solver_opts = {k: v for k, v in solver_cfg.items() if k != "solver"}
+    solver_opts = {k: v for k, v in solver_cfg.items() if k not in ("solver", "mismatch")}
     cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
                       weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
                       clip_grad_norm=train_cfg["clip_grad_norm"], seed=train_cfg["seed"],
