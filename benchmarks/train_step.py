@@ -44,10 +44,7 @@ from deepwas.networks import SIZES, count_parameters
 from deepwas.priors import build_prior
 from deepwas.shared_forward import group_backward
 
-try:                                   # WindowData moves to deepwas.window in the module split
-    from deepwas.window import WindowData
-except ImportError:
-    from deepwas.dataset import WindowData
+from deepwas.window import WindowData
 
 UKBB_WINDOWS = 2763
 N_GWAS, S2 = 350_000.0, 0.9
