@@ -1,8 +1,15 @@
 # DeepWAS: deep functionally informed priors trained on GWAS summary statistics with the full LD likelihood.
 # Table of contents only; the logic lives in workflow/rules/*.smk and the `deepwas` package.
+import time
+
 from snakemake.utils import min_version
 
 min_version("8.0")
+
+RUN_STARTED = time.time()   # the end-of-run message prints the summary only if this run wrote it
+
+
+report: "workflow/report/workflow.rst"
 
 
 configfile: "config/config.yaml"
@@ -20,6 +27,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/ablations.smk"
 
 
 rule all:
@@ -29,4 +37,4 @@ rule all:
 
 
 onsuccess:
-    print_summary()
+    print_summary(RUN_STARTED)

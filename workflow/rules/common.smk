@@ -1,6 +1,7 @@
 # Config validation and the helpers that turn the config into file lists. Rules call helpers; helpers
 # never call rules.
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -145,7 +146,8 @@ def track_params(chroms):
     if not use_tracks():
         return None
     return {"window": config["features"].get("track_window", 64),
-            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms}}
+            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
+            "exclude": config["features"].get("exclude_tracks")}
 
 
 def demo_track_inputs(wildcards):
@@ -205,10 +207,102 @@ def get_final_output():
     return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png"]
 
 
-def print_summary():
+def print_summary(started_at):
+    """End of a run: the held-out summary when this run (started at `started_at`, seconds since the epoch)
+    wrote it, and where the figures, the report and the logs are."""
     p = Path("results/summary.txt")
-    if p.exists():
+    if p.exists() and p.stat().st_mtime >= started_at:
         print("\n" + p.read_text())
+    figs = sorted(str(f) for f in Path("results/figures").glob("*.png")) if Path("results/figures").is_dir() else []
+    if figs:
+        print("Figures: " + ", ".join(figs))
+    print("Report with figures and tables: snakemake --report report.html (add your --configfile); "
+          "logs of every step: logs/")
+
+
+# --- figures and ablations (paper Figs. 2-7, Table 1) ---
+def _merged(base, overrides):
+    """`base` with `overrides` merged in, nested dictionaries key by key (a copy; neither is changed)."""
+    out = dict(base)
+    for k, v in (overrides or {}).items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def fig3_choice():
+    """(trait, model, objective, chromosome, start, end, tracks) of Fig. 3 from the `figures` block."""
+    fc = config.get("figures") or {}
+    trait = fc.get("trait") or traits()[0]
+    if trait not in traits():
+        raise ValueError(f"figures.trait {trait!r} is not in the trait sheet {config['traits']} ({traits()})")
+    model = fc.get("model") or ("transformer" if "transformer" in config["models"] else config["models"][-1])
+    objective = fc.get("objective") or config["objectives"][0]
+    if model not in config["models"] or objective not in config["objectives"]:
+        raise ValueError(f"figures.model / figures.objective ({model}, {objective}) are not trained: "
+                         f"choose from models {config['models']} and objectives {config['objectives']}")
+    region = fc.get("region") or {}
+    chrom = str(region.get("chromosome") or HELDOUT[0])
+    if chrom not in CHROMS:
+        raise ValueError(f"figures.region.chromosome {chrom!r} is not one of `chromosomes` {CHROMS}")
+    return trait, model, objective, chrom, region.get("start"), region.get("end"), fc.get("tracks")
+
+
+def ablation_names():
+    return [str(a) for a in ((config.get("ablations") or {}).get("runs") or {})]
+
+
+def ablation_config(name):
+    """The run's config with the ablation's overrides merged in."""
+    runs = (config.get("ablations") or {}).get("runs") or {}
+    if name not in runs:
+        raise ValueError(f"no ablation named {name!r} in ablations.runs ({sorted(runs)})")
+    return _merged(config, runs[name])
+
+
+def ablation_track_params(name, chroms):
+    """track_params of the ablation's config (its track window and excluded tracks)."""
+    if not use_tracks():
+        return None
+    feats = ablation_config(name)["features"]
+    return {"window": feats.get("track_window", 64),
+            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
+            "exclude": feats.get("exclude_tracks")}
+
+
+def ablation_evaluated():
+    ab = config.get("ablations") or {}
+    models, objectives = ab.get("models", ["transformer"]), ab.get("objectives", ["deepwas"])
+    bad = [m for m in models if m not in config["models"]] + [o for o in objectives if o not in config["objectives"]]
+    if bad:
+        raise ValueError(f"ablations.models / ablations.objectives {bad} are not trained in the full run "
+                         f"(models {config['models']}, objectives {config['objectives']}): nothing to compare with")
+    return [f"results/ablations/{a}/evaluation/{t}/{m}/{o}.json"
+            for a in ablation_names() for t in traits() for m in models for o in objectives]
+
+
+def fig2_table():
+    return shipped_path("benchmarks/results/fig2.tsv")
+
+
+def figure_targets():
+    """Figures of `snakemake figures`: Figs. 2 (when the benchmark table exists), 3 and 5 always; Figs. 4/7
+    and Fig. 6 + Table 1 only where `snakemake simulation` / `snakemake ablations` wrote their tables (the
+    figures target never trains an experiment of its own)."""
+    out = ["results/figures/fig3_region.png", "results/figures/heldout_pct.png"]
+    if Path(fig2_table()).exists():
+        out.append("results/figures/fig2.png")
+    if all(Path(f"results/simulation/{t}/rmse.tsv").exists() for t in simulation_truths()):
+        out.append("results/figures/simulation_rmse.png")
+    else:
+        print("figures: Figs. 4 and 7 need the semi-synthetic tables: run `snakemake simulation` first", file=sys.stderr)
+    ab = config.get("ablations") or {}
+    trained = set(ab.get("models", ["transformer"])) <= set(config["models"]) \
+        and set(ab.get("objectives", ["deepwas"])) <= set(config["objectives"])
+    if ablation_names() and trained and all(Path(f).exists() for f in ablation_evaluated()):
+        out += ["results/figures/fig6_ablations.png", "results/ablations/table1.tsv", "results/ablations/table1.md"]
+    else:
+        print("figures: Fig. 6 and Table 1 need the ablations: run `snakemake ablations` first", file=sys.stderr)
+    return out
 
 
 # --- downloads (issue 4) ---

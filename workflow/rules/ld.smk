@@ -7,7 +7,8 @@ rule ld_factors:
         harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
     output:
         factors=directory("results/ld_factors/chr{chrom}"),
-        manifest="results/ld_factors/chr{chrom}.manifest.tsv",
+        manifest=report("results/ld_factors/chr{chrom}.manifest.tsv", caption="../report/ld_manifest.rst",
+                        category="Checks", subcategory="LD factors", labels={"chromosome": "{chrom}"}),
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
         length=config["ld"]["window_length"],
