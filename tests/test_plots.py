@@ -5,10 +5,14 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pyBigWig
 import pytest
 import torch
 
+from deepwas.features.normalise import write_normalisation
 from deepwas.features.pred import FeatureScaler
+from deepwas.features.tracks import build_track_store
+from deepwas.features.variants import VariantTracks
 from deepwas.formats.factors import save_factors
 from deepwas.formats.model_file import ModelFile
 from deepwas.ld_factors import factorise
@@ -187,3 +191,47 @@ def test_region_f_is_eqn6_per_core_variant_and_enrichment_over_the_chromosome(gl
     with pytest.raises(ValueError, match="no variant of chromosome 4 in \\[1, 2\\]"):
         region_enrichment(chrom_inputs, None, model, "4", 1, 2)
     assert math.isclose(float(whole["enrichment"].mean()), 1.0, rel_tol=1e-9)
+
+
+def test_region_with_tracks_reads_each_variants_own_base_and_feeds_the_glm(glm_on_disk, tmp_path):
+    """With track features: the track columns are the standardised value at the variant's own base (index
+    w // 2 of its window), and f adds the GLM's weights on the window-averaged tracks (App. A.2)."""
+    chrom_inputs, _, pos, keys, _ = glm_on_disk
+    rng = np.random.default_rng(3)
+    L, W = int(pos[-1]) + 500, 8
+    bws = []
+    for t in ("peaks_0", "conservation_1"):
+        p = tmp_path / f"{t}.bw"
+        bw = pyBigWig.open(str(p), "w")
+        bw.addHeader([("4", L)], maxZooms=0)
+        bw.addEntries("4", 0, values=rng.normal(size=L).tolist(), span=1, step=1)
+        bw.close()
+        bws.append((t, str(p)))
+    build_track_store(bws, {"4": L}, tmp_path / "store", dtype=np.float32)
+    write_normalisation(tmp_path / "store", ["4"], tmp_path / "norm.json")
+    pd.DataFrame({"chromosome": "4", "position": pos, "allele1": "A", "allele2": "G", "POS38": pos + 3,
+                  "liftover_status": "ok"}).to_csv(tmp_path / "lift.tsv", sep="\t", index=False)
+    tracks = VariantTracks(tmp_path / "store", {"4": tmp_path / "lift.tsv"}, tmp_path / "norm.json", W)
+    win, missing = tracks(keys)
+    assert not missing.any()
+    # the GLM: pred = [freq, maf, ldscore, tracks_missing] (all standardised to 0 here but tracks_missing)
+    fac_freq = np.concatenate([np.load(f)["freq"][np.load(f)["core"]]
+                               for f in sorted((chrom_inputs[0][0]).glob("*.npz"), key=lambda q: int(q.stem.split("_")[1]))])
+    scaler = FeatureScaler(["freq", "maf", "ldscore", "tracks_missing"], np.zeros(4), np.ones(4))
+    prior = build_prior("glm", d_pred=4, d_func=2, init_log_scale=-9.0, alpha=0.7)
+    with torch.no_grad():
+        prior.body.lin.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.8, -0.5]]))
+    ModelFile(model="glm", objective="deepwas", state=prior.state_dict(), scaler=scaler.state(), d_pred=4,
+              d_func=2, alpha=0.7, learn_alpha=False, init_log_scale=-9.0,
+              track_names=["peaks_0", "conservation_1"]).save(tmp_path / "model.pt")
+    r = region_enrichment(chrom_inputs, None, tmp_path / "model.pt", "4", tracks=tracks)
+    assert list(r.columns) == REGION_COLUMNS + ["peaks_0", "conservation_1"]
+    np.testing.assert_allclose(r["peaks_0"], win[:, 0, W // 2], rtol=1e-6)
+    np.testing.assert_allclose(r["conservation_1"], win[:, 1, W // 2], rtol=1e-6)
+    f = (fac_freq * (1 - fac_freq)) ** 0.7 * np.exp(-9.0 + win.mean(-1) @ np.array([0.8, -0.5]))
+    np.testing.assert_allclose(r["f"], f, rtol=1e-5)
+    # the ablation without conservation tracks reads one track: a model trained on both is refused
+    only_peaks = VariantTracks(tmp_path / "store", {"4": tmp_path / "lift.tsv"}, tmp_path / "norm.json", W,
+                               exclude="conservation")
+    with pytest.raises(ValueError, match="trained on tracks \\['peaks_0', 'conservation_1'\\]"):
+        region_enrichment(chrom_inputs, None, tmp_path / "model.pt", "4", tracks=only_peaks)

@@ -82,3 +82,30 @@ def test_figures_are_redrawn_from_tables_without_training(run_dir):
     assert (d / "results/figures/fig6_ablations.png").exists() and (d / "results/figures/heldout_pct.png").exists()
     text = out.stdout + out.stderr
     assert "enriched:" not in text and "snakemake --report" in text    # summary not rebuilt: not printed
+
+
+def dry_jobs(workdir, configfile, *targets):
+    """{rule: count} of a dry run of `targets` on tests/e2e/{configfile} (nothing runs), and its stderr."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / "tests/e2e" / configfile), "--cores", "2", *targets, "-n", "--quiet", "rules"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    jobs = {}
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+    return jobs, res.stderr
+
+
+def test_ablations_and_figures_are_wired(tmp_path):
+    """Dry runs on the tracks scenario: `ablations` retrains the transformer once per default ablation (w = 16,
+    no conservation tracks, reduced network) and scores it; `figures` needs no ablation job and says so."""
+    (tmp_path / "traits_tracks.tsv").write_text((REPO / "tests/e2e/traits_tracks.tsv").read_text())
+    jobs, _ = dry_jobs(tmp_path, "tracks.yaml", "ablations")
+    assert jobs["train_ablation"] == 3 and jobs["evaluate_ablation"] == 3 and jobs["ablation_table"] == 1
+    assert jobs["train"] == 6                       # the full models it is compared with (deepwas, ldsr)
+    jobs, err = dry_jobs(tmp_path, "tracks.yaml", "figures")
+    assert {"region_enrichment", "plot_region", "plot_heldout", "fig2"} <= set(jobs)
+    assert not {"train_ablation", "ablation_table", "simulate_semisynthetic"} & set(jobs)
+    assert "run `snakemake ablations` first" in err and "run `snakemake simulation` first" in err
