@@ -35,6 +35,11 @@ rule region_enrichment:
         tracks=track_params([fig3_choice()[3]]),
     log:
         "logs/figures/fig3_region.log",
+    benchmark:
+        "benchmarks_runs/figures/fig3_region.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
     conda:
         "../../envs/deepwas.yaml"
     script:

@@ -13,10 +13,15 @@ def selected_tracks(table, tracks):
     return list(tracks) if tracks is not None else have[:3]
 
 
+def main(region_tsv, choice, out_png, log_path=None):
+    """choice: (trait, model, objective, chromosome, start, end, tracks) of `fig3_choice()`."""
+    setup_logging(log_path)
+    trait, model, objective, chrom, _, _, tracks = choice
+    table = pd.read_csv(region_tsv, sep="\t", dtype={"chromosome": str})
+    fig3_region(table, selected_tracks(table, tracks), out_png,
+                title=f"{trait}: {model} ({objective}), chromosome {chrom}")
+
+
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    setup_logging(sm.log[0])
-    trait, model, objective, chrom, start, end, tracks = sm.params.choice
-    table = pd.read_csv(sm.input[0], sep="\t", dtype={"chromosome": str})
-    title = f"{trait}: {model} ({objective}), chromosome {chrom}"
-    fig3_region(table, selected_tracks(table, tracks), sm.output[0], title=title)
+    main(sm.input[0], sm.params.choice, sm.output[0], sm.log[0])

@@ -190,7 +190,9 @@ def ablation_bars(table: pd.DataFrame, out=None):
     held-out percentage likelihood increase per person, one group per model (objective). `table`: Table 1."""
     _require(table, TABLE1_COLUMNS, "Fig. 6")
     traits = sorted(table["trait"].unique())
-    fig, axes = plt.subplots(1, len(traits), figsize=(4.8 * len(traits), 3.6), squeeze=False)
+    n_bars = max(int((table["trait"] == t).sum()) + table[table["trait"] == t].groupby(["model", "objective"]).ngroups
+                 for t in traits)
+    fig, axes = plt.subplots(1, len(traits), figsize=(max(6.0, 1.2 * n_bars) * len(traits), 4.0), squeeze=False)
     for ax, trait in zip(axes[0], traits):
         g = table[table["trait"] == trait]
         labels, heights, colours = [], [], []
