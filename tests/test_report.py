@@ -99,11 +99,13 @@ def dry_jobs(workdir, configfile, *targets):
 
 
 def test_ablations_and_figures_are_wired(tmp_path):
-    """Dry runs on the tracks scenario: `ablations` retrains the transformer once per default ablation (w = 16,
-    no conservation tracks, reduced network) and scores it; `figures` needs no ablation job and says so."""
+    """Dry runs on the tracks scenario: `ablations` retrains the transformer once per default ablation (reduced
+    (i)+, w = 16, no conservation tracks, reduced network) and scores it; `figures` needs no ablation job and says so."""
     (tmp_path / "traits_tracks.tsv").write_text((REPO / "tests/e2e/traits_tracks.tsv").read_text())
     jobs, _ = dry_jobs(tmp_path, "tracks.yaml", "ablations")
-    assert jobs["train_ablation"] == 3 and jobs["evaluate_ablation"] == 3 and jobs["ablation_table"] == 1
+    assert jobs["train_ablation"] == 4 and jobs["evaluate_ablation"] == 4 and jobs["ablation_table"] == 1
+    # reduced (i)+: its own factors and statistics of the 2 training chromosomes, nothing else rebuilt
+    assert jobs["ld_factors_ablation"] == 2 and jobs["whiten_ablation"] == 2 and jobs["ld_factors"] == 3
     assert jobs["train"] == 6                       # the full models it is compared with (deepwas, ldsr)
     jobs, err = dry_jobs(tmp_path, "tracks.yaml", "figures")
     assert {"region_enrichment", "plot_region", "plot_heldout", "fig2"} <= set(jobs)

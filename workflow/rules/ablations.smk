@@ -1,15 +1,62 @@
 # Ablations (paper Fig. 6, Table 1, App. A.3): each run of `ablations.runs` retrains the ablated priors with
-# its config overrides (track window, excluded tracks, network size) by the train and evaluate scripts of
-# the full model, and is scored on the same held-out chromosomes. Target `ablations`.
+# its config overrides (reduced (i)+ windows, track window, excluded tracks, network size) by the train and
+# evaluate scripts of the full model, and is scored on the same held-out chromosomes (standard windows).
+# Target `ablations`.
 
 
 wildcard_constraints:
     ablation="[A-Za-z0-9_]+",
 
 
+rule ld_factors_ablation:
+    """Reduced (i)+ (App. A.3): the training chromosomes' LD factors on random runs of variants (ld.reduced_windows)."""
+    input:
+        windows=lambda wc: ld_window_inputs(wc.chrom),
+        harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
+    output:
+        factors=directory("results/ablations/{ablation}/ld_factors/chr{chrom}"),
+        manifest="results/ablations/{ablation}/ld_factors/chr{chrom}.manifest.tsv",
+    params:
+        prefixes=lambda wc: window_prefixes(wc.chrom),
+        length=config["ld"]["window_length"],
+        stride=config["ld"]["window_stride"],
+        rtol=config["ld"]["eig_rtol"],
+        diag_atol=config["ld"]["diag_atol"],
+        max_clip=config["ld"]["psd_max_clip"],
+        factor_dtype=config["ld"]["factor_dtype"],
+        panel_size=config["demo"]["n_individuals"] if config["ld"]["source"] == "demo" else config["ld"]["panel_size"],
+        reduced=lambda wc: ablation_reduced_windows(wc.ablation),
+    log:
+        "logs/ablations/{ablation}/ld_factors/chr{chrom}.log",
+    benchmark:
+        "benchmarks_runs/ablations/{ablation}/ld_factors/chr{chrom}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/ld_factors.py"
+
+
+rule whiten_ablation:
+    input:
+        harmonised="results/harmonised/{trait}.tsv.gz",
+        factors="results/ablations/{ablation}/ld_factors/chr{chrom}",
+        manifest="results/ablations/{ablation}/ld_factors/chr{chrom}.manifest.tsv",
+    output:
+        "results/ablations/{ablation}/stats/{trait}/chr{chrom}.npz",
+    log:
+        "logs/ablations/{ablation}/whiten/{trait}/chr{chrom}.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/whiten.py"
+
+
 rule train_ablation:
     input:
-        unpack(lambda wc: {**chrom_inputs(TRAIN_CHROMS, wc.trait), **track_inputs(TRAIN_CHROMS)}),
+        unpack(lambda wc: {**ablation_chrom_inputs(wc.ablation, TRAIN_CHROMS, wc.trait), **track_inputs(TRAIN_CHROMS)}),
         s2="results/stats/{trait}/s2.json",
     output:
         model="results/ablations/{ablation}/train/{trait}/{model}/{objective}/model.pt",

@@ -260,6 +260,23 @@ def ablation_config(name):
     return _merged(config, runs[name])
 
 
+def ablation_reduced_windows(name):
+    """ld.reduced_windows of the ablation (reduced (i)+, App. A.3), or None."""
+    return (ablation_config(name).get("ld") or {}).get("reduced_windows")
+
+
+def ablation_chrom_inputs(name, chroms, trait):
+    """chrom_inputs of an ablation's training: its own factors and statistics under reduced (i)+, else the run's."""
+    if not ablation_reduced_windows(name):
+        return chrom_inputs(chroms, trait)
+    root = f"results/ablations/{name}"
+    return {
+        "factors": [f"{root}/ld_factors/chr{c}" for c in chroms],
+        "manifests": [f"{root}/ld_factors/chr{c}.manifest.tsv" for c in chroms],
+        "stats": [f"{root}/stats/{trait}/chr{c}.npz" for c in chroms],
+    }
+
+
 def ablation_track_params(name, chroms):
     """track_params of the ablation's config (its track window and excluded tracks)."""
     if not use_tracks():

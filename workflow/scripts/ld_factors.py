@@ -12,11 +12,13 @@ from deepwas.harmonise import variant_key
 from deepwas.io import setup_logging
 from deepwas.ld_factors import factorise, make_psd
 from deepwas.ldscore import unbiased_ldscore
-from deepwas.windows import Window, core_bounds, core_mask
+from deepwas.windows import Window, core_bounds, core_mask, random_block
 
 
 def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rtol, diag_atol, max_clip,
-         factor_dtype="float64", log_path=None, *, panel_size):
+         factor_dtype="float64", log_path=None, *, panel_size, reduced=None):
+    """reduced: ld.reduced_windows ({max_variants, core_margin, seed}) for the reduced (i)+ ablation (App. A.3):
+    each window keeps a random run of at most max_variants variants, its core those core_margin bp inside it."""
     log = setup_logging(log_path)
     tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
     keys = [set(variant_key(t)) for t in tables]
@@ -32,7 +34,12 @@ def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rto
         sel = np.flatnonzero(np.isin(vk, list(shared)))
         row = {"window": w.name, "n_file": len(vk), "n_without_stats": len(vk) - len(sel)}
         pos = variants["position"].to_numpy()[sel]
-        core = np.flatnonzero(core_mask(pos, bounds[w.name]))
+        if reduced:
+            block, in_core = random_block(pos, reduced["max_variants"], reduced["core_margin"],
+                                          np.random.default_rng([int(reduced.get("seed", 0)), w.start]))
+            sel, pos, core = sel[block], pos[block], np.flatnonzero(in_core)
+        else:
+            core = np.flatnonzero(core_mask(pos, bounds[w.name]))
         if core.size == 0:
             rows.append(row | {"status": "excluded: empty core", "n_core": 0, "n_extended": len(sel), "rank": 0})
             log.warning("%s: no core variant with statistics; window excluded", w.name)
@@ -53,4 +60,4 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     p = sm.params
     main(p.prefixes, sm.input.harmonised, sm.output.factors, sm.output.manifest, p.length, p.stride, p.rtol,
-         p.diag_atol, p.max_clip, p.factor_dtype, sm.log[0], panel_size=p.panel_size)
+         p.diag_atol, p.max_clip, p.factor_dtype, sm.log[0], panel_size=p.panel_size, reduced=p.get("reduced"))
