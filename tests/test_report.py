@@ -15,7 +15,7 @@ ABLATIONS = """ablations:
   models: [glm]
   objectives: [deepwas]
   runs:
-    no_annotations: {features: {annotations: null}}
+    no_annotations: {annotations: null}
 """
 
 

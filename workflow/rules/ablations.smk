@@ -9,7 +9,7 @@ wildcard_constraints:
 
 
 rule ld_factors_ablation:
-    """Reduced (i)+ (App. A.3): the training chromosomes' LD factors on random runs of variants (ld.reduced_windows)."""
+    """Reduced (i)+ (App. A.3): the training chromosomes' LD factors on random runs of variants (ablations.runs.{ablation}.reduced_windows)."""
     input:
         windows=lambda wc: ld_window_inputs(wc.chrom),
         harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
@@ -67,7 +67,7 @@ rule train_ablation:
         annotations=lambda wc: ablation_config(wc.ablation)["features"].get("annotations"),
         tracks=lambda wc: ablation_track_params(wc.ablation, TRAIN_CHROMS),
         prior=lambda wc: ablation_config(wc.ablation)["prior"],
-        network=lambda wc: ablation_config(wc.ablation).get("network", {}),
+        network=lambda wc: ablation_config(wc.ablation)["network"],
         train=lambda wc: ablation_config(wc.ablation)["train"],
         likelihood=lambda wc: ablation_config(wc.ablation)["likelihood"],
         checkpoint_dir="results/checkpoints/ablations/{ablation}/{trait}/{model}/{objective}",

@@ -147,7 +147,7 @@ def track_params(chroms):
         return None
     return {"window": config["features"].get("track_window", 64),
             "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
-            "exclude": config["features"].get("exclude_tracks")}
+            "exclude": config["features"]["exclude_tracks"]}
 
 
 def demo_track_inputs(wildcards):
@@ -232,37 +232,45 @@ def _merged(base, overrides):
 
 def fig3_choice():
     """(trait, model, objective, chromosome, start, end, tracks) of Fig. 3 from the `figures` block."""
-    fc = config.get("figures") or {}
-    trait = fc.get("trait") or traits()[0]
+    fc = config["figures"]
+    trait = fc["trait"] or traits()[0]
     if trait not in traits():
         raise ValueError(f"figures.trait {trait!r} is not in the trait sheet {config['traits']} ({traits()})")
-    model = fc.get("model") or ("transformer" if "transformer" in config["models"] else config["models"][-1])
-    objective = fc.get("objective") or config["objectives"][0]
+    model = fc["model"] or ("transformer" if "transformer" in config["models"] else config["models"][-1])
+    objective = fc["objective"] or config["objectives"][0]
     if model not in config["models"] or objective not in config["objectives"]:
         raise ValueError(f"figures.model / figures.objective ({model}, {objective}) are not trained: "
                          f"choose from models {config['models']} and objectives {config['objectives']}")
-    region = fc.get("region") or {}
-    chrom = str(region.get("chromosome") or HELDOUT[0])
+    region = fc["region"]
+    chrom = str(region["chromosome"] or HELDOUT[0])
     if chrom not in CHROMS:
         raise ValueError(f"figures.region.chromosome {chrom!r} is not one of `chromosomes` {CHROMS}")
-    return trait, model, objective, chrom, region.get("start"), region.get("end"), fc.get("tracks")
+    return trait, model, objective, chrom, region["start"], region["end"], fc["tracks"]
 
 
 def ablation_names():
-    return [str(a) for a in ((config.get("ablations") or {}).get("runs") or {})]
+    return [str(a) for a in config["ablations"]["runs"]]
+
+
+def ablation_run(name):
+    """The settings one ablation changes (ablations.runs.{name})."""
+    runs = config["ablations"]["runs"]
+    if name not in runs:
+        raise ValueError(f"no ablation named {name!r} in ablations.runs ({sorted(runs)})")
+    return runs[name]
 
 
 def ablation_config(name):
-    """The run's config with the ablation's overrides merged in."""
-    runs = (config.get("ablations") or {}).get("runs") or {}
-    if name not in runs:
-        raise ValueError(f"no ablation named {name!r} in ablations.runs ({sorted(runs)})")
-    return _merged(config, runs[name])
+    """The run's config with the ablation's settings in place (track window, excluded tracks, annotations,
+    network overrides; its reduced windows are read by ablation_reduced_windows)."""
+    run = ablation_run(name)
+    features = {k: run[k] for k in ("track_window", "exclude_tracks", "annotations") if k in run}
+    return _merged(config, {"features": features, "network": run.get("network", {})})
 
 
 def ablation_reduced_windows(name):
-    """ld.reduced_windows of the ablation (reduced (i)+, App. A.3), or None."""
-    return (ablation_config(name).get("ld") or {}).get("reduced_windows")
+    """Reduced (i)+ settings of the ablation (App. A.3), or None."""
+    return ablation_run(name).get("reduced_windows")
 
 
 def ablation_chrom_inputs(name, chroms, trait):
@@ -282,20 +290,25 @@ def ablation_track_params(name, chroms):
     if not use_tracks():
         return None
     feats = ablation_config(name)["features"]
-    return {"window": feats.get("track_window", 64),
+    return {"window": feats["track_window"],
             "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
-            "exclude": feats.get("exclude_tracks")}
+            "exclude": feats["exclude_tracks"]}
+
+
+def ablations_trained():
+    """Whether ablations.models / ablations.objectives are all trained in the full run (Table 1 compares)."""
+    ab = config["ablations"]
+    return set(ab["models"]) <= set(config["models"]) and set(ab["objectives"]) <= set(config["objectives"])
 
 
 def ablation_evaluated():
-    ab = config.get("ablations") or {}
-    models, objectives = ab.get("models", ["transformer"]), ab.get("objectives", ["deepwas"])
-    bad = [m for m in models if m not in config["models"]] + [o for o in objectives if o not in config["objectives"]]
-    if bad:
-        raise ValueError(f"ablations.models / ablations.objectives {bad} are not trained in the full run "
-                         f"(models {config['models']}, objectives {config['objectives']}): nothing to compare with")
+    ab = config["ablations"]
+    if not ablations_trained():
+        raise ValueError(f"ablations.models {ab['models']} / ablations.objectives {ab['objectives']} are not all "
+                         f"trained in the full run (models {config['models']}, objectives {config['objectives']}): "
+                         "nothing to compare with")
     return [f"results/ablations/{a}/evaluation/{t}/{m}/{o}.json"
-            for a in ablation_names() for t in traits() for m in models for o in objectives]
+            for a in ablation_names() for t in traits() for m in ab["models"] for o in ab["objectives"]]
 
 
 def fig2_table():
@@ -313,10 +326,7 @@ def figure_targets(notes=False):
         out.append("results/figures/simulation_rmse.png")
     elif notes:
         print("figures: Figs. 4 and 7 need the semi-synthetic tables: run `snakemake simulation` first", file=sys.stderr)
-    ab = config.get("ablations") or {}
-    trained = set(ab.get("models", ["transformer"])) <= set(config["models"]) \
-        and set(ab.get("objectives", ["deepwas"])) <= set(config["objectives"])
-    if ablation_names() and trained and all(Path(f).exists() for f in ablation_evaluated()):
+    if ablation_names() and ablations_trained() and all(Path(f).exists() for f in ablation_evaluated()):
         out += ["results/figures/fig6_ablations.png", "results/ablations/table1.tsv", "results/ablations/table1.md"]
     elif notes:
         print("figures: Fig. 6 and Table 1 need the ablations: run `snakemake ablations` first", file=sys.stderr)

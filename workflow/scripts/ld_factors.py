@@ -17,7 +17,7 @@ from deepwas.windows import Window, core_bounds, core_mask, random_block
 
 def main(window_prefixes, harmonised, out_dir, out_manifest, length, stride, rtol, diag_atol, max_clip,
          factor_dtype="float64", log_path=None, *, panel_size, reduced=None):
-    """reduced: ld.reduced_windows ({max_variants, core_margin, seed}) for the reduced (i)+ ablation (App. A.3):
+    """reduced: ablations.runs.{name}.reduced_windows ({max_variants, core_margin, seed}), reduced (i)+ (App. A.3):
     each window keeps a random run of at most max_variants variants, its core those core_margin bp inside it."""
     log = setup_logging(log_path)
     tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
