@@ -111,3 +111,12 @@ def test_ablations_and_figures_are_wired(tmp_path):
     assert {"region_enrichment", "plot_region", "plot_heldout", "fig2"} <= set(jobs)
     assert not {"train_ablation", "ablation_table", "simulate_semisynthetic"} & set(jobs)
     assert "run `snakemake ablations` first" in err and "run `snakemake simulation` first" in err
+
+
+def test_an_ablation_typo_stops_at_validation(tmp_path):
+    (tmp_path / "traits.tsv").write_text((REPO / "tests/e2e/traits.tsv").read_text())
+    (tmp_path / "a.yaml").write_text("ablations:\n  models: [glm]\n  runs:\n    x: {track_windw: 16}\n")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(REPO / "tests/e2e/config.yaml"), str(tmp_path / "a.yaml"), "-n", "ablations"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode != 0 and "'track_windw' was unexpected" in res.stdout + res.stderr
