@@ -1,128 +1,302 @@
 #!/usr/bin/env python
-"""Seconds per training window: NN_theta forward + backward over a window's variants plus the exact likelihood.
+"""Seconds per training window at the paper's window size: per-window baseline vs shared forward.
 
-One DeepWAS training window (paper Sec. 4, App. A.3) evaluates f_theta on all m extended variants (i)+
-(UKBB 3 Mb windows: about 13,000), computes the exact NLL of the window (r x r Cholesky with r <= n core
-variants) and back-propagates through both. This script times, for each network size:
+One DeepWAS training window (paper Sec. 4.1, App. A.3) evaluates f_theta on its m extended variants (UKBB
+3 Mb windows: about 13,000; input 165 tracks x 256 bp + 9 per-variant features), the exact float64
+likelihood of its r kept core eigenpairs (about 5,000) and back-propagates through both; an optimiser step
+accumulates 12 windows. Consecutive windows overlap by two thirds (1 Mb stride). This script measures, on
+synthetic inputs of exactly that shape (nothing is extrapolated), for each network size:
 
-  network  forward + backward of the Enformer-style NN on a batch of --variants variants with the paper's
-           input (d_func = 165 tracks x w = 256 positions + d_pred = 9), then scaled LINEARLY to the window's
-           --window-variants (the network is per-variant, so its cost is linear in the number of variants;
-           on CPU the full model cannot run 13,000 variants in a reasonable time, so we extrapolate);
-  likelihood  exact NLL + gradient (deepwas.likelihood.exact) with a random LD factor G (m x r); timed at
-           --ld-variants x --ld-rank and scaled by (m r^2 + r^3 / 3) to the paper's size unless those equal
-           the window size (on a GPU run the paper size directly: --ld-variants 13000 --ld-rank 5000).
+  baseline        window by window (`shared_forward.group_backward` on a group of one window), float32
+                  (on GPU: float32 matmuls without TF32; cuDNN convolutions at torch's default, TF32);
+  bf16            window by window, network under bf16 autocast (only where the device supports bf16);
+  shared          one forward per distinct variant over a group of --group neighbouring windows, float32;
+  shared_bf16     shared + bf16 autocast (ours);
+  shared_bf16_compile  shared_bf16 with torch.compile (--compile; compilation time not counted, printed).
 
-Output: a TSV on stdout with header `device model params variants seconds_per_window windows_per_hour`
-(variants = --window-variants), then comment lines (#) with the measured parts and the projected time of
-one UKBB epoch (2,763 windows) and of 10 epochs (the paper: 15-20 hours for 10 epochs of the full model on
-one A100). torch.set_num_threads(--threads) (default 1, so that it can run beside other work).
+Every configuration runs the network in chunks of --chunk rows (no-grad pass, then recomputation with
+autograd, chunk by chunk), as training must at paper size: the full network's activations for 13,000
+variants do not fit on one GPU; when a window or union fits in one chunk it is one autograd pass.
+seconds_per_window = wall time of the timed windows (union gathering, network, likelihood, one AdamW step
+per group) / windows, after an untimed warm-up on a small window. The likelihood is the exact solver at
+m x r; its own time is printed as a comment line.
+
+--likelihood also times one exact and one iterative likelihood step (value + gradient) at m x r on a
+synthetic factor with a power-law spectrum and reports the iterative gradient's relative error.
+
+Output: a TSV table on stdout (and --out), columns `model config device m r group chunk windows
+seconds_per_window speedup_vs_baseline`; comment lines (#) with parts and projections of measured rows
+only. Imports only torch, numpy and deepwas' numeric modules (no msprime, pyBigWig or pandas; the
+iterative solver of --likelihood may also need PyYAML and jsonschema for its defaults).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
+import numpy as np
 import torch
 
-from deepwas.likelihood.exact import nll
-from deepwas.networks import SIZES, EnformerNN, count_parameters
+from deepwas.likelihood.exact import nll as exact_nll
+from deepwas.networks import SIZES, count_parameters
+from deepwas.priors import build_prior
+from deepwas.shared_forward import group_backward
+
+try:                                   # WindowData moves to deepwas.window in the module split
+    from deepwas.window import WindowData
+except ImportError:
+    from deepwas.dataset import WindowData
 
 UKBB_WINDOWS = 2763
+N_GWAS, S2 = 350_000.0, 0.9
+CONFIGS = ["baseline", "shared_bf16", "shared", "bf16"]   # most informative first (a time limit may cut the rest)
+OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
 
 
 def _sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
-def time_network(size: str, variants: int, repeats: int, device, amp: str, d_func=165, d_pred=9, w=256):
+def bf16_ok(device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return True                          # CPU autocast supports bf16 (slow on most CPUs; measured anyway)
+
+
+def make_windows(n_windows: int, m: int, r: int, d_func: int, w: int, d_pred: int, device, seed: int = 0,
+                 overlap: float = 2 / 3):
+    """n_windows consecutive windows of m rows with stride m (1 - overlap), inputs as views of one tensor
+    over all their variants (keys 'v{i}'), one shared synthetic LD factor G (m x r) and statistics y."""
+    stride = max(1, int(round(m * (1 - overlap))))
+    total = m + (n_windows - 1) * stride
+    g = torch.Generator(device=device).manual_seed(seed)
+    tracks = torch.randn(total, d_func, w, generator=g, device=device)
+    pred = torch.randn(total, d_pred, generator=g, device=device)
+    freq = (torch.rand(total, generator=g, device=device, dtype=torch.float64) * 0.9 + 0.05)
+    keys = np.array([f"v{i}" for i in range(total)])
+    lam = torch.logspace(2, -3, r, dtype=torch.float64, device=device)          # LD-like decaying spectrum
+    G = torch.randn(m, r, generator=g, device=device, dtype=torch.float64) * lam.sqrt() / math.sqrt(m)
+    y = torch.randn(r, generator=g, device=device, dtype=torch.float64)
+    out = []
+    for k in range(n_windows):
+        sl = slice(k * stride, k * stride + m)
+        out.append(WindowData(f"w{k}", G, lam, y, {"freq": freq[sl], "pred": pred[sl], "tracks": tracks[sl]},
+                              n_core=r, variants=keys[sl]))
+    return out
+
+
+def _loss_fn(solver):
+    def loss(prior, w, N, s2, autocast):
+        with autocast:
+            f = prior(w.inputs)
+        return solver(N * f.double(), s2, w.G, w.y, w.lam)
+    return loss
+
+
+def _prior(size: str, d_pred: int, d_func: int, w: int, device):
     torch.manual_seed(0)
-    net = EnformerNN.from_size(size, d_func, d_pred, w).to(device).train()
-    tracks = torch.randn(variants, d_func, w, device=device)
-    pred = torch.randn(variants, d_pred, device=device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    times = []
-    for rep in range(repeats + 1):                     # the first run warms up and is not counted
-        net.zero_grad(set_to_none=True)
-        _sync(device)
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = net(tracks, pred)
-        out.double().sum().backward()
-        _sync(device)
-        if rep:
-            times.append(time.perf_counter() - t0)
-    return count_parameters(net), min(times)
+    prior = build_prior("transformer", d_pred, d_func, init_log_scale=math.log(0.3 / 1e6),
+                        network=dict(size=size, w=w, norm="layer"))
+    return prior.to(device).train()
 
 
-def time_likelihood(m: int, r: int, repeats: int, device):
-    g = torch.Generator(device="cpu").manual_seed(0)
-    G = (torch.randn(m, r, generator=g, dtype=torch.float64) / r**0.5).to(device)
-    y = torch.randn(r, generator=g, dtype=torch.float64).to(device)
-    lam = torch.rand(r, generator=g, dtype=torch.float64).to(device) + 0.1
+def run_config(size, config, windows, warm, device, chunk, group, compile_):
+    """(seconds per window, parameter count, compile seconds, likelihood seconds per window)."""
+    amp = "bf16" in config
+    shared = config.startswith("shared")
+    prior = _prior(size, warm[0].inputs["pred"].shape[1], warm[0].inputs["tracks"].shape[1],
+                   warm[0].inputs["tracks"].shape[2], device)
+    fwd = torch.compile(prior, dynamic=True) if compile_ else prior
+    opt = torch.optim.AdamW(prior.parameters(), lr=1e-4)
+    loss_fn = _loss_fn(exact_nll)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    t_compile = 0.0
+    t0 = time.perf_counter()
+    # warm-up (and compilation) on small windows, in several chunks of changing size so that the no-grad
+    # and the autograd pass both run (and torch.compile has seen dynamic batch sizes) before timing
+    rows = warm[0].m
+    for c in ([max(1, rows // 2), max(1, rows // 3)] if compile_ else [max(1, rows // 2)]):
+        group_backward(fwd, warm if shared else warm[:1], loss_fn, N_GWAS, S2, autocast, 1.0, device,
+                       chunk=min(chunk, c))
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    t_compile = time.perf_counter() - t0 if compile_ else 0.0
+    groups = [windows[:group]] if shared else [[w] for w in windows]
+    _sync(device)
+    t0 = time.perf_counter()
+    for k, grp in enumerate(groups):
+        group_backward(fwd, grp, loss_fn, N_GWAS, S2, autocast, 1.0 / group, device, chunk=chunk)
+        if shared or k == len(groups) - 1:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    _sync(device)
+    spw = (time.perf_counter() - t0) / sum(len(g) for g in groups)
+    params = count_parameters(prior)
+    del prior, fwd, opt
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return spw, params, t_compile
+
+
+def time_likelihood(windows, device, repeats=2):
+    w = windows[0]
+    f = torch.full((w.m,), 0.3 / 1e6, dtype=torch.float64, device=device)
+    solver = exact_nll
     times = []
-    for rep in range(repeats + 1):
-        phi = torch.full((m,), 1e-3, dtype=torch.float64, device=device, requires_grad=True)
+    for _ in range(repeats + 1):
+        phi = (N_GWAS * f).requires_grad_(True)
         _sync(device)
         t0 = time.perf_counter()
-        nll(phi, 0.5, G, y, lam).backward()
+        solver(phi, S2, w.G, w.y, w.lam).backward()
         _sync(device)
-        if rep:
+        times.append(time.perf_counter() - t0)
+    return min(times[1:])
+
+
+def compare_solvers(m, r, device, options_list, repeats=2):
+    """Rows (solver, seconds, rel value diff, rel grad err) of one likelihood step at m x r."""
+    [w] = make_windows(1, m, r, 1, 1, 1, device, seed=1)
+    g = torch.Generator(device=device).manual_seed(2)
+    phi0 = N_GWAS * 0.3 / 1e6 * torch.exp(torch.randn(m, generator=g, device=device, dtype=torch.float64))
+    rows, ref = [], None
+    for name, opts in options_list:
+        if name == "exact":
+            solver = exact_nll
+        else:          # the iterative solver reads its defaults from the config schema (PyYAML, jsonschema)
+            try:
+                from deepwas import likelihood
+                solver = likelihood.get_solver(name, **opts)
+            except Exception as err:  # noqa: BLE001 - report and go on with the other rows
+                rows.append((name, float("nan"), float("nan"), float("nan")))
+                print(f"# {name} solver unavailable here: {type(err).__name__}: {err}", flush=True)
+                continue
+        times = []
+        for _ in range(repeats + 1):
+            phi = phi0.clone().requires_grad_(True)
+            _sync(device)
+            t0 = time.perf_counter()
+            val = solver(phi, S2, w.G, w.y, w.lam)
+            val.backward()
+            _sync(device)
             times.append(time.perf_counter() - t0)
-    return min(times)
+        if ref is None:
+            ref = (float(val.detach()), phi.grad.clone())
+        dv = abs(float(val.detach()) - ref[0]) / abs(ref[0])
+        dg = float((phi.grad - ref[1]).norm() / ref[1].norm())
+        label = name + "".join(f",{k}={v}" for k, v in opts.items())
+        rows.append((label, min(times[1:]), dv, dg))
+    return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--models", nargs="+", default=["tiny", "reduced", "full"], choices=sorted(SIZES))
-    ap.add_argument("--variants", type=int, default=None,
-                    help="variants per timed network batch (default: 512 on GPU; on CPU 256 tiny, "
-                         "64 reduced, 16 full)")
-    ap.add_argument("--window-variants", type=int, default=13_000, help="m, extended variants per window")
-    ap.add_argument("--window-rank", type=int, default=5_000, help="r, kept core eigenpairs per window")
-    ap.add_argument("--ld-variants", type=int, default=None, help="m at which the likelihood is timed")
-    ap.add_argument("--ld-rank", type=int, default=None, help="r at which the likelihood is timed")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--models", nargs="*", default=["tiny", "reduced", "full"], choices=sorted(SIZES),
+                    help="network sizes (none: only --likelihood)")
+    ap.add_argument("--configs", nargs="+", default=CONFIGS,
+                    choices=CONFIGS + ["shared_bf16_compile"])
+    ap.add_argument("--compile", action="store_true", help="add the shared_bf16_compile row")
+    ap.add_argument("--window-variants", "-m", type=int, default=13_000, help="m, extended variants per window")
+    ap.add_argument("--rank", "-r", type=int, default=5_000, help="r, kept core eigenpairs per window")
+    ap.add_argument("--tracks", type=int, default=165, help="d_func")
+    ap.add_argument("--width", type=int, default=256, help="w, bp per track window")
+    ap.add_argument("--d-pred", type=int, default=9)
+    ap.add_argument("--group", type=int, default=12, help="windows per optimiser step (paper 12)")
+    ap.add_argument("--baseline-windows", type=int, default=2, help="windows timed one by one")
+    ap.add_argument("--chunk", type=str, default="tiny=16384,reduced=4096,full=512",
+                    help="network rows per batch, one number or per model (name=rows,...)")
+    ap.add_argument("--quick", action="store_true",
+                    help="CPU sizes: m=1300, r=500, group 12, tiny only, chunk 4096")
+    ap.add_argument("--likelihood", action="store_true", help="also time exact vs iterative at m x r")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
-                    help="autocast for the network (default bf16 on GPU, none on CPU)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--out", default=None, help="also write the table as TSV here")
     args = ap.parse_args(argv)
-
-    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.window_variants, args.rank = 1300, 500
+        if args.models == ["tiny", "reduced", "full"]:
+            args.models = ["tiny"]
+        args.chunk = "4096"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    gpu = device.type == "cuda"
-    amp = args.amp or ("bf16" if gpu else "none")
-    cpu_batch = {"tiny": 256, "reduced": 64, "full": 16}
-    ld_m = args.ld_variants or (args.window_variants if gpu else 2_600)
-    ld_r = args.ld_rank or (args.window_rank if gpu else 1_000)
-    name = torch.cuda.get_device_name(device) if gpu else f"cpu-{args.threads}thread"
-    name = name.replace(" ", "_")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False        # float32 baseline means float32
+        name = torch.cuda.get_device_name(device).replace(" ", "_")
+    else:
+        name = f"cpu-{torch.get_num_threads()}thread"
+    chunks = {}
+    for part in args.chunk.split(","):
+        k, _, v = part.rpartition("=")
+        chunks[k or "*"] = int(v)
+    configs = list(args.configs) + (["shared_bf16_compile"] if args.compile and "shared_bf16_compile"
+                                    not in args.configs else [])
+    if not bf16_ok(device):
+        configs = [c for c in configs if "bf16" not in c]
+    m, r = args.window_variants, args.rank
+    header = ["model", "config", "device", "m", "r", "group", "chunk", "windows", "seconds_per_window",
+              "speedup_vs_baseline"]
+    rows, notes = [], []
+    out = open(args.out, "w") if args.out else None
 
-    def lik_cost(m, r):
-        return m * r * r + r**3 / 3
+    def emit(fields):
+        line = "\t".join(map(str, fields))
+        print(line, flush=True)
+        if out:
+            out.write(line + "\n")
+            out.flush()
 
-    t_lik_meas = time_likelihood(ld_m, ld_r, args.repeats, device)
-    t_lik = t_lik_meas * lik_cost(args.window_variants, args.window_rank) / lik_cost(ld_m, ld_r)
-    notes = [f"# likelihood (exact, float64): {t_lik_meas:.3f} s measured at m={ld_m} r={ld_r}; "
-             f"{t_lik:.2f} s at m={args.window_variants} r={args.window_rank}"
-             + ("" if (ld_m, ld_r) == (args.window_variants, args.window_rank) else " (scaled by m r^2 + r^3/3)")]
-    print("device\tmodel\tparams\tvariants\tseconds_per_window\twindows_per_hour")
+    emit(header)
+    paper = m >= 13_000 and r >= 5_000
+    if args.models:
+        n_win = max(args.group, args.baseline_windows)
+        windows = make_windows(n_win, m, r, args.tracks, args.width, args.d_pred, device)
+        warm = make_windows(2, min(m, 256), min(r, 128), args.tracks, args.width, args.d_pred, device, seed=3)
+        t_lik = time_likelihood(windows, device)
+        notes.append(f"# exact likelihood + gradient (float64) at m={m} r={r}: {t_lik:.4f} s per window; "
+                     f"tracks {args.tracks} x {args.width}, d_pred {args.d_pred}, stride m/3")
     for size in args.models:
-        variants = args.variants or (512 if gpu else cpu_batch.get(size, 16))
-        params, t_net = time_network(size, variants, args.repeats, device, amp)
-        t_net_window = t_net / variants * args.window_variants
-        spw = t_net_window + t_lik
-        print(f"{name}\t{size}\t{params}\t{args.window_variants}\t{spw:.4g}\t{3600 / spw:.4g}", flush=True)
-        epoch_h = UKBB_WINDOWS * spw / 3600
-        notes.append(f"# {size}: network fwd+bwd {t_net:.3f} s for {variants} variants (amp={amp}) -> "
-                     f"{t_net_window:.2f} s for {args.window_variants} (linear extrapolation); "
-                     f"UKBB epoch ({UKBB_WINDOWS} windows) {epoch_h:.3g} h, 10 epochs {10 * epoch_h:.3g} h")
+        chunk = chunks.get(size, chunks.get("*", 4096))
+        base = None
+        for config in configs:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                spw, params, t_comp = run_config(size, config, windows, warm, device, chunk, args.group,
+                                                 compile_=config.endswith("compile"))
+            except OOM as err:
+                notes.append(f"# {size} {config}: out of memory ({str(err).splitlines()[0]})")
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            if config == "baseline":
+                base = spw
+            n_timed = args.group if config.startswith("shared") else args.baseline_windows
+            speed = f"{base / spw:.3g}" if base else "nan"
+            row = [size, config, name, m, r, args.group if config.startswith("shared") else 1, chunk, n_timed,
+                   f"{spw:.4g}", speed]
+            rows.append(row)
+            emit(row)
+            epoch_h = UKBB_WINDOWS * spw / 3600
+            mem = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" \
+                if device.type == "cuda" else ""
+            notes.append(f"# {size} ({params:,} params) {config}: {spw:.4g} s/window{mem}"
+                         + (f" -> UKBB epoch ({UKBB_WINDOWS} windows) {epoch_h:.3g} h, 10 epochs {10 * epoch_h:.3g} h"
+                            if paper else "")
+                         + (f" (+ {t_comp:.0f} s compilation)" if t_comp else ""))
+    if args.likelihood:
+        notes.append("# likelihood step at m x r (synthetic factor, spectrum 1e2..1e-3): solver seconds "
+                     "rel_value_diff rel_grad_err (vs exact)")
+        opts = [("exact", {}), ("iterative", {}), ("iterative", {"precond_rank": 400})]
+        for label, sec, dv, dg in compare_solvers(m, r, device, opts):
+            notes.append(f"# likelihood\t{label}\t{name}\t{m}\t{r}\t{sec:.4g}\t{dv:.2e}\t{dg:.2e}")
     for line in notes:
-        print(line)
+        emit([line])
+    if out:
+        out.close()
     return 0
 
 

@@ -138,3 +138,43 @@ def test_missing_column_in_variant_list(tmp_path):
         fh.write("rsid chromosome position allele1\nrs1 1 100 A\n")
     with pytest.raises(LDFormatError, match=r"v\.gz: LD variant list lacks column\(s\) \['allele2'\]"):
         read_ld_variants(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_full_matrix_with_half_diagonal_is_refused(tmp_path, window, dtype):
+    """Both triangles with 0.5 on the diagonal: M + M^T has a unit diagonal but doubled correlations."""
+    R, variants = window
+    prefix = tmp_path / "chr6_25000001_28000001"
+    write_ld_window(prefix, R, variants)
+    M = R.copy()
+    np.fill_diagonal(M, 0.5)
+    sp.save_npz(str(prefix) + ".npz", sp.csr_matrix(M.astype(dtype)))
+    n_off = np.count_nonzero(np.triu(M, 1))
+    with pytest.raises(LDFormatError, match=r"chr6_25000001_28000001\.npz: diagonal is 1 after symmetrising.*"
+                                            r"both sides.*was the matrix already full\?") as err:
+        read_ld_window(prefix, dtype="auto")
+    assert f"{n_off:,} below, {n_off:,} above" in str(err.value)
+
+
+@pytest.mark.parametrize("file_dtype,auto", [(np.float32, np.float32), (np.float64, np.float64)])
+def test_dtype_auto_keeps_the_file_precision(tmp_path, window, file_dtype, auto):
+    R, variants = window
+    prefix = tmp_path / "chr1_1_3000001"
+    write_ld_window(prefix, R, variants, dtype=file_dtype)
+    Ra, _ = read_ld_window(prefix, dtype="auto")
+    R64, _ = read_ld_window(prefix, dtype=np.float64)
+    assert Ra.dtype == auto
+    np.testing.assert_array_equal(Ra.astype(np.float64), R64)      # lossless: the same values
+    np.testing.assert_array_equal(Ra, Ra.T)
+
+
+def test_in_place_symmetrisation_spans_tiles(tmp_path, window, monkeypatch):
+    """The tile loop (several tiles, a ragged last one) gives exactly M + M^T."""
+    import deepwas.formats.ukbb_ld as ukbb_ld
+    monkeypatch.setattr(ukbb_ld, "TILE", 23)
+    R, variants = window
+    prefix = tmp_path / "chr1_1_3000001"
+    write_ld_window(prefix, R, variants, dtype=np.float64)
+    R2, _ = read_ld_window(prefix)
+    M = sp.load_npz(str(prefix) + ".npz").toarray()
+    np.testing.assert_array_equal(R2, M + M.T)

@@ -447,7 +447,9 @@ import ld_factors as ld_factors_script  # noqa: E402
 import whiten as whiten_script  # noqa: E402
 from deepwas.formats.ukbb_ld import write_ld_window  # noqa: E402
 from deepwas.io import write_table  # noqa: E402
+from deepwas.ld_factors import PSDLimits  # noqa: E402
 from deepwas.ldscore import unbiased_ldscore  # noqa: E402
+from deepwas.windows import core_table  # noqa: E402
 from deepwas.s2 import estimate_trait_s2  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -477,7 +479,10 @@ def _s2_pipeline(tmp_path, one_window, c, seed=0, **kw):
     harm = tmp_path / "t.tsv"
     write_table(harm, variants.assign(z=z, n=50_000.0, eaf=freq))
     fdir, man, st = tmp_path / "chr1", tmp_path / "chr1.manifest.tsv", tmp_path / "chr1.npz"
-    ld_factors_script.main([str(prefix)], [str(harm)], str(fdir), str(man), 300_000, 100_000, 1e-6, 1e-4, 0.01,
+    cores = tmp_path / "cores.tsv"
+    write_table(cores, core_table(pd.DataFrame({"name": ["chr1_1_300001"], "chromosome": "1", "start": [1],
+                                                "end": [300_001], "kind": "npz"}), 300_000, 100_000))
+    ld_factors_script.main([str(prefix)], [str(harm)], str(cores), str(fdir), str(man), 1e-6, 1e-4, PSDLimits(),
                            panel_size=PANEL)
     whiten_script.main(str(harm), str(fdir), str(man), str(st))
     out = tmp_path / "s2.json"

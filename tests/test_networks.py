@@ -160,3 +160,48 @@ def test_relative_attention_matches_a_loop_over_distances():
     out = torch.softmax(logits, -1) @ v
     ref = att.to_out(out.transpose(1, 2).reshape(2, n, 12))
     torch.testing.assert_close(att(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def _attention_pair(dim=12, heads=2, dim_key=4, dim_value=6, num_rel=6):
+    from deepwas.networks.enformer import RelativeAttention
+    torch.manual_seed(0)
+    fused = RelativeAttention(dim, heads, dim_key, dim_value, num_rel, out_init_std=1.0, fused=True).double()
+    plain = RelativeAttention(dim, heads, dim_key, dim_value, num_rel, out_init_std=1.0, fused=False).double()
+    plain.load_state_dict(fused.state_dict())
+    return fused, plain
+
+
+@pytest.mark.parametrize("n", [1, 7, 32])
+def test_fused_attention_equals_explicit_softmax_float64(n):
+    # scaled_dot_product_attention with the relative-position logits as a float mask: same values and
+    # gradients (inputs and every parameter, incl. the positional ones) as softmax((q+u)k^T + rel) v
+    fused, plain = _attention_pair()
+    x = torch.randn(3, n, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    outs, grads = [], []
+    for att in (fused, plain):
+        xi = x.clone().requires_grad_(True)
+        out = att(xi)
+        (out.sin().sum()).backward()
+        outs.append(out.detach())
+        grads.append(torch.cat([xi.grad.flatten()] + [p.grad.flatten() for p in att.parameters()]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-11, atol=1e-12)
+    assert grads[0].abs().max() > 0
+
+
+def test_fused_network_equals_explicit_network_float64():
+    torch.manual_seed(2)
+    a = EnformerNN.from_size("tiny", 5, 3, 64, norm="layer", dropout=0.0, head_init_std=1.0).double()
+    b = EnformerNN.from_size("tiny", 5, 3, 64, norm="layer", dropout=0.0, head_init_std=1.0).double()
+    b.load_state_dict(a.state_dict())
+    for blk in b.transformer:
+        blk.attn[1].fused = False
+    tracks, pred = (t.double() for t in _inputs(4, 5, 3, 64, seed=4))
+    ga = []
+    for net in (a, b):
+        out = net(tracks, pred)
+        assert out.dtype == torch.float64
+        out.sum().backward()
+        ga.append((out.detach(), torch.cat([p.grad.flatten() for p in net.parameters()])))
+    torch.testing.assert_close(ga[0][0], ga[1][0], rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(ga[0][1], ga[1][1], rtol=1e-10, atol=1e-12)

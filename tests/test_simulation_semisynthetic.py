@@ -13,7 +13,7 @@ import yaml
 
 from deepwas.ld_factors import factorise
 from deepwas.plots import simulation_rmse_bars
-from deepwas.simulation.semisynthetic import (DEFAULTS, RMSE_COLUMNS, FactorWindow, run_simulation,
+from deepwas.simulation.semisynthetic import (RMSE_COLUMNS, FactorWindow, run_simulation,
                                               simulate_whitened, simulate_z_windows, simulation_config, variant_table)
 from deepwas.simulation.truths import normalise_f
 
@@ -106,7 +106,7 @@ STRONG_THRESHOLD = dict(dims=[0, 1], values=[2.5, 2.0], active_fractions=[0.5, 0
 
 
 def _cfg(**kw):
-    return simulation_config({**dict(n_gwas=20_000, h2=0.5, seed=0, epochs=10, warmup_steps=5,
+    return simulation_config({**dict(n_gwas=20_000, h2=0.5, seed=0, epochs=10, warmup_steps=5, accumulate=1,
                                      lr={"constant": 0.05, "glm": 0.05, "transformer": 0.003},
                                      threshold=STRONG_THRESHOLD), **kw})
 
@@ -164,16 +164,20 @@ def test_rerun_resumes_from_checkpoints_to_the_same_table(case, threshold_run, t
                                                                                             "rmse_log_f"]
 
 
-def test_config_defaults_match_the_schema_and_the_demo_config():
+def test_config_defaults_come_from_the_schema_and_the_demo_config_is_valid():
     schema = yaml.safe_load(open(REPO / "config/schema/config.schema.yaml"))["properties"]["simulation"]
-    assert set(schema["properties"]) == set(DEFAULTS)
-    for k, v in DEFAULTS.items():
-        assert schema["properties"][k]["default"] == v, k
+    filled = simulation_config({})
+    assert set(filled) == set(schema["properties"])
+    assert filled["epochs"] == 10 and filled["accumulate"] == 12 and filled["warmup_steps"] == 100   # App. A.3
+    assert filled["lr"] == {"constant": 1e-3, "glm": 1e-3, "transformer": 1e-4}
+    assert filled["threshold"] == {"dims": [0, 2, 7, 12], "values": [0.7, 0.5, 1.37, 0.5],      # App. B.1
+                                   "active_fractions": [0.5, 0.25, 1.0, 0.5]}
+    assert simulation_config({"lr": {"glm": 0.5}})["lr"] == {"constant": 1e-3, "glm": 0.5, "transformer": 1e-4}
     demo = yaml.safe_load(open(REPO / "config/config.yaml")).get("simulation", {})
-    simulation_config(demo)                                       # the demo's block is valid
-    with pytest.raises(ValueError, match="unknown key"):
+    assert simulation_config(demo) == demo                        # the demo's block is valid and complete
+    with pytest.raises(ValueError, match="unknown key 'simulation.n_gwass'.*did you mean 'simulation.n_gwas'"):
         simulation_config({"n_gwass": 1})
-    with pytest.raises(ValueError, match="unknown truth"):
+    with pytest.raises(ValueError, match="simulation.truths"):
         simulation_config({"truths": ["oracle"]})
 
 

@@ -138,3 +138,144 @@ def test_random_block_is_a_contiguous_run_with_the_core_inside_the_margin():
     small, small_core = random_block(pos[:50], 1_000, 1e9, np.random.default_rng(1))
     np.testing.assert_array_equal(small, np.arange(50))                        # the whole window when smaller
     assert not small_core.any()                                                # a margin wider than the run
+
+
+# --- long-range-LD regions (paper App. D.1) on the shipped UKBB manifest ------------------------------------
+
+import sys                                                                     # noqa: E402
+from pathlib import Path                                                       # noqa: E402
+
+import pandas as pd                                                            # noqa: E402
+import yaml                                                                    # noqa: E402
+
+from deepwas.windows import core_table, in_regions, owner_windows, region_intervals   # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_LD = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())["properties"]["ld"]["properties"]
+REGIONS = SCHEMA_LD["long_range_regions"]["default"]
+PRICE = {"6": (25_500_000, 33_500_000), "8": (8_000_000, 12_000_000), "11": (46_000_000, 57_000_000)}
+
+
+def _shipped():
+    return pd.read_csv(ROOT / "resources/ukbb_ld_windows.tsv", sep="\t", dtype={"chromosome": str})
+
+
+@pytest.fixture(scope="module")
+def cores_tsv(tmp_path_factory):
+    """results/windows/cores.tsv as the window_table rule writes it from the shipped manifest."""
+    sys.path.insert(0, str(ROOT / "workflow/scripts"))
+    from window_table import main
+    out = tmp_path_factory.mktemp("windows") / "cores.tsv"
+    main(str(ROOT / "resources/ukbb_ld_windows.tsv"), [], out, SCHEMA_LD["window_length"]["default"],
+         SCHEMA_LD["window_stride"]["default"], REGIONS)
+    return pd.read_csv(out, sep="\t", dtype={"chromosome": str})
+
+
+def test_default_regions_are_the_long_range_ld_regions():
+    assert {r["chromosome"]: (r["start"], r["end"]) for r in REGIONS} == PRICE
+    ex = region_intervals(REGIONS)
+    assert ex["8"] == [(8_000_001, 12_000_001)]           # BED: positions 8,000,001 .. 12,000,000
+    assert in_regions("8", np.array([8_000_000, 8_000_001, 12_000_000, 12_000_001]), ex).tolist() == [
+        False, True, True, False]
+    with pytest.raises(ValueError, match="start < end"):
+        region_intervals([{"chromosome": "6", "start": 10, "end": 10}])
+
+
+def test_no_core_in_a_long_range_region(cores_tsv):
+    man = _shipped()
+    assert len(cores_tsv) == len(man) and list(cores_tsv["window"]) == list(man["name"])
+    ok = cores_tsv.dropna(subset=["core_start"])
+    for chrom, (a, b) in PRICE.items():
+        c = ok[ok["chromosome"] == chrom]
+        hit = c[(c["core_start"] < b + 1) & (c["core_end"] > a + 1)]
+        assert hit.empty, hit
+    st = cores_tsv.set_index("window")
+    # the windows of the review: their gap extension no longer reaches into chr8 8-12 Mb
+    for w in ("chr8_7000001_10000001", "chr8_10000001_13000001", "chr6_25000001_28000001",
+              "chr11_45000001_48000001", "chr11_46000001_49000001", "chr11_55000001_58000001"):
+        assert st.at[w, "status"] == "no core: long-range LD" and pd.isna(st.at[w, "core_start"])
+    assert (st.at["chr8_6000001_9000001", "core_start"], st.at["chr8_6000001_9000001", "core_end"]) == (7_000_001, 8_000_001)
+    assert (st.at["chr8_11000001_14000001", "core_start"], st.at["chr8_11000001_14000001", "core_end"]) == (12_000_001, 13_000_001)
+    assert (st.at["chr6_24000001_27000001", "core_end"], st.at["chr6_24000001_27000001", "status"]) == (25_500_001, "clipped: long-range LD")
+    # chr6 33.5-35 Mb lies in npz2 windows but outside the region: the next npz window's core takes it, up to the region
+    assert (st.at["chr6_33000001_36000001", "core_start"], st.at["chr6_33000001_36000001", "core_end"]) == (33_500_001, 35_000_001)
+    assert cores_tsv["status"].value_counts().to_dict() == {
+        "ok": 2755, "excluded: absent": 117, "excluded: long-range LD (npz2)": 14, "no core: long-range LD": 6,
+        "clipped: long-range LD": 2}
+
+
+def test_every_position_outside_the_regions_in_exactly_one_core(cores_tsv):
+    man = _shipped()
+    npz = man[man["kind"] == "npz"]
+    ex = region_intervals(REGIONS)
+    swept = 0
+    for chrom, wins in npz.groupby("chromosome"):
+        cores = cores_tsv[(cores_tsv["chromosome"] == chrom)].dropna(subset=["core_start"])
+        edges = np.r_[wins["start"], wins["end"], wins["start"] + 1_000_000, wins["start"] + 2_000_000,
+                      [b for ab in ex.get(chrom, []) for b in ab]]
+        pos = np.unique(np.r_[np.arange(wins["start"].min(), wins["end"].max(), 7_919), edges - 1, edges, edges + 1])
+        in_file = np.zeros(pos.size, bool)
+        for s, e in zip(wins["start"], wins["end"]):
+            in_file |= (pos >= s) & (pos < e)
+        pos = pos[in_file]
+        count = np.zeros(pos.size, int)
+        for s, e in zip(cores["core_start"], cores["core_end"]):
+            count += (pos >= s) & (pos < e)
+        inside = in_regions(chrom, pos, ex)
+        assert np.all(count[inside] == 0), pos[inside & (count != 0)][:5]
+        bad = pos[~inside & (count != 1)]
+        assert bad.size == 0, (chrom, bad[:5], np.unique(count[~inside & (count != 1)]))
+        swept += pos.size
+    assert swept > 350_000
+
+
+def test_absent_windows_still_extend_their_neighbours(cores_tsv):
+    """Centromere gaps (windows absent from the bucket, outside the regions) extend the cores as before."""
+    man = _shipped().set_index("name")
+    st = cores_tsv.set_index("window")
+    gaps = []
+    for chrom, wins in man[man["kind"] == "npz"].groupby("chromosome"):
+        ws = sorted(Window.parse(n) for n in wins.index)
+        # acrocentric chromosomes (13-15, 21, 22) start with absent windows: the first core reaches down to its start
+        assert st.at[ws[0].name, "core_start"] == ws[0].start and st.at[ws[-1].name, "core_end"] == ws[-1].end
+        for a, b in zip(ws, ws[1:]):
+            if b.start == a.start + STRIDE or st.at[a.name, "status"] != "ok" or st.at[b.name, "status"] != "ok":
+                continue
+            gaps.append(chrom)
+            if b.start < a.end:
+                assert st.at[a.name, "core_end"] == a.end == st.at[b.name, "core_start"]
+            else:
+                assert st.at[a.name, "core_end"] == a.end and st.at[b.name, "core_start"] == b.start
+    assert sorted(gaps) == ["1", "16", "9"]      # the centromere gaps among the 117 absent windows
+
+
+def test_region_cuts_a_small_tiling():
+    ws = tile("1", CHROM_LENGTH, LENGTH, STRIDE)
+    ex = {"1": [(6_500_001, 9_000_001)]}
+    b = core_bounds(ws, LENGTH, STRIDE, ex)
+    by = {w.start: b[w.name] for w in ws}
+    assert (by[5_000_001].lo, by[5_000_001].hi, by[5_000_001].clipped) == (6_000_001, 6_500_001, True)
+    assert by[6_000_001].empty and by[7_000_001].empty
+    assert (by[8_000_001].lo, by[8_000_001].hi) == (9_000_001, 10_000_001) and not by[8_000_001].clipped
+    # a region dropped from the window list (npz2): the neighbours extend up to the region, never across it
+    kept = [w for w in ws if w.start not in (6_000_001, 7_000_001)]
+    b = core_bounds(kept, LENGTH, STRIDE, ex)
+    assert (b[ws[5].name].lo, b[ws[5].name].hi) == (6_000_001, 6_500_001)
+    assert (b[ws[8].name].lo, b[ws[8].name].hi) == (9_000_001, 10_000_001)
+    with pytest.raises(ValueError, match="strictly inside the core"):
+        core_bounds(ws, LENGTH, STRIDE, {"1": [(6_200_001, 6_300_001)]})
+
+
+def test_owner_is_the_core_window_else_the_most_central():
+    ws = tile("1", 6_000_000, LENGTH, STRIDE)
+    ex = {"1": [(3_000_001, 3_400_001)]}
+    b = core_bounds(ws, LENGTH, STRIDE, ex)
+    pos = np.array([1_500_000, 2_500_000, 3_200_000, 3_500_000])
+    files = [pos[(pos >= w.start) & (pos < w.end)] for w in ws]
+    keys = [np.array([f"1:{p}" for p in f]) for f in files]
+    own = owner_windows(files, keys, ws, b)
+    owner = {k: ws[o].start for kk, oo in zip(keys, own) for k, o in zip(kk, oo)}
+    assert owner["1:1500000"] == 1 and owner["1:2500000"] == 1_000_001      # core windows
+    assert owner["1:3500000"] == 2_000_001
+    # 3.2 Mb is in the region (no core): the window holding it most centrally, chr1_2000001_5000001
+    assert owner["1:3200000"] == 2_000_001

@@ -5,19 +5,21 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from snakemake.utils import validate
 
+from deepwas.config import validate_config, validate_traits, write_effective_config
+from deepwas.formats.plink import normalise_chrom, plink_paths, read_fam_size
+from deepwas.panel import bim_positions, memory_mb, panel_windows, window_sizes
 from deepwas.windows import Window, tile
 
-validate(config, schema="../../config/schema/config.schema.yaml")
+# The schema is the only source of defaults: validate_config fills them into `config` (nested objects too,
+# absent ones included) and stops a mistyped key with a few lines naming it and the closest valid name.
+validate_config(config, workflow.basedir + "/config/schema/config.schema.yaml", sources=workflow.configfiles)
+# Provenance: the effective config of this run (rewritten only when it changes, so it never triggers reruns).
+write_effective_config(config, "results/config.yaml")
 
-TRAITS = pd.read_csv(config["traits"], sep="\t", dtype={"trait": str, "path": str, "format": str}, comment="#")
-for _col in ("trait", "path"):
-    if _col not in TRAITS.columns:
-        raise ValueError(f"{config['traits']}: trait sheet lacks the column '{_col}' (columns: trait path format n s2)")
+TRAITS = validate_traits(pd.read_csv(config["traits"], sep="\t", dtype=str, comment="#", keep_default_na=False),
+                         path=config["traits"], schema_path=workflow.basedir + "/config/schema/traits.schema.yaml")
 TRAITS = TRAITS.set_index("trait", drop=False)
-if TRAITS.index.duplicated().any():
-    raise ValueError(f"{config['traits']}: duplicated trait names {sorted(TRAITS.index[TRAITS.index.duplicated()])}")
 
 CHROMS = [str(c) for c in config["chromosomes"]]
 HELDOUT = [str(c) for c in config["heldout_chromosomes"]]
@@ -42,13 +44,69 @@ def trait_value(trait, key):
 
 
 def ld_root():
-    """Directory of the LD windows: the demo's, else ld.dir (UKBB downloads, or the user's own for source local)."""
-    return "resources/demo/ld" if config["ld"]["source"] == "demo" else config["ld"]["dir"]
+    """Directory of the LD windows: the demo's, the workflow's own for a PLINK panel (source plink: one
+    directory per chromosome, rule plink_ld_windows), else ld.dir (UKBB downloads, or the user's own for source local)."""
+    return {"demo": "resources/demo/ld", "plink": "resources/plink_ld"}.get(config["ld"]["source"], config["ld"]["dir"])
+
+
+def plink_prefix():
+    """ld.plink, the PLINK panel's path prefix (source plink); `{chrom}` in it stands for the chromosome."""
+    prefix = config["ld"]["plink"]
+    if not prefix:
+        raise ValueError("ld.source is plink but ld.plink is not set: give the path prefix of your .bed/.bim/.fam "
+                         "(e.g. ld.plink: panel/mypanel, or panel/chr{chrom} for one file set per chromosome)")
+    return str(prefix)
+
+
+def plink_inputs(wildcards):
+    """The .bed / .bim / .fam of one chromosome of the PLINK panel (rule plink_ld_windows)."""
+    return {ext: str(path) for ext, path in plink_paths(plink_prefix(), wildcards.chrom).items()}
+
+
+_BIM_POSITIONS, _PLINK_WINDOWS = {}, {}
+
+
+def plink_positions(chrom):
+    """Positions of one chromosome in the PLINK panel's .bim (each .bim is read once, at DAG time)."""
+    bim = str(plink_paths(plink_prefix(), chrom)["bim"])
+    if bim not in _BIM_POSITIONS:
+        _BIM_POSITIONS[bim] = bim_positions(bim)
+    pos = _BIM_POSITIONS[bim].get(normalise_chrom(chrom))
+    if pos is None:
+        raise ValueError(f"{bim}: no variant on chromosome {chrom} (chromosomes there: "
+                         f"{sorted(_BIM_POSITIONS[bim])}); drop it from `chromosomes` or point ld.plink at a panel that has it")
+    return pos
+
+
+def plink_windows(chrom):
+    """Window names of one chromosome of the PLINK panel: the grid windows holding a .bim position."""
+    ld = config["ld"]
+    key = (plink_prefix(), str(chrom), ld["window_length"], ld["window_stride"])
+    if key not in _PLINK_WINDOWS:
+        _PLINK_WINDOWS[key] = [w.name for w in panel_windows(plink_positions(chrom), chrom, *key[2:])]
+    return _PLINK_WINDOWS[key]
+
+
+def plink_mem_mb(wildcards):
+    """Memory of rule plink_ld_windows for one chromosome, from its largest window (known from the .bim)."""
+    sizes = window_sizes(plink_positions(wildcards.chrom), [Window.parse(w) for w in plink_windows(wildcards.chrom)])
+    return memory_mb(ld_panel_size(wildcards.chrom), max(sizes))
+
+
+def ld_panel_size(chrom):
+    """People the LD of a chromosome was computed on (LD-score bias correction): the demo cohort, the PLINK
+    panel's .fam, else ld.panel_size (UKBB: 337,545; set it for source local)."""
+    ld = config["ld"]
+    if ld["source"] == "demo":
+        return config["demo"]["n_individuals"]
+    if ld["source"] == "plink":
+        return read_fam_size(plink_paths(plink_prefix(), chrom)["fam"])
+    return ld["panel_size"]
 
 
 def ld_manifest():
     """The window manifest: ld.manifest, else the shipped UKBB one for source ukbb; None for local without one."""
-    path = config["ld"].get("manifest")
+    path = config["ld"]["manifest"]
     if path:
         return shipped_path(path)
     return shipped_path("resources/ukbb_ld_windows.tsv") if config["ld"]["source"] == "ukbb" else None
@@ -85,6 +143,8 @@ def windows(chrom):
     ld = config["ld"]
     if ld["source"] == "demo":
         return [w.name for w in tile(chrom, config["demo"]["chrom_length"], ld["window_length"], ld["window_stride"])]
+    if ld["source"] == "plink":
+        return plink_windows(chrom)
     if ld_manifest() is None:
         names = local_ld_windows().get(str(chrom), [])
         if not names:
@@ -97,6 +157,8 @@ def windows(chrom):
 
 
 def window_prefixes(chrom):
+    if config["ld"]["source"] == "plink":
+        return [f"{ld_root()}/chr{chrom}/{w}" for w in windows(chrom)]
     return [f"{ld_root()}/{w}" for w in windows(chrom)]
 
 
@@ -106,6 +168,8 @@ def ld_window_inputs(chrom, exts=("npz", "gz")):
     windows are outputs of the demo rule; the user's own windows (source local) are plain inputs."""
     if config["ld"]["source"] == "ukbb":
         return [f"resources/locks/ukbb_ld/{w}.json" for w in windows(chrom)]
+    if config["ld"]["source"] == "plink":
+        return [f"{ld_root()}/chr{chrom}"]  # the directory output of rule plink_ld_windows
     return [f"{p}.{ext}" for p in window_prefixes(chrom) for ext in exts]
 
 
@@ -125,9 +189,47 @@ def chrom_inputs(chroms, trait):
     }
 
 
+# --- cluster resources ---
+# GPUs are requested through the resource `gpu` (snakemake-executor-plugin-slurm turns it into `--gpus=N`);
+# threads, runtime and memory of each rule are set in the workflow profile profiles/default/config.yaml.
+
+
+def gpu_for(wildcards):
+    """GPUs of one training job: 1 for the transformer unless `train.device` is cpu, else 0."""
+    return int(wildcards.model == "transformer" and str(config["train"]["device"]) != "cpu")
+
+
+def gpu_partition(gpus):
+    """`slurm_partition` for rules with a `gpu` resource, only when $DEEPWAS_SLURM_GPU_PARTITION is set: GPU
+    jobs go there, the others stay in $DEEPWAS_SLURM_PARTITION. Unset, the site profile's partition applies
+    to every job. `gpus` is the rule's `gpu` resource (an int or a callable of the wildcards)."""
+    import os
+
+    if not os.environ.get("DEEPWAS_SLURM_GPU_PARTITION"):
+        return {}
+
+    def partition(wildcards):
+        n = gpus(wildcards) if callable(gpus) else gpus
+        name = "DEEPWAS_SLURM_GPU_PARTITION" if n else "DEEPWAS_SLURM_PARTITION"
+        if not os.environ.get(name):
+            raise ValueError(f"DEEPWAS_SLURM_GPU_PARTITION is set but {name} is not: export {name}=<partition>")
+        return os.environ[name]
+
+    return {"slurm_partition": partition}
+
+
+
+def torch_env(wildcards):
+    """Conda environment of a training job (--sdm conda): the CUDA build of torch where the job gets a GPU."""
+    return "../../envs/deepwas-cuda.yaml" if gpu_for(wildcards) else "../../envs/deepwas.yaml"
+
+
+# --- end cluster resources ---
+
+
 def use_tracks():
     """Whether the models read functional tracks (features.tracks): the store, liftover and normalisation."""
-    return bool(config["features"].get("tracks", False))
+    return bool(config["features"]["tracks"])
 
 
 def track_inputs(chroms):
@@ -145,7 +247,7 @@ def track_params(chroms):
     """What the train / evaluate scripts need to read track windows (None without tracks)."""
     if not use_tracks():
         return None
-    return {"window": config["features"].get("track_window", 64),
+    return {"window": config["features"]["track_window"],
             "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
             "exclude": config["features"]["exclude_tracks"]}
 
@@ -158,22 +260,22 @@ def demo_track_inputs(wildcards):
 
 
 def demo_track_truth():
-    tt = config["demo"].get("track_truth")
+    tt = config["demo"]["track_truth"]
     if not use_tracks() or config["ld"]["source"] != "demo" or not tt:
         return None
-    return dict(tt, window=config["features"].get("track_window", 64))
+    return dict(tt, window=config["features"]["track_window"])
 
 
 def track_manifest():
-    return config["features"].get("track_manifest", "resources/demo/tracks/manifest.tsv")
+    return config["features"]["track_manifest"]
 
 
 def grch38_sizes():
-    return config["features"].get("chrom_sizes_grch38", "resources/demo/tracks/chrom_sizes_grch38.tsv")
+    return config["features"]["chrom_sizes_grch38"]
 
 
 def simulation_truths():
-    return [str(t) for t in (config.get("simulation") or {}).get("truths", ["network", "threshold"])]
+    return [str(t) for t in config["simulation"]["truths"]]
 
 
 def demo_truth(wildcards):
@@ -182,7 +284,7 @@ def demo_truth(wildcards):
 
 def evaluated():
     out = [f"results/evaluation/{t}/{m}/{o}.json" for t in traits() for m in config["models"] for o in config["objectives"]]
-    if config["ld"]["source"] == "demo" and config["demo"].get("oracle", True):
+    if config["ld"]["source"] == "demo" and config["demo"]["oracle"]:
         out += [f"results/evaluation/{t}/oracle/truth.json" for t in traits()]
     return out
 
@@ -205,7 +307,8 @@ def check_trait_paths():
 def get_final_output():
     check_trait_paths()
     # the figures too, so that `snakemake --report` (which reports the default target's DAG) shows them
-    return ["results/evaluation/summary.tsv", "results/summary.txt", *figure_targets()]
+    return ["results/evaluation/summary.tsv", "results/summary.txt", *figure_targets(),
+            *priors_outputs()]   # workflow/rules/priors.smk
 
 
 def print_summary(started_at):
@@ -333,33 +436,11 @@ def figure_targets(notes=False):
     return out
 
 
-# --- downloads (issue 4) ---
+# --- downloads (App. D) ---
 # Helpers for workflow/rules/download.smk. Everything is read from local manifests at parse time: building
-# the DAG makes no network call. `download:` keys are optional; defaults below (documented in config/README.md).
-DOWNLOAD_DEFAULTS = {
-    "s3_endpoint": None,
-    "ld_bucket": "broad-alkesgroup-ukbb-ld",
-    "ld_prefix": "UKBB_LD/",
-    "sumstats_bucket": "broad-alkesgroup-public-requester-pays",
-    "sumstats_prefix": "UKBB_409K/",
-    "billing_project": None,
-    "retries": 5,
-    "backoff_s": 2.0,
-    "chromosomes": None,
-    "ukbb_traits": None,
-    "ucsc_manifest": "config/manifests/ucsc_tracks.tsv",
-    "fantom_manifest": "config/manifests/fantom_tissues.tsv",
-    "fantom_base_url": "https://fantom.gsc.riken.jp/5/datahub/hg38/tpm/human.tissue.hCAGE/",
-    "encode_manifest": "config/manifests/encode_experiments.tsv",
-    "encode_base_url": "https://www.encodeproject.org",
-    "encode_allow_warnings": True,
-    "chain_url": "https://hgdownload.soe.ucsc.edu/goldenPath/hg19/liftOver/hg19ToHg38.over.chain.gz",
-    "dbnsfp_archive": None,
-}
-
-
+# the DAG makes no network call. The `download:` block's defaults are in the schema (config/README.md).
 def dl_cfg(key):
-    return (config.get("download") or {}).get(key, DOWNLOAD_DEFAULTS[key])
+    return config["download"][key]
 
 
 def shipped_path(path):
@@ -377,7 +458,7 @@ def ukbb_ld_dir():
     if config["ld"]["source"] == "local":
         raise ValueError("ld.source is local: LD windows are never downloaded into ld.dir (your own windows); "
                          "set ld.source: ukbb to download the UK Biobank windows")
-    return config["ld"].get("dir") or "resources/ukbb/ld"
+    return config["ld"]["dir"]
 
 
 def dl_ld_chromosomes():
@@ -452,5 +533,5 @@ def dl_encode_accession(name):
 
 
 def dl_chain_file():
-    return config["features"].get("chain", "resources/chain/hg19ToHg38.over.chain.gz")
+    return config["features"]["chain"]
 # --- end downloads ---

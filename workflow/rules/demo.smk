@@ -10,8 +10,8 @@ rule demo_tracks:
         chromosomes=CHROMS,
         chrom_length=config["demo"]["chrom_length"],
         seed=config["demo"]["seed"],
-        n_tracks=config["features"].get("demo_n_tracks", 8),
-        n_eclip=config["features"].get("demo_n_eclip", 2),
+        n_tracks=config["features"]["demo_n_tracks"],
+        n_eclip=config["features"]["demo_n_eclip"],
         outdir="resources/demo/tracks",
     log:
         "logs/features/demo_tracks.log",
@@ -33,7 +33,7 @@ rule demo_cohort:
         truth=[f"resources/demo/truth/{t}.tsv.gz" for t in config["demo"]["traits"]],
         genotypes=[f"resources/demo/genotypes/chr{c}.npz" for c in CHROMS],
         annotations="resources/demo/annotations.tsv.gz",
-        phenotypes=[] if config["demo"].get("n_gwas") else "resources/demo/phenotypes.tsv",
+        phenotypes=[] if config["demo"]["n_gwas"] else "resources/demo/phenotypes.tsv",
     params:
         demo=config["demo"],
         track_truth=demo_track_truth(),

@@ -12,7 +12,7 @@ rule evaluate:
                      labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
         summary="results/evaluation/{trait}/{model}/{objective}.json",
     params:
-        annotations=config["features"].get("annotations"),
+        annotations=config["features"]["annotations"],
         tracks=track_params(HELDOUT),
     log:
         "logs/evaluate/{trait}/{model}/{objective}.log",

@@ -11,8 +11,8 @@ rule build_track_store:
     output:
         store=directory("results/features/store"),
     params:
-        dtype=config["features"].get("track_dtype", "float16"),
-        eclip_prefix=config["features"].get("eclip_prefix", "eclip_"),
+        dtype=config["features"]["track_dtype"],
+        eclip_prefix=config["features"]["eclip_prefix"],
     log:
         "logs/features/build_track_store.log",
     benchmark:

@@ -5,23 +5,23 @@ rule harmonise:
     input:
         sumstats=lambda wc: sumstats_input(wc.trait),
         ld_variants=all_ld_variant_inputs(),
-        reference_frequencies=lambda wc: config["harmonise"].get("reference_frequencies") or [],
+        reference_frequencies=lambda wc: config["harmonise"]["reference_frequencies"] or [],
     output:
         table="results/harmonised/{trait}.tsv.gz",
         report=report("results/harmonised/{trait}.report.json", caption="../report/harmonise.rst",
                       category="Checks", subcategory="Harmonisation", labels={"trait": "{trait}"}),
     params:
         ld_variants=all_ld_variant_lists(),
-        format=lambda wc: trait_value(wc.trait, "format") or "auto",
+        format=lambda wc: trait_value(wc.trait, "format"),
         n=lambda wc: trait_value(wc.trait, "n"),
         palindromic_max_maf=config["harmonise"]["palindromic_max_maf"],
-        z_scale=config["harmonise"].get("z_scale", "correlation"),
-        min_info=config["harmonise"].get("min_info", 0.0),
-        min_maf=config["harmonise"].get("min_maf", 0.0),
+        z_scale=config["harmonise"]["z_scale"],
+        min_info=config["harmonise"]["min_info"],
+        min_maf=config["harmonise"]["min_maf"],
         min_match_rate=config["harmonise"]["min_match_rate"],
         strand_flip_threshold=config["harmonise"]["strand_flip_threshold"],
         n_max_spread=config["harmonise"]["n_max_spread"],
-        reference_frequencies=config["harmonise"].get("reference_frequencies"),
+        reference_frequencies=config["harmonise"]["reference_frequencies"],
     log:
         "logs/harmonise/{trait}.log",
     conda:

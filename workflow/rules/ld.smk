@@ -1,30 +1,59 @@
 # LD-only precomputation once per window (grouped per chromosome), then the per-trait whitened statistics.
 
+LD_FACTORS_MIN_PER_WINDOW = 2   # runtime budget per UKBB window (minutes), from benchmarks/scale.py
 
+
+rule window_table:
+    input:
+        **({"manifest": ld_manifest()} if ld_manifest() else {}),
+    output:
+        "results/windows/cores.tsv",
+    params:
+        windows=[] if ld_manifest() else [w for c in CHROMS for w in windows(c)],
+        length=config["ld"]["window_length"],
+        stride=config["ld"]["window_stride"],
+        regions=config["ld"]["long_range_regions"],
+    log:
+        "logs/window_table.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/window_table.py"
+
+
+# Resources from benchmarks/scale.py (benchmarks/RESULTS.md): one window of m = 13,900 extended and n = 4,700
+# core variants takes 32 CPU-s (float32 file) to 36 CPU-s (float64) on one thread and peaks at 2.3 / 3.0 GB;
+# the largest UKBB windows (m = 20,000, n = 7,000) cost about 3-5x that. The rule also holds the factors of
+# one or two pending windows (estimated 8 GB in all for the largest, 10 GB for float64 files). Memory and
+# runtime grow with the attempt (snakemake --retries N).
 rule ld_factors:
     input:
         windows=lambda wc: ld_window_inputs(wc.chrom),
         harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
+        cores="results/windows/cores.tsv",
     output:
         factors=directory("results/ld_factors/chr{chrom}"),
         manifest=report("results/ld_factors/chr{chrom}.manifest.tsv", caption="../report/ld_manifest.rst",
                         category="Checks", subcategory="LD factors", labels={"chromosome": "{chrom}"}),
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
-        length=config["ld"]["window_length"],
-        stride=config["ld"]["window_stride"],
         rtol=config["ld"]["eig_rtol"],
         diag_atol=config["ld"]["diag_atol"],
         max_clip=config["ld"]["psd_max_clip"],
+        max_clipped_mass=config["ld"]["psd_max_clipped_mass"],
+        max_abs_change=config["ld"]["psd_max_abs_change"],
+        regions=config["ld"]["long_range_regions"],
         factor_dtype=config["ld"]["factor_dtype"],
-        panel_size=config["demo"]["n_individuals"] if config["ld"]["source"] == "demo" else config["ld"]["panel_size"],
+        compute_dtype=config["ld"]["compute_dtype"],
+        panel_size=lambda wc: ld_panel_size(wc.chrom),
     log:
         "logs/ld_factors/chr{chrom}.log",
     benchmark:
         "benchmarks_runs/ld_factors/chr{chrom}.tsv"
-    threads: 1
+    threads: config["ld"]["threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
+        runtime=lambda wc, attempt: (10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))) * attempt,
     conda:
         "../../envs/deepwas.yaml"
     script:
@@ -58,6 +87,7 @@ rule estimate_s2:
         s2=lambda wc: trait_value(wc.trait, "s2"),
         alpha=config["prior"]["alpha"],
         s2_check=config["s2"],
+        mismatch=config["likelihood"]["mismatch"],
     log:
         "logs/estimate_s2/{trait}.log",
     conda:

@@ -1,7 +1,7 @@
 # Semi-synthetic recovery experiment (paper Sec. 6.1, App. A.5, B.1): a known prior f, statistics
 # simulated through the real LD factors, every model x objective trained on the training chromosomes and
 # scored by the RMSE of log f on the held-out ones. Not part of `all`: run `snakemake --cores 2 simulation`.
-# Every key of the `simulation:` block is optional (defaults in deepwas.simulation.semisynthetic.DEFAULTS).
+# Every key of the `simulation:` block is optional (defaults in the schema).
 
 
 rule simulate_semisynthetic:
@@ -19,9 +19,9 @@ rule simulate_semisynthetic:
     params:
         chromosomes=CHROMS,
         heldout=HELDOUT,
-        simulation=config.get("simulation") or {},
-        track_window=config["features"].get("track_window", 64),
-        network=config.get("network") or {"size": "tiny"},
+        simulation=config["simulation"],
+        track_window=config["features"]["track_window"],
+        network=config["network"],
         alpha=config["prior"]["alpha"],
         train=config["train"],
         # checkpoints and training metrics: not declared outputs, so a failed job keeps them for the rerun

@@ -11,10 +11,10 @@ rule train:
     params:
         model="{model}",
         objective="{objective}",
-        annotations=config["features"].get("annotations"),
+        annotations=config["features"]["annotations"],
         tracks=track_params(TRAIN_CHROMS),
         prior=config["prior"],
-        network=config.get("network", {}),
+        network=config["network"],
         train=config["train"],
         likelihood=config["likelihood"],
         # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun; the script
@@ -27,8 +27,9 @@ rule train:
     threads: 1
     resources:
         mem_mb=8000,
-        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
+        gpu=gpu_for,
+        **gpu_partition(gpu_for),
     conda:
-        "../../envs/deepwas.yaml"
+        torch_env
     script:
         "../scripts/train_prior.py"

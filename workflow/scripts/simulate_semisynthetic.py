@@ -23,7 +23,7 @@ def main(truth, factor_dirs, manifests, chromosomes, heldout, store, normalisati
     fp = data_fingerprint(truth, cfg, windows, dict(network=network, alpha=alpha, train=train, w=track_window,
                                                     tracks=tracks.track_names, heldout=list(heldout)))
     table, details = run_simulation(truth, windows, variants, heldout, cfg, f"{checkpoint_root}/{fp}", alpha=alpha,
-                                    network=network, train=train, device=pick_device(train.get("device", "auto")))
+                                    network=network, train=train, device=pick_device(train["device"]))
     details["workdir"] = f"{checkpoint_root}/{fp}"
     write_table(out_rmse, table, float_format="%.6g")
     write_json(out_details, details)

@@ -75,11 +75,14 @@ def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
 def write_summary(summaries, out_tsv, out_txt) -> pd.DataFrame:
     """The summary rule: one table of the held-out results of every trait and model (`summaries`: the
     evaluate rule's JSON files) and a short text summary."""
-    df = combine([pd.DataFrame([read_json(p)]) for p in summaries])
+    records = [read_json(p) for p in summaries]
+    mismatch = {r["trait"]: r.get("mismatch_lambda", 0.0) for r in records}     # LD mismatch lambda (deepwas.s2)
+    df = combine([pd.DataFrame([r]) for r in records])
     write_table(out_tsv, df, float_format="%.6g")
     lines = ["DeepWAS held-out results (percentage likelihood increase per person vs the null, f = 0)", ""]
     for trait, g in df.groupby("trait", sort=True):
-        lines.append(f"{trait}:")
+        lines.append(f"{trait}:" + (f"   (LD mismatch lambda {mismatch[trait]:.4g}: R~ = (1 - lambda) R + lambda I)"
+                                    if mismatch.get(trait) else ""))
         for _, r in g.iterrows():
             lines.append(f"  {r['model']:<12} {r['objective']:<8} {r['pct_per_person']:>9.4f} %   "
                          f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows")
@@ -96,6 +99,7 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
     demo's true f (`truth_path`, model 'oracle'); writes the per-window table and the summary (returned)."""
     s2info = read_json(s2_json)
     s2, N = s2info["s2"], s2info["N"]
+    mm = float(s2info.get("lambda", 0.0))      # LD mismatch lambda (deepwas.s2): windows of R~
     annotations = read_annotations(annotations_path)
     if truth_path:
         f = read_truth(truth_path)
@@ -119,10 +123,10 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
     def windows():   # one held-out window in memory at a time (track windows are large at UKBB scale)
         for name, fac, st, p in iter_windows(chrom_inputs, annotations, None if truth_path else tracks):
             keys[name] = fac["keys"]
-            yield make_window(name, fac, st["y"], p if scale is None else scale(p))
+            yield make_window(name, fac, st["y"], p if scale is None else scale(p), mismatch=mm)
 
     table = evaluate_windows(phi_of, windows(), s2)
-    summary = summarise(table, trait, model, objective, N)
+    summary = dict(summarise(table, trait, model, objective, N), mismatch_lambda=mm)
     write_table(out_table, table)
     write_json(out_summary, summary)
     log.info("%s", summary)

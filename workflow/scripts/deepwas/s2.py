@@ -8,6 +8,16 @@ Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likeliho
   (exact likelihood, L-BFGS): the value the workflow uses unless the trait sheet gives one;
 - `estimate_s2`: the intercept of LD score regression (`ldsr.ldsr_intercept`), E[z_m^2] = N h2 l_m / M + s2,
   recorded beside it as a cross-check.
+
+LD that is not the statistics' own (a reference panel) is modelled by R~ = (1 - l) R + l I
+(`likelihood.mismatch`, SuSiE-RSS's lambda). `fit_mismatch` estimates l by maximum likelihood jointly with s2
+and the constant prior: the profile likelihood over a log grid of l (each point an L-BFGS fit of (c, s2)),
+refined jointly from the best grid point. l is then chosen by a likelihood-ratio test against l = 0: with
+D = 2 [NLL(0) - NLL(l^)], and l = 0 on the boundary of [0, 1), D is asymptotically 1/2 chi2_0 + 1/2 chi2_1
+under l = 0 (Self and Liang 1987), so l^ is used when D > 9.55 (p < 0.001) and otherwise exactly l = 0, with
+s2 and c from the very fit the workflow does without the mismatch model (in-sample LD reproduces today's
+numbers). The windows' likelihoods are multiplied as in the paper (a composite likelihood across windows
+whose extended sets overlap), so the test is approximate; the threshold is deliberately strict.
 """
 from __future__ import annotations
 
@@ -18,6 +28,7 @@ import numpy as np
 import torch
 
 from . import likelihood
+from .likelihood import mismatch as mm_lik
 from .formats.factors import read_manifest
 from .io import write_json
 from .ldsr import ldsr_intercept
@@ -51,6 +62,97 @@ def fit_constant_and_s2(windows: list[WindowData], N: float, alpha: float, init_
     return float(torch.exp(log_s2)), float(c)
 
 
+LR_THRESHOLD = 9.55        # 2 x NLL gain; p = 0.001 under 1/2 chi2_0 + 1/2 chi2_1 (l = 0 on the boundary)
+MISMATCH_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
+
+
+def _constant_nll(windows, aux, logpq, N, c, s2, mm):
+    if aux is None or (not torch.is_tensor(mm) and mm == 0.0):
+        return sum(likelihood.exact.nll(N * torch.exp(lp + c), s2, w.G, w.y, w.lam) for lp, w in zip(logpq, windows))
+    return sum(mm_lik.nll(N * torch.exp(lp + c), s2, mm, w.G, w.y, w.lam, U, core)
+               for lp, w, (U, core) in zip(logpq, windows, aux))
+
+
+def _fit(windows, aux, N, alpha, c0, s2_init, mm, fit_mm=False, max_iter=100):
+    """L-BFGS of (c, log s2) at mismatch `mm` (and log mm too when `fit_mm`). Returns (nll, s2, c, mm)."""
+    c = torch.tensor(float(c0), dtype=torch.float64, requires_grad=True)
+    log_s2 = torch.tensor(float(np.log(s2_init)), dtype=torch.float64, requires_grad=True)
+    params = [c, log_s2]
+    if fit_mm:
+        log_mm = torch.tensor(float(np.log(mm)), dtype=torch.float64, requires_grad=True)
+        params.append(log_mm)
+    logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in windows]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        mm_now = torch.exp(log_mm).clamp(max=0.95) if fit_mm else mm
+        total = _constant_nll(windows, aux, logpq, N, c, torch.exp(log_s2), mm_now)
+        total.backward()
+        return total
+
+    opt.step(closure)
+    mm_out = float(torch.exp(log_mm).clamp(max=0.95)) if fit_mm else float(mm)
+    with torch.no_grad():
+        value = float(_constant_nll(windows, aux, logpq, N, c, torch.exp(log_s2), mm_out))
+    return value, float(torch.exp(log_s2)), float(c), mm_out
+
+
+def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.Tensor]], N: float, alpha: float,
+                 init_log_scale: float, mode="auto", s2_init: float = 1.0, trait: str = "trait") -> dict:
+    """Maximum-likelihood mismatch l of R~ = (1 - l) R + l I jointly with s2 and the constant prior scale c.
+
+    aux: per window (U, core) of its factors. mode: 'auto' (profile + refine + likelihood-ratio choice, see the
+    module docstring), 'none' (l = 0: the fit of `fit_constant_and_s2`), or a number (l fixed). Returns a dict
+    with the chosen 'lambda', 's2', 'init_log_scale', and for 'auto' the fitted 'lambda_ml', the profile
+    [{lambda, nll, s2, init_log_scale}], the NLL gain over l = 0 and the likelihood-ratio statistic.
+    """
+    s2_0, c_0 = fit_constant_and_s2(windows, N, alpha, init_log_scale, s2_init)
+    logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in windows]
+    with torch.no_grad():
+        nll_0 = float(_constant_nll(windows, None, logpq, N, torch.tensor(c_0, dtype=torch.float64), s2_0, 0.0))
+    base = {"lambda": 0.0, "s2": s2_0, "init_log_scale": c_0, "nll": nll_0, "s2_lambda0": s2_0,
+            "init_log_scale_lambda0": c_0, "nll_lambda0": nll_0}
+    if mode in ("none", None) or (not isinstance(mode, str) and float(mode) == 0.0):
+        return {**base, "lambda_source": "none (likelihood.mismatch: none)"}
+    if not isinstance(mode, str):
+        mm = float(mode)
+        if not 0.0 <= mm < 1.0:
+            raise ValueError(f"likelihood.mismatch = {mode}: the mismatch lambda must be in [0, 1), or auto / none")
+        nll_mm, s2, c, _ = _fit(windows, aux, N, alpha, c_0, s2_0, mm)
+        return {**base, "lambda": mm, "s2": s2, "init_log_scale": c, "nll": nll_mm,
+                "lambda_source": "config (likelihood.mismatch)", "nll_gain": nll_0 - nll_mm}
+    if mode != "auto":
+        raise ValueError(f"likelihood.mismatch = {mode!r}: use auto, none or a number in [0, 1)")
+    profile = [{"lambda": 0.0, "nll": nll_0, "s2": s2_0, "init_log_scale": c_0}]
+    for mm in MISMATCH_GRID:     # each from the starting point, not the last fit: a collapsed c (h2 -> 0) stays
+        v, s2_w, c_w, _ = _fit(windows, aux, N, alpha, init_log_scale, s2_init, mm)
+        profile.append({"lambda": mm, "nll": v, "s2": s2_w, "init_log_scale": c_w})
+    best = min(profile, key=lambda p: p["nll"])
+    if best["lambda"] > 0:
+        v, s2, c, mm = _fit(windows, aux, N, alpha, best["init_log_scale"], best["s2"], best["lambda"], fit_mm=True)
+        fitted = {"lambda": mm, "nll": v, "s2": s2, "init_log_scale": c} if v <= best["nll"] else best
+    else:
+        fitted = best
+    gain = nll_0 - fitted["nll"]
+    lr = 2.0 * gain
+    use = lr > LR_THRESHOLD
+    out = {**base, "lambda_ml": fitted["lambda"], "nll_gain": gain, "lr_statistic": lr, "lr_threshold": LR_THRESHOLD,
+           "lambda_profile": profile,
+           "lambda_source": ("maximum likelihood (likelihood-ratio test vs lambda = 0: significant)" if use else
+                             "0: maximum-likelihood lambda not significantly better than 0 (likelihood-ratio test)")}
+    if use:
+        out.update(**{k: fitted[k] for k in ("lambda", "s2", "init_log_scale", "nll")})
+        log.warning("%s: the LD does not match the statistics: mismatch lambda = %.4g of R~ = (1 - lambda) R + lambda I "
+                    "(maximum likelihood with s2 = %.4g; NLL gain %.1f over lambda = 0 on %d training windows, "
+                    "likelihood-ratio statistic %.1f > %.2f). Expected with reference-panel LD; training and evaluation "
+                    "use R~. A lambda above about 0.05 or an s2 far from 1 means a panel of another ancestry, a small "
+                    "panel or statistics that do not belong to the LD: the prior's scale (h2) is then biased "
+                    "downwards, read the results with care.", trait, out["lambda"], out["s2"], gain, len(windows),
+                    lr, LR_THRESHOLD)
+    return out
+
+
 def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iterations: int = 3) -> tuple[float, float]:
     """Per-window residual variance s2 as the intercept of LD score regression (App. A.4 weights,
     re-estimated `iterations` times; see `ldsr.ldsr_intercept`). Returns (s2, h2)."""
@@ -58,13 +160,15 @@ def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iteration
 
 
 def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0.5, 2.0), accept_outside=False,
-                      trait="trait") -> dict:
+                      trait="trait", mismatch="auto") -> dict:
     """The estimate_s2 rule: the trait's per-window residual variance s2, sample size N and the starting
     scale of every prior. s2 is fitted by maximum likelihood jointly with a constant prior on the training
     windows (`s2_sheet`, the trait sheet's value, wins when given); the LD-score-regression intercept is
     recorded beside it as a cross-check. `manifests`: the factor manifests of all chromosomes (M). A fitted
     s2 outside `s2_range` stops the run with an explanation unless `accept_outside`. Writes and returns the
-    JSON record."""
+    JSON record. `mismatch` (config likelihood.mismatch): auto, none or a fixed lambda of
+    R~ = (1 - l) R + l I (`fit_mismatch`); the chosen 'lambda' is recorded and used by training and evaluation.
+    'h2_constant' is the fitted constant prior's heritability M mean_m (p_m(1 - p_m))^alpha e^c (App. A.5)."""
     # M: every variant that has LD and statistics lies in exactly one core
     M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
     loaded = load_windows(chrom_inputs)
@@ -76,7 +180,10 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     freq = np.concatenate([fac["freq"][fac["core"]] for _, fac, _, _ in loaded])
     c0 = init_log_scale(freq, min(max(h2_ldsr, 0.01), 0.9), M, alpha)
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
-    s2_ml, c_ml = fit_constant_and_s2(windows, N, alpha, c0)
+    aux = [(torch.as_tensor(fac["U"], dtype=torch.float64), torch.as_tensor(fac["core"], dtype=torch.long))
+           for _, fac, _, _ in loaded]
+    fit = fit_mismatch(windows, aux, N, alpha, c0, mode=mismatch, trait=trait)
+    s2_ml, c_ml, lam_mm = fit["s2"], fit["init_log_scale"], fit["lambda"]
     s2 = float(s2_sheet) if given else s2_ml
     lo, hi = s2_range
     if not (math.isfinite(s2) and s2 > 0):
@@ -84,7 +191,8 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
                          "in the trait sheet")
     if not given and not lo <= s2_ml <= hi:
         msg = (f"{trait}: maximum-likelihood s2 = {s2_ml:.4g} is outside the plausible range [{lo:g}, {hi:g}] (config "
-               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows). "
+               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows, "
+               f"LD mismatch lambda {lam_mm:.4g}). "
                "s2 is about 1 - h2 of one window for in-sample LD: a value far from 1 means a wrong N, sign errors, "
                "statistics that do not belong to the LD (another build or strand, an out-of-sample panel) or very "
                "few matched variants; check results/harmonised/" f"{trait}.report.json. If it is deliberate (a "
@@ -92,9 +200,13 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
         if not accept_outside:
             raise ValueError(msg)
         log.warning(msg)
+    h2_const = float(M * np.mean(np.clip(freq * (1 - freq), 1e-12, None) ** alpha) * math.exp(c_ml))
     info = {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
-            "s2_ml": s2_ml, "init_log_scale": c_ml, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
-            "N": N, "M": M, "n_windows": len(windows)}
+            "s2_ml": s2_ml, "init_log_scale": c_ml, "lambda": lam_mm, "lambda_source": fit["lambda_source"],
+            "h2_constant": h2_const, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
+            "N": N, "M": M, "n_windows": len(windows),
+            "mismatch": {k: v for k, v in fit.items() if k not in ("s2", "init_log_scale", "lambda", "lambda_source")}}
     write_json(out, info)
-    log.info("s2 = %.4f (ML %.4f, LDSR intercept %.4f), N = %.0f, M = %d", s2, s2_ml, s2_ldsr, N, M)
+    log.info("s2 = %.4f (ML %.4f, LDSR intercept %.4f), mismatch lambda = %.4g, N = %.0f, M = %d", s2, s2_ml,
+             s2_ldsr, lam_mm, N, M)
     return info

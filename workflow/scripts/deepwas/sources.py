@@ -178,7 +178,7 @@ class WindowReader:
     def __call__(self, name: str) -> dict:
         factor_path, stats_path = self.windows[name]
         fac = load_factors(factor_path)
-        item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"],
+        item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"], "keys": fac["keys"],
                 "y": self._y(stats_path, name), "pred": pred_features(fac, annotation_block(self.annotations, fac["keys"])[0])}
         if self.tracks is not None:
             item["chrom"], item["pos_grch38"] = self.tracks.positions(fac["keys"])

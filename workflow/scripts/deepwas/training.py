@@ -21,6 +21,12 @@ What a checkpoint holds, and why that makes the resume exact (tested on CPU in t
   the replayed windows are not duplicated. (TensorBoard, when installed, gets the replayed steps again;
   its viewer shows the last value per step.)
 
+With `shared_forward`, each accumulation group is evaluated together: the prior once per distinct variant
+row of the group, each window's likelihood on its rows, one backward (`deepwas.shared_forward`; in-memory
+windows are then ordered in seeded runs of `accumulate` neighbours, `shared_forward.NeighbourRuns`). Under
+torch.distributed the group is sharded over the processes and the gradients are summed once per step
+(`deepwas.distributed`); rank 0 writes the checkpoint (with every rank's RNG state) and the metrics.
+
 Windows come from a window source (`as_window_source`): an in-memory list of `WindowData` (wrapped in
 `InMemoryWindows`, order `window_order(n, seed, epoch)`), or any object with `__len__`, `names`,
 `mean_n_core` (the loss scale), `order_key` (None when its order is `window_order`'s, else a string that
@@ -34,6 +40,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +48,7 @@ from typing import Callable
 
 import torch
 
-from . import likelihood
+from . import distributed, likelihood
 from .features.pred import FeatureScaler, pred_feature_names
 from .formats.annotations import read_annotations
 from .formats.checkpoint import load_checkpoint, save_checkpoint
@@ -49,6 +56,7 @@ from .formats.model_file import ModelFile
 from .io import read_json
 from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
 from .priors import build_prior
+from .shared_forward import NeighbourRuns
 from .sources import StreamingWindows, as_window_source, load_windows, use_streaming
 from .window import WindowData, make_window
 
@@ -69,11 +77,18 @@ class TrainConfig:
     solver: str = "exact"
     solver_options: dict = field(default_factory=dict)
     autocast: str | None = None        # None | bfloat16 | float16 (network only)
+    shared_forward: bool = False       # one prior forward per variant per optimiser step (deepwas.shared_forward)
+    variant_chunk: int = 0             # shared forward: rows per network batch (0: the group's union at once)
+    compile: bool = False              # torch.compile the prior (same numbers up to float rounding)
     progress: bool = True
 
     def fingerprint(self) -> str:
         d = asdict(self)
         d.pop("progress")
+        d.pop("compile")
+        if not d["shared_forward"]:    # settings added later: absent at their defaults, so that the
+            d.pop("shared_forward")    # checkpoints of earlier runs still resume
+            d.pop("variant_chunk")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -121,14 +136,25 @@ class Trainer:
         self.metrics_path = Path(metrics_path)
         self.solver = likelihood.get_solver(cfg.solver, **cfg.solver_options)
         self.loss_fn = loss_fn or deepwas_loss(self.solver)
-        self.source = as_window_source(windows)
+        if cfg.shared_forward and cfg.accumulate > 1 and not hasattr(windows, "iter_epoch"):
+            self.source = NeighbourRuns(windows, cfg.accumulate)      # groups of neighbouring windows
+        else:
+            self.source = as_window_source(windows)
         self.windows = windows
         self.scale = 1.0 / max(1.0, float(self.source.mean_n_core))
         key = getattr(self.source, "order_key", None)
         self.fingerprint = cfg.fingerprint() if key is None else \
             hashlib.sha256((cfg.fingerprint() + key).encode()).hexdigest()[:16]
-        torch.manual_seed(cfg.seed)
+        self.rank, self.world = distributed.rank_world()
+        if self.world > 1 and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))   # one GPU per process
+        if self.world > 1 and not cfg.shared_forward:
+            raise ValueError(f"training in {self.world} processes shards each accumulation group over them: "
+                             "set train.shared_forward: true")
+        torch.manual_seed(cfg.seed + self.rank)    # rank 0 draws what a single process draws
         self.prior.to(self.device)
+        distributed.broadcast_parameters(self.prior)
+        self.forward_prior = torch.compile(self.prior, dynamic=True) if cfg.compile else self.prior
         self.opt = torch.optim.AdamW(_param_groups(prior, cfg.weight_decay), lr=cfg.lr)
         warm = max(1, cfg.warmup_steps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
@@ -146,7 +172,12 @@ class Trainer:
                  "metrics_bytes": metrics_bytes, "solver_counter": getattr(self.solver, "_counter", None)}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        save_checkpoint(self._ckpt_path(), state)
+        if self.world > 1:   # every rank's random state, so that each rank's replay draws the same numbers
+            state["ranks"] = distributed.gather({k: state.get(k) for k in ("torch_rng", "cuda_rng", "solver_counter")})
+            state["world"] = self.world
+        if self.rank == 0:
+            save_checkpoint(self._ckpt_path(), state)
+        distributed.barrier()
 
     def try_resume(self) -> bool:
         path = self._ckpt_path()
@@ -161,6 +192,14 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
+        if self.world > 1:
+            if state.get("world") == self.world:
+                state.update(state["ranks"][self.rank])
+            else:
+                log.warning("%s was written by %s process(es), this run has %d: the random streams restart",
+                            path, state.get("world", 1), self.world)
+                state.update(torch_rng=torch.manual_seed(self.cfg.seed + 7919 * (self.step + 1) + self.rank)
+                             .get_state(), cuda_rng=None, solver_counter=None)
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -173,6 +212,9 @@ class Trainer:
     def _open_metrics(self, resumed: bool):
         """The metrics file: new (with header), or on resume cut back to its length at the checkpoint."""
         header = ["epoch", "position", "window", "step", "nll", "lr", "seconds"]
+        if self.rank != 0:                   # rank 0 writes the rows of all ranks
+            fh = open(os.devnull, "w", newline="")
+            return fh, csv.writer(fh, delimiter="\t")
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         keep = getattr(self, "_resume_metrics_bytes", None) if resumed else None
         if keep is not None and self.metrics_path.exists() and self.metrics_path.stat().st_size >= keep:
@@ -199,13 +241,15 @@ class Trainer:
             fh.flush()
             self.save_checkpoint(metrics_bytes=fh.tell())
 
-        tb = _tensorboard(self.metrics_path.parent)
+        tb = _tensorboard(self.metrics_path.parent) if self.rank == 0 else None
         autocast = _autocast(cfg.autocast, self.device)
         seen, t0 = 0, time.time()
         n_windows = len(self.source)
         total = cfg.epochs * n_windows
-        bar = _progress(total, cfg.progress, initial=self.epoch * n_windows + self.position)
+        bar = _progress(total, cfg.progress and self.rank == 0, initial=self.epoch * n_windows + self.position)
         self.prior.train()
+        if cfg.shared_forward:
+            return self._fit_groups(stop_after_windows, fh, writer, tb, bar, autocast, checkpoint)
         try:
             while self.epoch < cfg.epochs:
                 stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
@@ -215,7 +259,7 @@ class Trainer:
                         return {"stopped": True}
                     w = next(stream).to(self.device)
                     ts = time.time()
-                    loss = self.loss_fn(self.prior, w, self.N, self.s2, autocast)
+                    loss = self.loss_fn(self.forward_prior, w, self.N, self.s2, autocast)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
                     (loss * self.scale / cfg.accumulate).backward()
@@ -243,6 +287,79 @@ class Trainer:
                 tb.close()
         stats = getattr(self.solver, "stats", None)
         return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {}}
+
+    def _fit_groups(self, stop_after_windows, fh, writer, tb, bar, autocast, checkpoint) -> dict:
+        """`fit` with one prior forward per variant per optimiser step (`shared_forward.group_backward`):
+        each accumulation group (positions k * accumulate .. (k + 1) * accumulate - 1 of the epoch's order,
+        the last one possibly shorter) is evaluated together, then one optimiser step. Checkpoints and
+        resume are at group ends as in the per-window loop."""
+        from .shared_forward import group_backward
+
+        cfg = self.cfg
+        acc = cfg.accumulate
+        n_windows = len(self.source)
+        seen, t0 = 0, time.time()
+        self.sharing = {"rows": 0, "union": 0}
+
+        def check(loss, w):
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
+
+        try:
+            while self.epoch < cfg.epochs:
+                stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
+                while self.position < n_windows:
+                    size = min(n_windows, (self.position // acc + 1) * acc) - self.position
+                    if stop_after_windows is not None and seen + size > stop_after_windows:
+                        stream.close()
+                        return {"stopped": True}
+                    group = [next(stream) for _ in range(size)]
+                    ts = time.time()
+                    mine = group[distributed.shard(size, self.rank, self.world)]
+                    losses, rows = [], {"rows": 0, "union": 0}
+                    if mine:
+                        losses, rows = group_backward(self.forward_prior, mine, self.loss_fn, self.N, self.s2,
+                                                      autocast, self.scale / acc, self.device,
+                                                      chunk=cfg.variant_chunk, check=check)
+                    if self.world > 1:
+                        distributed.all_reduce_gradients(self.prior.parameters())
+                        parts = distributed.gather(([float(x) for x in losses], rows))
+                        losses = [x for part, _ in parts for x in part]
+                        rows = {k: sum(r[k] for _, r in parts) for k in rows}
+                    for k in rows:
+                        self.sharing[k] += rows[k]
+                    before = (self.step, self.sched.get_last_lr()[0])
+                    self._optimiser_step()
+                    after = (self.step, self.sched.get_last_lr()[0])
+                    dt = (time.time() - ts) / size
+                    for j, (w, loss) in enumerate(zip(group, losses)):
+                        step, lr = after if j == size - 1 else before
+                        value = float(loss)
+                        writer.writerow([self.epoch, self.position + j + 1, w.name, step, f"{value:.6f}",
+                                         f"{lr:.3g}", f"{dt:.4f}"])
+                        if tb is not None:
+                            tb.add_scalar("nll", value, self.epoch * n_windows + self.position + j + 1)
+                    self.position += size
+                    seen += size
+                    bar.update(size)
+                    bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}",
+                                    rows_shared=f"{1 - self.sharing['union'] / max(1, self.sharing['rows']):.2f}")
+                    if cfg.checkpoint_every and self.position % acc == 0 and self.step % cfg.checkpoint_every == 0:
+                        checkpoint()
+                stream.close()
+                self.epoch, self.position = self.epoch + 1, 0
+                checkpoint()
+        finally:
+            bar.close()
+            fh.close()
+            if tb is not None:
+                tb.close()
+        if self.sharing["rows"]:
+            log.info("shared forward: %d distinct of %d window rows (%.1f%% of the per-window network work)",
+                     self.sharing["union"], self.sharing["rows"], 100 * self.sharing["union"] / self.sharing["rows"])
+        stats = getattr(self.solver, "stats", None)
+        return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {},
+                "rows": self.sharing["rows"], "distinct_rows": self.sharing["union"]}
 
     def _optimiser_step(self) -> None:
         if self.cfg.clip_grad_norm:
@@ -282,16 +399,22 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
     ann_names = list(annotations.columns) if annotations is not None else []
-    stream = use_streaming(train_cfg.get("stream", "auto"), chrom_inputs, tracks)
+    mm = float(s2info.get("lambda", 0.0))      # LD mismatch of R~ = (1 - lambda) R + lambda I (deepwas.s2)
+    stream = use_streaming(train_cfg["stream"], chrom_inputs, tracks)
+    if stream and mm > 0:
+        raise NotImplementedError(f"{s2_json}: mismatch lambda = {mm:g}, but streamed training does not apply the "
+                                  "mismatch model yet; set train.stream: false, or likelihood.mismatch: none")
     if stream:   # windows read from disk during training (UKBB scale)
         loaded = None
-        windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg.get("num_workers", 2),
-                                   prefetch=train_cfg.get("prefetch", 2))
+        # with the shared forward, runs as long as an accumulation group: a group's windows are neighbours
+        run = train_cfg["accumulate"] if train_cfg.get("shared_forward") and train_cfg["accumulate"] > 1 else 4
+        windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg["num_workers"],
+                                   prefetch=train_cfg["prefetch"], run_length=run)
         scaler = windows.scaler
     else:
         loaded = load_windows(chrom_inputs, annotations, tracks)
         scaler = FeatureScaler.fit(pred_feature_names(ann_names, tracks is not None), [p for *_, p in loaded])
-        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+        windows = [make_window(name, fac, st["y"], scaler.transform(p), mismatch=mm) for name, fac, st, p in loaded]
     d_func = tracks.d_func if tracks is not None else 0
     network = dict(network or {}, w=tracks.w) if tracks is not None else None
     if stream:
@@ -303,14 +426,17 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     c0 = s2info["init_log_scale"]   # the maximum-likelihood constant prior: every model starts there
     torch.manual_seed(train_cfg["seed"])
     prior = build_prior(model, d_pred=len(scaler.names), d_func=d_func, init_log_scale=c0, alpha=prior_cfg["alpha"],
-                        learn_alpha=prior_cfg.get("learn_alpha", False), network=network)
-    solver_opts = {k: v for k, v in solver_cfg.items() if k != "solver"}
+                        learn_alpha=prior_cfg["learn_alpha"], network=network)
+    solver_opts = {k: v for k, v in solver_cfg.items() if k not in ("solver", "mismatch")}
     cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
                       weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
-                      clip_grad_norm=train_cfg.get("clip_grad_norm"), seed=train_cfg["seed"],
-                      checkpoint_every=train_cfg.get("checkpoint_every", 0), objective=objective,
-                      solver=solver_cfg["solver"], solver_options=solver_opts)
-    device = pick_device(train_cfg.get("device", "auto"))
+                      clip_grad_norm=train_cfg["clip_grad_norm"], seed=train_cfg["seed"],
+                      checkpoint_every=train_cfg["checkpoint_every"], autocast=train_cfg["autocast"],
+                      objective=objective,
+                      solver=solver_cfg["solver"], solver_options=solver_opts,
+                      shared_forward=train_cfg.get("shared_forward", False),
+                      variant_chunk=train_cfg.get("variant_chunk", 0), compile=train_cfg.get("compile", False))
+    device = pick_device(train_cfg["device"])
     log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
              len(windows), N, s2, cfg.solver, device)
     loss_fn = None
@@ -325,5 +451,5 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     ModelFile(model=model, objective=objective, state=prior.cpu().state_dict(), scaler=scaler.state(),
               d_pred=len(scaler.names), d_func=d_func, network=network,
               track_names=tracks.track_names if tracks is not None else [], alpha=prior_cfg["alpha"],
-              learn_alpha=prior_cfg.get("learn_alpha", False), init_log_scale=c0, train=result).save(out_model)
+              learn_alpha=prior_cfg["learn_alpha"], init_log_scale=c0, train=result).save(out_model)
     return result

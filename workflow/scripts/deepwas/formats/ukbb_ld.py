@@ -48,8 +48,43 @@ def read_ld_variants(path) -> pd.DataFrame:
     return df[VARIANT_COLUMNS + (["freq"] if "freq" in df.columns else [])]
 
 
-def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4) -> np.ndarray:
-    """Full symmetric R (float64) of a window; checks shape, finiteness and the unit diagonal."""
+TILE = 2048
+
+
+def _symmetrise_in_place(D: np.ndarray, path) -> None:
+    """D <- D + D^T tile by tile (one tile of scratch memory), refusing a file that holds both triangles."""
+    m = D.shape[0]
+    n_lower = n_upper = 0
+    for i in range(0, m, TILE):
+        I = slice(i, min(i + TILE, m))
+        T = D[I, I]
+        n_lower += int(np.count_nonzero(np.tril(T, -1)))
+        n_upper += int(np.count_nonzero(np.triu(T, 1)))
+        D[I, I] = T + T.T
+        for j in range(i + TILE, m, TILE):
+            J = slice(j, min(j + TILE, m))
+            up, lo = D[I, J], D[J, I]
+            n_upper += int(np.count_nonzero(up))
+            n_lower += int(np.count_nonzero(lo))
+            S = up + lo.T
+            D[I, J] = S
+            D[J, I] = S.T
+    if n_lower and n_upper:
+        d = np.diagonal(D)
+        raise LDFormatError(
+            f"{path}: diagonal is {float(np.median(d)):.6g} after symmetrising, but the file holds entries on both "
+            f"sides of it ({n_lower:,} below, {n_upper:,} above), so R = M + M^T doubles every correlation; was the "
+            "matrix already full? A UKBB-layout .npz holds ONE triangle with 0.5 on the diagonal."
+        )
+
+
+def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4, dtype=np.float64) -> np.ndarray:
+    """Full symmetric R of a window in `dtype`; checks shape, layout (one triangle), finiteness, unit diagonal.
+
+    Memory: the sparse file plus ONE dense m x m array in `dtype` (symmetrised in place, tile by tile).
+    `dtype="auto"`: float32 when the file stores float32 or less (lossless: each entry of M + M^T is one
+    stored value, and 0.5 + 0.5 is exact), float64 otherwise.
+    """
     path = Path(path)
     try:
         M = sp.load_npz(path)
@@ -65,24 +100,34 @@ def read_ld_matrix(path, n_variants: int | None = None, diag_atol: float = 1e-4)
             f"{path}: LD matrix has {M.shape[0]} rows but the variant list has {n_variants} variants; "
             "the .npz and .gz do not belong together"
         )
-    M = M.toarray().astype(np.float64)
-    R = M + M.T
+    M = M.tocsr()
+    if isinstance(dtype, str) and dtype == "auto":
+        dtype = np.float32 if M.dtype.kind == "f" and M.dtype.itemsize <= 4 else np.float64
+    dtype = np.dtype(dtype)
+    if not np.all(np.isfinite(M.data)):
+        raise LDFormatError(f"{path}: LD matrix has {int((~np.isfinite(M.data)).sum())} non-finite entries")
+    R = np.empty(M.shape, dtype=dtype)
+    for i in range(0, M.shape[0], TILE):          # densify by row blocks: no converted copy of the sparse data
+        R[i:i + TILE] = M[i:i + TILE].toarray()
+    del M
+    _symmetrise_in_place(R, path)
     check_unit_diagonal(R, str(path), atol=diag_atol)
     return R
 
 
-def read_ld_window(prefix, diag_atol: float = 1e-4) -> tuple[np.ndarray, pd.DataFrame]:
-    """Read `prefix.npz` and `prefix.gz` of one window; positions must be sorted."""
+def read_ld_window(prefix, diag_atol: float = 1e-4, dtype=np.float64) -> tuple[np.ndarray, pd.DataFrame]:
+    """Read `prefix.npz` and `prefix.gz` of one window (R in `dtype`); positions must be sorted."""
     prefix = str(prefix)
     variants = read_ld_variants(prefix + ".gz")
-    R = read_ld_matrix(prefix + ".npz", n_variants=len(variants), diag_atol=diag_atol)
+    R = read_ld_matrix(prefix + ".npz", n_variants=len(variants), diag_atol=diag_atol, dtype=dtype)
     if not variants["position"].is_monotonic_increasing:
         raise LDFormatError(f"{prefix}.gz: positions are not sorted")
     return R, variants
 
 
 def write_ld_window(prefix, R: np.ndarray, variants: pd.DataFrame, dtype=np.float32) -> None:
-    """Write a window in the UKBB layout (upper triangle + 0.5 diagonal), atomically."""
+    """Write a window in the UKBB layout (upper triangle + 0.5 diagonal), atomically; an optional `freq` column
+    of `variants` (panel frequency of allele1) is kept in the variant list."""
     prefix = str(prefix)
     if R.shape != (len(variants), len(variants)):
         raise ValueError(f"{prefix}: R has shape {R.shape} but there are {len(variants)} variants")
@@ -92,4 +137,4 @@ def write_ld_window(prefix, R: np.ndarray, variants: pd.DataFrame, dtype=np.floa
         sp.save_npz(tmp, sp.csr_matrix(M.astype(dtype)), compressed=True)
     with atomic_path(prefix + ".gz") as tmp:
         with gzip.open(tmp, "wt") as fh:
-            variants[VARIANT_COLUMNS].to_csv(fh, sep="\t", index=False)
+            variants[VARIANT_COLUMNS + (["freq"] if "freq" in variants.columns else [])].to_csv(fh, sep="\t", index=False)

@@ -2,13 +2,14 @@
 
 Every factor-based solver is a callable `solver(phi, s2, G, y, lam) -> NLL_i(phi)` (a 0-d tensor,
 differentiable in phi). `get_solver(name, **options)` returns one by the name used in the config.
-`nll_null` is exact and shared by all solvers.
+`nll_null` is exact and shared by all solvers. `mismatch` is the likelihood under R~ = (1 - lambda) R + lambda I
+(LD that is not the statistics' own); at a fixed lambda it is any solver on `mismatch.regularise`'s factors.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from . import exact
+from . import exact, mismatch
 from .exact import nll_null
 
 Solver = Callable[..., "torch.Tensor"]  # noqa: F821
@@ -49,4 +50,4 @@ def _load_optional() -> None:
                 raise
 
 
-__all__ = ["get_solver", "register", "available", "nll_null", "exact"]
+__all__ = ["get_solver", "register", "available", "nll_null", "exact", "mismatch"]

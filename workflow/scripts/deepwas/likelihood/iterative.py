@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import block_defaults
 from ..linalg.cg import CGResult, NotConverged, batched_cg
 from ..linalg.lanczos import draw_probes, log_over_xm1, slq_logdet
 from ..linalg.nystrom import LowRankPlusScaled
@@ -68,9 +69,8 @@ log = logging.getLogger("deepwas.likelihood")
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-DEFAULTS = dict(rtol=1e-6, probe_rtol=1e-2, max_iters=1000, probes=40, lanczos_iters=100, precond_rank=200,
-                seed=0, fallback=True, warm_start=False, matvec_dtype="float32", reuse_sketch=False,
-                power_iters=1)
+# The solver's settings and their defaults are the config's `likelihood` block (the schema is their only source).
+DEFAULTS = {k: v for k, v in block_defaults("likelihood").items() if k != "solver"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -30,7 +30,10 @@ num_downsamples = 3 so that w = 256 pools to the target length 32. Differences, 
 - `norm="layer"` replaces BatchNorm by a per-position LayerNorm over channels (same parameter count), so
   that NN_theta of a variant does not depend on which other variants share its batch.
 
-The network returns float32 even under torch.autocast (bf16/fp16); the likelihood stays float64.
+The attention runs through torch's scaled_dot_product_attention (fused kernels on GPU) with the
+relative-position logits as an additive float mask; `RelativeAttention(fused=False)` is the explicit
+softmax it equals. The network returns float32 even under torch.autocast (bf16/fp16), float64 when its
+parameters are float64; the likelihood stays float64.
 """
 from __future__ import annotations
 
@@ -138,7 +141,8 @@ class AttentionPool(nn.Module):
             x = F.pad(x, (0, pad))
             logits = F.pad(logits, (0, pad), value=float("-inf"))
         x = x.reshape(b, c, -1, p)
-        w = torch.softmax(logits.reshape(b, c, -1, p).float(), dim=-1).to(x.dtype)
+        logits = logits.reshape(b, c, -1, p)
+        w = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1).to(x.dtype)
         return (x * w).sum(-1)
 
 
@@ -188,8 +192,9 @@ class RelativeAttention(nn.Module):
     """Multi-head self-attention with Enformer's relative positional logits (Transformer-XL style)."""
 
     def __init__(self, dim: int, heads: int, dim_key: int, dim_value: int, num_rel_features: int,
-                 dropout: float = 0.0, pos_dropout: float = 0.0, out_init_std: float = 1e-2):
+                 dropout: float = 0.0, pos_dropout: float = 0.0, out_init_std: float = 1e-2, fused: bool = True):
         super().__init__()
+        self.fused = fused
         self.heads, self.dim_key, self.dim_value = heads, dim_key, dim_value
         self.num_rel_features = num_rel_features
         self.to_q = nn.Linear(dim, heads * dim_key, bias=False)
@@ -213,13 +218,21 @@ class RelativeAttention(nn.Module):
         basis = self.pos_dropout(relative_position_basis(n, self.num_rel_features, x.device))
         rel_k = self.to_rel_k(basis.to(self.to_rel_k.weight.dtype)).view(2 * n - 1, h, self.dim_key)
         rel_k = rel_k.transpose(0, 1)                                             # [h, 2n-1, dk]
-        content = torch.matmul(q + self.content_bias.to(q.dtype), k.transpose(-1, -2))   # [B, h, n, n]
         rel_all = torch.matmul(q + self.position_bias.to(q.dtype), rel_k.transpose(-1, -2).to(q.dtype))
         # rel_all[..., i, t] is the logit for distance t - (n - 1); pick distance j - i for key j
         idx = (torch.arange(n, device=x.device)[None, :] - torch.arange(n, device=x.device)[:, None]) + n - 1
         rel = torch.gather(rel_all, -1, idx.expand(b, h, n, n))
-        attn = torch.softmax((content + rel).float(), dim=-1).to(v.dtype)
-        out = torch.matmul(self.attn_dropout(attn), v)                            # [B, h, n, dv]
+        qc = q + self.content_bias.to(q.dtype)
+        if self.fused:
+            # softmax((q + u) k^T + rel) v with the relative-position logits as an additive float mask
+            # (q is already scaled, hence scale=1); fused kernels on GPU, the same math on CPU
+            out = F.scaled_dot_product_attention(qc, k, v, attn_mask=rel.to(qc.dtype), scale=1.0,
+                                                 dropout_p=self.attn_dropout.p if self.training else 0.0)
+        else:
+            content = torch.matmul(qc, k.transpose(-1, -2))                         # [B, h, n, n]
+            logits = content + rel                                                # softmax in >= float32
+            attn = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1).to(v.dtype)
+            out = torch.matmul(self.attn_dropout(attn), v)                        # [B, h, n, dv]
         return self.to_out(out.transpose(1, 2).reshape(b, n, h * self.dim_value))
 
 
@@ -332,4 +345,5 @@ class EnformerNN(nn.Module):
             start = (n - self.target_length) // 2
             x = x[:, start:start + self.target_length]
         x = self.pointwise(x.transpose(1, 2))                   # [B, 2 dim, n]
-        return self.head(x.mean(dim=2)).squeeze(1).float()
+        out = self.head(x.mean(dim=2)).squeeze(1)
+        return out if out.dtype == torch.float64 else out.float()

@@ -247,11 +247,11 @@ def write_demo_cohort(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: s
     freq = np.concatenate([c.freq for c in chroms])
     A = pd.concat(annots, ignore_index=True)
     t_track = track_term(chroms, store, chain, track_cfg) if track_cfg else None
-    n_gwas = cfg.get("n_gwas")
+    n_gwas = cfg["n_gwas"]
     splits = np.cumsum([len(c.positions) for c in chroms])[:-1]
     phenos = {}
     for trait, tc in cfg["traits"].items():
-        scale = tc.get("track_scale", 1.0)
+        scale = tc["track_scale"]
         f = truth_f(freq, A, tc["weights"], cfg["alpha"], tc["h2"],
                              None if t_track is None else scale * t_track)
         beta = rng.normal(0.0, np.sqrt(f))

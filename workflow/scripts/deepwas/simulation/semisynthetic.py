@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import block_defaults
 from ..features.pred import FeatureScaler, pred_feature_names, pred_features
 from ..formats.factors import factor_path, load_factors, ok_rows
 from ..ldsr import ldsr_inputs, ldsr_objective
@@ -57,41 +58,11 @@ log = logging.getLogger("deepwas.simulation")
 
 TRUTHS = ("network", "threshold")
 
-# Defaults of the `simulation:` config block (config/schema/config.schema.yaml documents each key).
-DEFAULTS: dict = dict(
-    truths=list(TRUTHS),
-    n_gwas=200_000,
-    h2=0.5,
-    seed=0,
-    models=["constant", "glm", "transformer"],
-    objectives=["deepwas", "ldsr"],
-    epochs=8,
-    lr={"constant": 0.02, "glm": 0.02, "transformer": 0.001},
-    warmup_steps=20,
-    accumulate=1,
-    network_log_sd=1.0,
-    threshold=dict(dims=[0, 1, 2, 3], values=list(PAPER_B1["values"]),
-                   active_fractions=list(PAPER_B1_ACTIVE_FRACTIONS)),
-)
-
-
 def simulation_config(user: Optional[Mapping] = None) -> dict:
-    """The `simulation:` block with defaults filled in (nested `threshold` and `lr` merged key by key)."""
-    cfg = json.loads(json.dumps(DEFAULTS))
-    for k, v in (user or {}).items():
-        if k in ("threshold", "lr") and isinstance(v, Mapping):
-            cfg[k] = {**cfg[k], **v}
-        else:
-            cfg[k] = v
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"simulation: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    if not 0 < cfg["h2"] < 1:
-        raise ValueError(f"simulation.h2 = {cfg['h2']} must lie in (0, 1) (s2 = 1 - h2)")
-    bad = set(cfg["truths"]) - set(TRUTHS)
-    if bad:
-        raise ValueError(f"simulation.truths: unknown truth(s) {sorted(bad)}; choose from {list(TRUTHS)}")
-    return cfg
+    """The `simulation:` block with the schema's defaults filled in (config/schema/config.schema.yaml, the only
+    source of defaults; nested `threshold` and `lr` filled key by key); an unknown key or a bad value raises
+    deepwas.config.ConfigError (a ValueError) naming it."""
+    return block_defaults("simulation", user)
 
 
 RMSE_COLUMNS = ["truth", "model", "objective", "rmse_log_f"]
@@ -355,7 +326,7 @@ def run_simulation(truth: str, windows: Sequence[FactorWindow], variants: Varian
     accumulation come from cfg). details: N, s2, M, counts, the truth's spread, each prior's fitted constant level and time.
     """
     cfg = simulation_config(cfg)
-    train = dict(train or {})
+    train = block_defaults("train", train)
     heldout = [str(c) for c in heldout]
     workdir = Path(workdir)
     N, h2 = float(cfg["n_gwas"]), float(cfg["h2"])
@@ -401,10 +372,10 @@ def run_simulation(truth: str, windows: Sequence[FactorWindow], variants: Varian
                                 if variants.tracks is not None else network)
             tcfg = TrainConfig(epochs=int(cfg["epochs"]), lr=float(cfg["lr"][model]),
                                warmup_steps=int(cfg["warmup_steps"]),
-                               weight_decay=float(per_model(train.get("weight_decay", 0.01), model, 0.01)),
-                               accumulate=int(cfg["accumulate"]), clip_grad_norm=train.get("clip_grad_norm"),
-                               seed=int(cfg["seed"]), checkpoint_every=int(train.get("checkpoint_every", 0)),
-                               objective=objective, autocast=train.get("autocast"), progress=progress)
+                               weight_decay=float(per_model(train["weight_decay"], model)),
+                               accumulate=int(cfg["accumulate"]), clip_grad_norm=train["clip_grad_norm"],
+                               seed=int(cfg["seed"]), checkpoint_every=int(train["checkpoint_every"]),
+                               objective=objective, autocast=train["autocast"], progress=progress)
             loss_fn = ldsr_objective(extras, N, h2, M) if objective == "ldsr" else None
             trainer = Trainer(prior, data, N, s2, tcfg, workdir / "checkpoints" / model / objective,
                               workdir / "metrics" / f"{model}.{objective}.tsv", device=device, loss_fn=loss_fn)

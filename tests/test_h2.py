@@ -1,0 +1,156 @@
+"""h2 and enrichment with block-jackknife standard errors (deepwas.h2).
+
+Windows cut from an msprime LD matrix carry z simulated under the model of Eqn 5 with a known GLM f; the
+constant and GLM priors are fitted by maximum likelihood; the one-Newton-step jackknife replicates are
+compared with full refits of every replicate, and the finite-difference Hessian with a second difference of
+the exact NLL.
+"""
+import numpy as np
+import pytest
+import torch
+
+from deepwas.window import make_window
+from deepwas.h2 import (as_float64, get_theta, h2_table, jackknife_blocks, jackknife_f, jackknife_se,
+                        newton_replicates, objective_loss, quantities, refit, refit_replicates, resolve_method,
+                        set_theta, window_gradients, window_hessians)
+from deepwas.ld_factors import factorise
+from deepwas.priors import build_prior
+from deepwas.ldsr import ldsr_inputs
+
+N, S2, D_PRED = 200_000.0, 1.0, 2
+
+
+@pytest.fixture(scope="module")
+def windows(msprime_ld, torch_one_thread):
+    R = msprime_ld(n_people=200, length=600_000, seed=7)
+    rng = np.random.default_rng(1)
+    m_win, n_core, step = 48, 24, 24
+    out = []
+    for start in range(0, R.shape[0] - m_win + 1, step)[:20]:
+        idx = np.arange(start, start + m_win)
+        Rw = R[np.ix_(idx, idx)]
+        core = np.arange(12, 12 + n_core)
+        fac = factorise(Rw, core, rtol=1e-6)
+        freq = rng.uniform(0.05, 0.95, size=m_win)
+        pred = rng.normal(size=(m_win, D_PRED))
+        f = 2e-4 * (freq * (1 - freq)) ** 0.7 * np.exp(0.8 * pred[:, 0])          # true GLM prior
+        b = rng.normal(size=m_win) * np.sqrt(N * f)
+        lam, V = np.linalg.eigh(Rw)
+        noise = (V * np.sqrt(np.clip(lam, 0, None))) @ rng.normal(size=m_win) * np.sqrt(S2)
+        z = Rw @ b + noise
+        factors = dict(G=fac.G, lam=fac.lam, U=fac.U, core=fac.core, ldscore=fac.ldscore, freq=freq)
+        name = f"chr1_{start}_{start + m_win}"
+        out.append(make_window(name, factors, fac.whiten(z[core]), pred))
+        LDSR_EXTRAS[name] = ldsr_inputs(factors, z[core] ** 2, fac.ldscore[core])
+    assert len(out) == 20
+    return out
+
+
+LDSR_EXTRAS = {}
+
+
+def _fitted(model, windows, objective="deepwas"):
+    torch.manual_seed(0)
+    prior, wins = as_float64(build_prior(model, D_PRED, 0, init_log_scale=np.log(1e-4)), windows)
+    loss = objective_loss(objective, N, S2, LDSR_EXTRAS, h2_guess=0.3, M=2_000)
+    refit(prior, wins, loss)
+    return prior, wins, loss
+
+
+def test_fd_hessian_matches_second_difference_of_the_exact_nll(windows):
+    prior, wins, loss = _fitted("constant", windows)
+    g, H = window_hessians(prior, wins, loss, fd_step=1e-4)
+    theta = get_theta(prior)
+    h = 1e-3
+
+    def total(t):
+        set_theta(prior, t)
+        with torch.no_grad():
+            return float(sum(loss(prior, w) for w in wins))
+
+    second = (total(theta + h) - 2 * total(theta) + total(theta - h)) / h**2
+    set_theta(prior, theta)
+    assert H.sum(0)[0, 0] == pytest.approx(second, rel=1e-4)
+    assert abs(g.sum()) < 1e-6 * H.sum()          # at the optimum of the full loss
+
+
+@pytest.mark.parametrize("model", ["constant", "glm"])
+def test_newton_jackknife_agrees_with_full_refits(windows, model):
+    prior, wins, loss = _fitted(model, windows)
+    blocks = jackknife_blocks(len(wins), 100)
+    assert len(blocks) == 20                      # min(100, n_windows)
+    theta = get_theta(prior).numpy()
+    g, H = window_hessians(prior, wins, loss)
+    newton = newton_replicates(theta, g, H, blocks)
+    refits = refit_replicates(prior, wins, loss, blocks)
+    assert np.allclose(get_theta(prior).numpy(), theta)        # parameters restored
+    se_newton, se_refit = jackknife_se(newton), jackknife_se(refits)
+    assert np.all(se_refit > 0)
+    np.testing.assert_allclose(se_newton, se_refit, rtol=0.05)
+    np.testing.assert_allclose(newton, refits, atol=0.2 * se_refit.max())
+    # and on the reported quantities (h2 of all variants, prop h2 of a binary category)
+    inputs = {"freq": torch.cat([w.inputs["freq"] for w in wins]), "pred": torch.cat([w.inputs["pred"] for w in wins])}
+    chrom = np.repeat(["1", "2"], [len(inputs["freq"]) // 2, len(inputs["freq"]) - len(inputs["freq"]) // 2])
+    cats = {"high_pred": (inputs["pred"][:, 0] > 0).double().numpy()}
+    tabs = {}
+    for method in ("newton", "refit"):
+        reps, _ = jackknife_f(prior, wins, loss, inputs, 100, method=method)
+        with torch.no_grad():
+            f = prior(inputs).numpy()
+        tabs[method] = h2_table(f, chrom, cats, reps, h2_ldsr=0.3, method=method).set_index("Category")
+    for col in ("h2_std_error", "Prop._h2_std_error"):
+        a, b = tabs["newton"][col], tabs["refit"][col]
+        np.testing.assert_allclose(a.dropna(), b.dropna(), rtol=0.05, atol=1e-12)   # constant: Prop._h2 fixed
+    assert tabs["newton"].loc["total", "h2_std_error"] > 0
+    if model == "glm":   # the category carries enrichment (true log f slope 0.8 on pred 0)
+        assert tabs["newton"].loc["high_pred", "Enrichment"] > 1.3
+        assert tabs["newton"].loc["high_pred", "Prop._h2_std_error"] > 0
+
+
+def test_quantities_by_hand():
+    f = np.array([1.0, 2.0, 3.0, 4.0])
+    chrom = np.array(["1", "1", "2", "2"])
+    a = np.array([1.0, 0.0, 0.0, 1.0])
+    c = np.array([0.5, 1.5, 2.5, 3.5])
+    q = quantities(f, chrom, {"bin": a, "cont": c}).set_index("Category")
+    assert q.loc["total", "h2"] == 10.0
+    assert q.loc["chr1", "h2"] == 3.0 and q.loc["chr1", "Prop._h2"] == pytest.approx(0.3)
+    assert q.loc["chr2", "Enrichment"] == pytest.approx(0.7 / 0.5)
+    assert q.loc["bin", "Prop._SNPs"] == 0.5 and q.loc["bin", "Prop._h2"] == pytest.approx(0.5)
+    assert q.loc["bin", "Enrichment"] == pytest.approx(1.0)
+    # tau* of c: cov(f, c) = 1.25, sd(c) = sqrt(1.25), mean f = 2.5 -> sqrt(1.25) / 2.5
+    assert q.loc["cont", "tau_star"] == pytest.approx(np.sqrt(1.25) / 2.5)
+    assert q.loc["cont", "Kind"] == "continuous" and np.isnan(q.loc["cont", "Enrichment"])
+
+
+def test_jackknife_of_a_mean_is_the_classical_standard_error():
+    x = np.random.default_rng(0).normal(size=50)
+    reps = np.array([np.delete(x, i).mean() for i in range(50)])
+    assert jackknife_se(reps[:, None])[0] == pytest.approx(x.std(ddof=1) / np.sqrt(50), rel=1e-12)
+    assert [len(b) for b in jackknife_blocks(7, 3)] == [3, 2, 2]
+    with pytest.raises(ValueError, match="at least 2"):
+        jackknife_blocks(1, 100)
+
+
+def test_auto_method_refits_when_blocks_are_few():
+    assert resolve_method("auto", 4) == "refit" and resolve_method("auto", 19) == "refit"
+    assert resolve_method("auto", 20) == "newton" and resolve_method("refit", 200) == "refit"
+    assert resolve_method("auto", 200, "ldsr") == "refit"
+
+
+@pytest.mark.parametrize("model", ["constant", "glm"])
+def test_ldsr_objective_jackknife_refits_to_each_replicates_optimum(windows, model):
+    """The LDSR loss is quartic in log f: one Newton step is 9-60% off the refits here, so 'auto' refits."""
+    prior, wins, loss = _fitted(model, windows, "ldsr")
+    blocks = jackknife_blocks(len(wins), 200)
+    assert resolve_method("auto", len(blocks), "ldsr") == "refit"
+    theta = get_theta(prior).numpy()
+    g, H = window_hessians(prior, wins, loss)
+    assert np.abs(g.sum(0)).max() < 1e-6 * np.abs(H.sum(0)).max()      # the full refit reached the optimum
+    reps = refit_replicates(prior, wins, loss, blocks)
+    for b, t in zip(blocks[:3], reps[:3]):     # each replicate minimises the loss without its block
+        set_theta(prior, t)
+        gb = window_gradients(prior, wins, loss)
+        assert np.abs(np.delete(gb, b, 0).sum(0)).max() < 1e-6 * np.abs(H.sum(0)).max()
+    set_theta(prior, theta)
+    assert np.all(jackknife_se(reps) > 0)

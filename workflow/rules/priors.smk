@@ -1,0 +1,175 @@
+# Outputs of trained priors: per-variant prior files in PolyFun's layout (each chromosome scored by a model not
+# trained on it), h2 and enrichment with block-jackknife standard errors, and priors applied to other variant sets.
+from deepwas.export import HELDOUT_LABEL, fold_training_chromosomes, scoring_plan
+
+
+wildcard_constraints:
+    fold="[0-9]+",
+
+
+def priors_cfg(key):
+    return config["priors"][key]
+
+
+def prior_models():
+    return [m for m in (priors_cfg("models") or config["models"]) if m in config["models"]]
+
+
+def prior_plan():
+    """{chromosome: 'heldout' | 'fold{g}'}: which model scores which chromosome."""
+    return scoring_plan(CHROMS, HELDOUT, priors_cfg("folds"))
+
+
+def fold_chroms(fold):
+    return fold_training_chromosomes(TRAIN_CHROMS, priors_cfg("folds"), int(fold))
+
+
+def scoring_model(trait, model, objective, label):
+    if label == HELDOUT_LABEL:
+        return f"results/train/{trait}/{model}/{objective}/model.pt"
+    return f"results/train_folds/{trait}/{model}/{objective}/{label}/model.pt"
+
+
+def prior_files(prefix, chroms):
+    return {"parquet": [f"{prefix}/chr{c}.parquet" for c in chroms], "text": [f"{prefix}/chr{c}.txt.gz" for c in chroms]}
+
+
+def priors_outputs():
+    out = []
+    for t in traits():
+        for m in prior_models():
+            for o in config["objectives"]:
+                out += prior_files(f"results/priors/{t}/{m}/{o}", prior_plan())["parquet"]
+                out.append(f"results/h2/{t}/{m}/{o}.tsv")
+    for name, a in priors_cfg("apply").items():
+        out += prior_files(f"results/priors_applied/{name}", applied_chroms(a))["parquet"]
+    return out
+
+
+def applied_chroms(a):
+    return [str(c) for c in (a.get("chromosomes") or CHROMS)]
+
+
+def applied_model(a):
+    m = a["model"]
+    if m.endswith(".pt"):
+        return m
+    parts = m.split("/")
+    if len(parts) != 3:
+        raise ValueError(f"config priors.apply: model {m!r} is neither 'trait/model/objective' nor a .pt path")
+    return f"results/train/{parts[0]}/{parts[1]}/{parts[2]}/model.pt"
+
+
+rule train_fold:
+    input:
+        unpack(lambda wc: {**chrom_inputs(fold_chroms(wc.fold), wc.trait), **track_inputs(fold_chroms(wc.fold))}),
+        s2="results/stats/{trait}/s2.json",
+    output:
+        model="results/train_folds/{trait}/{model}/{objective}/fold{fold}/model.pt",
+        metrics="results/train_folds/{trait}/{model}/{objective}/fold{fold}/metrics.tsv",
+    params:
+        model="{model}",
+        objective="{objective}",
+        annotations=config["features"]["annotations"],
+        tracks=lambda wc: track_params(fold_chroms(wc.fold)),
+        prior=config["prior"],
+        network=config["network"],
+        train=config["train"],
+        likelihood=config["likelihood"],
+        checkpoint_dir="results/checkpoints_folds/{trait}/{model}/{objective}/fold{fold}",
+    log:
+        "logs/train_folds/{trait}/{model}/{objective}/fold{fold}.log",
+    benchmark:
+        "benchmarks_runs/train_folds/{trait}/{model}/{objective}/fold{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/train_prior.py"
+
+
+rule export_priors:
+    input:
+        unpack(lambda wc: track_inputs(list(prior_plan()))),
+        factors=[f"results/ld_factors/chr{c}" for c in prior_plan()],
+        manifests=[f"results/ld_factors/chr{c}.manifest.tsv" for c in prior_plan()],
+        harmonised="results/harmonised/{trait}.tsv.gz",
+        models=lambda wc: sorted({scoring_model(wc.trait, wc.model, wc.objective, l) for l in prior_plan().values()}),
+    output:
+        **prior_files("results/priors/{trait}/{model}/{objective}", prior_plan()),
+        summary="results/priors/{trait}/{model}/{objective}/summary.json",
+    params:
+        plan=prior_plan(),
+        models=lambda wc: {l: scoring_model(wc.trait, wc.model, wc.objective, l) for l in set(prior_plan().values())},
+        annotations=config["features"]["annotations"],
+        tracks=track_params(list(prior_plan())),
+    log:
+        "logs/priors/{trait}/{model}/{objective}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/export_priors.py"
+
+
+rule prior_h2:
+    input:
+        unpack(lambda wc: {**chrom_inputs(TRAIN_CHROMS, wc.trait), **track_inputs(CHROMS)}),
+        all_factors=[f"results/ld_factors/chr{c}" for c in CHROMS],
+        all_manifests=[f"results/ld_factors/chr{c}.manifest.tsv" for c in CHROMS],
+        s2="results/stats/{trait}/s2.json",
+        model="results/train/{trait}/{model}/{objective}/model.pt",
+        priors="results/priors/{trait}/{model}/{objective}/summary.json",
+    output:
+        "results/h2/{trait}/{model}/{objective}.tsv",
+    params:
+        annotations=config["features"]["annotations"],
+        tracks=track_params(CHROMS),
+        blocks=priors_cfg("jackknife_blocks"),
+        method=priors_cfg("jackknife_method"),
+    log:
+        "logs/h2/{trait}/{model}/{objective}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/deepwas.yaml"
+    script:
+        "../scripts/prior_h2.py"
+
+
+for _name, _a in priors_cfg("apply").items():
+    _chroms = applied_chroms(_a)
+    _factors = _a.get("factors", "results/ld_factors")
+
+    rule:
+        name:
+            f"apply_prior_{_name}"
+        input:
+            **track_inputs(_chroms),
+            factors=[f"{_factors}/chr{c}" for c in _chroms],
+            manifests=[f"{_factors}/chr{c}.manifest.tsv" for c in _chroms],
+            harmonised=_a["harmonised"],
+            models=[applied_model(_a)],
+        output:
+            **prior_files(f"results/priors_applied/{_name}", _chroms),
+            summary=f"results/priors_applied/{_name}/summary.json",
+        params:
+            plan={c: _a["model"] for c in _chroms},
+            models={_a["model"]: applied_model(_a)},
+            annotations=config["features"]["annotations"],
+            tracks=track_params(_chroms),
+        log:
+            f"logs/priors_applied/{_name}.log",
+        threads: 1
+        resources:
+            mem_mb=8000,
+        conda:
+            "../../envs/deepwas.yaml"
+        script:
+            "../scripts/export_priors.py"

@@ -1,0 +1,336 @@
+"""Heritability and enrichment of a trained prior, with block-jackknife standard errors.
+
+Point estimates (for every prior, paper Eqn 6): with f_m the prior variance of the standardised effect of
+variant m over the M variants that have LD,
+
+    h2           = sum_m f_m                      (also per chromosome)
+    Prop._SNPs   = M_C / M                        (binary category C; M_C its variants)
+    Prop._h2     = sum_{m in C} f_m / h2
+    Enrichment   = Prop._h2 / Prop._SNPs          (S-LDSC's definitions, Finucane et al. 2015)
+    tau_star     = cov_m(f, a) / (sd_m(a) mean_m f)
+
+tau_star is the standardised effect of an annotation a (binary or continuous): the least-squares slope of
+f on a, times sd(a), relative to the mean per-variant heritability, i.e. S-LDSC's tau* = M sd(a) tau / h2
+for a one-annotation model (marginal, not joint, since f_theta is not linear in the annotations).
+
+Standard errors (constant and GLM priors): a delete-one-block jackknife over B blocks of contiguous
+training windows (B = min(n_blocks, number of training windows); S-LDSC uses 200 blocks, graphREML 100).
+For block b the parameters theta_(-b) are re-estimated without the block's windows, and every quantity
+is recomputed on all M variants with theta_(-b) (as S-LDSC keeps the annotation totals fixed). The SE is
+sqrt((B - 1) / B sum_b (q_b - mean_b q_b)^2). theta_(-b) is either refitted by L-BFGS from the trained
+theta on the windows outside block b (`method='refit'`, exact likelihood of Eqn 5 or the LDSR loss of
+App. A.4, whichever trained the prior), or one Newton step from the optimum theta* of the full loss, as
+graphREML does (`method='newton'`):
+
+    theta_(-b) = theta* - (H - H_b)^+ (g - g_b)        (g = sum_w g_w = 0 at theta*)
+
+with per-window gradients g_w and Hessians H_w at theta*: the analytic gradients of the likelihood module,
+and central differences of them for the Hessians (step `fd_step`). theta* is the trained theta refined by
+L-BFGS (finite training and weight decay stop short of the optimum). The Newton step holds when a block is
+a small part of the data: on msprime windows with 20 blocks it agrees with refits within 5%
+(tests/test_h2.py), while with 4 blocks of a 7-parameter GLM one replicate was far off, and for the LDSR
+loss (quartic in log f) it was 9-60% off with 20 blocks. `method='auto'` (default) therefore takes Newton
+steps for the exact likelihood from NEWTON_MIN_BLOCKS = 20 blocks on, and refits otherwise.
+With fewer than MIN_BLOCKS = 4 training windows no standard errors are given. The transformer prior's
+quantities are point estimates only.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .window import WindowData
+from .likelihood import exact
+
+H2_COLUMNS = ["Category", "Kind", "M", "h2", "h2_std_error", "h2_ldsr", "h2_snpvar", "Prop._SNPs", "Prop._h2",
+              "Prop._h2_std_error", "Enrichment", "Enrichment_std_error", "tau_star", "tau_star_std_error",
+              "n_blocks", "se_method"]
+_NUMERIC = ["h2", "Prop._h2", "Enrichment", "tau_star"]
+
+
+# -- losses and parameters ----------------------------------------------------------------------------------
+
+def objective_loss(objective: str, N: float, s2: float, ldsr_extras=None, h2_guess: float = 0.1,
+                   M: int = 1) -> Callable:
+    """loss(prior, window) of the training objective: the exact likelihood (Eqn 5) or LDSR (App. A.4)."""
+    if objective == "deepwas":
+        return lambda prior, w: exact.nll(N * prior(w.inputs).double(), s2, w.G, w.y, w.lam)
+    if objective == "ldsr":
+        from .ldsr import ldsr_objective
+
+        fn = ldsr_objective(ldsr_extras, N, h2_guess, M)
+        return lambda prior, w: fn(prior, w, N, s2, contextlib.nullcontext())
+    raise ValueError(f"unknown objective {objective!r}; choose deepwas or ldsr")
+
+
+def as_float64(prior: torch.nn.Module, windows: list[WindowData]):
+    """A float64 copy of the prior and windows whose inputs are float64 (finite differences need it).
+
+    Track windows are replaced by their mean over positions (shape [m, d_func, 1]): the GLM reads only that
+    mean, so its output is unchanged and memory drops by w."""
+    import copy
+
+    p = copy.deepcopy(prior).double().eval()
+    out = []
+    for w in windows:
+        inputs = {k: v.double() for k, v in w.inputs.items()}
+        if "tracks" in inputs:
+            inputs["tracks"] = inputs["tracks"].mean(-1, keepdim=True)
+        out.append(WindowData(w.name, w.G.double(), w.lam.double(), w.y.double(), inputs, w.n_core))
+    return p, out
+
+
+def get_theta(prior) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector([q for q in prior.parameters() if q.requires_grad]).detach().clone()
+
+
+def set_theta(prior, theta) -> None:
+    """Copy a flat parameter vector into the prior (never sharing its storage)."""
+    theta = torch.as_tensor(theta)
+    i = 0
+    with torch.no_grad():
+        for q in prior.parameters():
+            if q.requires_grad:
+                q.copy_(theta[i:i + q.numel()].reshape(q.shape))
+                i += q.numel()
+
+
+def window_gradients(prior, windows, loss) -> np.ndarray:
+    """(n_windows, p) gradient of each window's loss with respect to the flat parameters."""
+    params = [q for q in prior.parameters() if q.requires_grad]
+    rows = []
+    for w in windows:
+        g = torch.autograd.grad(loss(prior, w), params, allow_unused=True)
+        rows.append(torch.cat([(gi if gi is not None else torch.zeros_like(q)).reshape(-1)
+                               for gi, q in zip(g, params)]).double().numpy())
+    return np.stack(rows)
+
+
+def window_hessians(prior, windows, loss, fd_step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """(gradients (n, p), Hessians (n, p, p)) per window: central differences of the analytic gradients."""
+    theta = get_theta(prior)
+    p = theta.numel()
+    g0 = window_gradients(prior, windows, loss)
+    H = np.zeros((len(windows), p, p))
+    try:
+        for j in range(p):
+            e = torch.zeros_like(theta)
+            e[j] = fd_step
+            set_theta(prior, theta + e)
+            gp = window_gradients(prior, windows, loss)
+            set_theta(prior, theta - e)
+            gm = window_gradients(prior, windows, loss)
+            H[:, :, j] = (gp - gm) / (2 * fd_step)
+    finally:
+        set_theta(prior, theta)
+    return g0, 0.5 * (H + H.transpose(0, 2, 1))
+
+
+# -- jackknife ----------------------------------------------------------------------------------------------
+
+def jackknife_blocks(n_windows: int, n_blocks: int) -> list[np.ndarray]:
+    """min(n_blocks, n_windows) blocks of contiguous window indices (windows in genomic order)."""
+    if n_windows < 2:
+        raise ValueError(f"the block jackknife needs at least 2 training windows, got {n_windows}")
+    B = max(2, min(int(n_blocks), n_windows))
+    return [b for b in np.array_split(np.arange(n_windows), B)]
+
+
+def newton_replicates(theta: np.ndarray, g: np.ndarray, H: np.ndarray, blocks) -> np.ndarray:
+    """(B, p): theta_(-b) = theta - (H - H_b)^+ (g - g_b), one Newton step per deleted block."""
+    g_tot, H_tot = g.sum(0), H.sum(0)
+    out = []
+    for b in blocks:
+        Hb, gb = H_tot - H[b].sum(0), g_tot - g[b].sum(0)
+        out.append(np.asarray(theta, dtype=np.float64) - np.linalg.pinv(Hb, rcond=1e-10, hermitian=True) @ gb)
+    return np.stack(out)
+
+
+def refit(prior, windows, loss, max_iter: int = 200, tol: float = 1e-10) -> np.ndarray:
+    """theta minimising the summed loss over `windows` by L-BFGS from the prior's current parameters."""
+    params = [q for q in prior.parameters() if q.requires_grad]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-14,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        total = sum(loss(prior, w) for w in windows)
+        total.backward()
+        return total
+
+    opt.step(closure)
+    return get_theta(prior).numpy()
+
+
+def refit_replicates(prior, windows, loss, blocks, max_iter: int = 200) -> np.ndarray:
+    """(B, p): theta_(-b) refitted from the prior's parameters on the windows outside each block."""
+    theta = get_theta(prior)
+    out = []
+    try:
+        for b in blocks:
+            drop = set(int(i) for i in b)
+            set_theta(prior, theta)
+            out.append(refit(prior, [w for i, w in enumerate(windows) if i not in drop], loss, max_iter))
+    finally:
+        set_theta(prior, theta)
+    return np.stack(out)
+
+
+def jackknife_se(replicates: np.ndarray) -> np.ndarray:
+    """Delete-one-block jackknife standard error over axis 0: sqrt((B-1)/B sum (q_b - mean q)^2)."""
+    q = np.asarray(replicates, dtype=np.float64)
+    B = q.shape[0]
+    return np.sqrt((B - 1) / B * ((q - q.mean(0)) ** 2).sum(0))
+
+
+# -- quantities ---------------------------------------------------------------------------------------------
+
+def is_binary(values: np.ndarray) -> bool:
+    v = np.asarray(values)
+    return bool(np.isin(v, (0.0, 1.0)).all() and (v == 1).any())
+
+
+def quantities(f: np.ndarray, chrom: np.ndarray, categories: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Point quantities (module docstring) of per-variant f: rows total, chr{c}, then each category."""
+    f = np.asarray(f, dtype=np.float64)
+    chrom = np.asarray(chrom).astype(str)
+    M, h2 = f.size, f.sum()
+    rows = [{"Category": "total", "Kind": "total", "M": M, "h2": h2, "Prop._SNPs": 1.0, "Prop._h2": 1.0,
+             "Enrichment": 1.0, "tau_star": np.nan}]
+    for c in sorted(set(chrom), key=lambda c: (len(c), c)):
+        sel = chrom == c
+        ps, ph = sel.mean(), f[sel].sum() / h2
+        rows.append({"Category": f"chr{c}", "Kind": "chromosome", "M": int(sel.sum()), "h2": f[sel].sum(),
+                     "Prop._SNPs": ps, "Prop._h2": ph, "Enrichment": ph / ps, "tau_star": np.nan})
+    for name, a in categories.items():
+        a = np.asarray(a, dtype=np.float64)
+        sd = a.std()
+        tau = np.cov(f, a, bias=True)[0, 1] / (sd * f.mean()) if sd > 0 else np.nan
+        if is_binary(a):
+            ps, ph = a.mean(), (a * f).sum() / h2
+            rows.append({"Category": name, "Kind": "binary", "M": int(a.sum()), "h2": (a * f).sum(),
+                         "Prop._SNPs": ps, "Prop._h2": ph, "Enrichment": ph / ps, "tau_star": tau})
+        else:
+            rows.append({"Category": name, "Kind": "continuous", "M": M, "h2": np.nan, "Prop._SNPs": np.nan,
+                         "Prop._h2": np.nan, "Enrichment": np.nan, "tau_star": tau})
+    return pd.DataFrame(rows)
+
+
+def h2_table(f: np.ndarray, chrom: np.ndarray, categories: dict, replicate_f=None, h2_ldsr: float | None = None,
+             h2_snpvar: dict | None = None, method: str = "point estimate") -> pd.DataFrame:
+    """The h2 / enrichment table (H2_COLUMNS). replicate_f: iterable of per-variant f under each jackknife
+    replicate theta_(-b) (None: point estimates only); h2_snpvar: {'total' | 'chr{c}': sum of SNPVAR of the
+    prior files}, reported beside the model's h2."""
+    point = quantities(f, chrom, categories)
+    se = pd.DataFrame(np.nan, index=point.index, columns=_NUMERIC)
+    n_blocks = 0
+    if replicate_f is not None:
+        reps = np.stack([quantities(fb, chrom, categories)[_NUMERIC].to_numpy(np.float64) for fb in replicate_f])
+        n_blocks = reps.shape[0]
+        se = pd.DataFrame(jackknife_se(reps), index=point.index, columns=_NUMERIC)
+        fixed = point["Kind"].eq("total").to_numpy()
+        se.loc[fixed, ["Prop._h2", "Enrichment"]] = 0.0
+    out = point.assign(**{f"{c}_std_error": se[c] for c in _NUMERIC})
+    out["h2_ldsr"] = np.where(out["Category"] == "total", np.nan if h2_ldsr is None else h2_ldsr, np.nan)
+    out["h2_snpvar"] = out["Category"].map(h2_snpvar or {}).astype(np.float64)
+    out["n_blocks"] = n_blocks
+    out["se_method"] = method if n_blocks or method.startswith("none") else "none (point estimate)"
+    return out[H2_COLUMNS]
+
+
+NEWTON_MIN_BLOCKS = 20
+MIN_BLOCKS = 4          # below this a delete-one-block jackknife says nothing (refits on half the data or less)
+
+
+def resolve_method(method: str, n_blocks: int, objective: str = "deepwas") -> str:
+    """'auto': for the exact likelihood, one Newton step when there are at least NEWTON_MIN_BLOCKS blocks
+    (each deletes at most 5% of the windows, where the quadratic approximation holds), full refits otherwise
+    (few blocks: cheap, and a deleted block moves the optimum too far for one Newton step). For the LDSR
+    objective always refits: its loss is quartic in log f, one Newton step was 9-60% off the refits on the
+    msprime windows of tests/test_h2.py, and a refit costs only matrix-vector products."""
+    if method == "auto":
+        return "newton" if n_blocks >= NEWTON_MIN_BLOCKS and objective == "deepwas" else "refit"
+    return method
+
+
+def jackknife_f(prior, windows, loss, eval_inputs: dict, n_blocks: int, method: str = "auto",
+                fd_step: float = 1e-4, max_iter: int = 200, objective: str = "deepwas"):
+    """Per-variant f on `eval_inputs` for each jackknife replicate theta_(-b) (a list of B arrays), and the
+    replicates' parameters (B, p).
+
+    prior and windows as returned by `as_float64`; eval_inputs the float64 inputs of all M variants.
+    method: 'newton', 'refit' or 'auto' (`resolve_method`)."""
+    blocks = jackknife_blocks(len(windows), n_blocks)
+    method = resolve_method(method, len(blocks), objective)
+    theta = get_theta(prior).numpy()
+    if method == "newton":
+        try:   # from the optimum of the full loss, where the gradient vanishes (not the finite-training theta)
+            theta_opt = refit(prior, windows, loss, max_iter)
+            g, H = window_hessians(prior, windows, loss, fd_step)
+        finally:
+            set_theta(prior, theta)
+        thetas = newton_replicates(theta_opt, g, H, blocks)
+    elif method == "refit":
+        thetas = refit_replicates(prior, windows, loss, blocks, max_iter)
+    else:
+        raise ValueError(f"jackknife method must be 'newton' or 'refit', not {method!r}")
+    out = []
+    try:
+        with torch.no_grad():
+            for t in thetas:
+                set_theta(prior, t)
+                out.append(prior(eval_inputs).double().numpy())
+    finally:
+        set_theta(prior, theta)
+    return out, thetas
+
+
+def eval_set(prior, scaler, batches, track_names=()) -> dict:
+    """Over all core variants of `batches` (`export.iter_core_features`): point f (as in the prior files),
+    chromosome, float64 model inputs for jackknife replicates (track windows reduced to their mean over
+    positions, all the GLM reads) and the categories: annotation columns, then each track's mean over the
+    window (continuous)."""
+    from .export import model_inputs, predict_f
+
+    f, chrom, freq, pred, tr, ann = [], [], [], [], [], []
+    for b in batches:
+        f.append(predict_f(prior, model_inputs(b, scaler)))
+        chrom.append(np.array([k.split(":", 1)[0] for k in b["keys"]]))
+        freq.append(b["freq"])
+        pred.append(scaler.transform(b["pred"]))
+        if b.get("tracks") is not None:
+            tr.append(np.asarray(b["tracks"], dtype=np.float64).mean(-1))
+        if b.get("ann") is not None:
+            ann.append(b["ann"])
+    inputs = {"freq": torch.as_tensor(np.concatenate(freq), dtype=torch.float64),
+              "pred": torch.as_tensor(np.concatenate(pred), dtype=torch.float64)}
+    categories = {}
+    if ann:
+        A = np.concatenate(ann)
+        names = list(scaler.names[:A.shape[1]])
+        categories.update({n: A[:, j] for j, n in enumerate(names)})
+    if tr:
+        T = np.concatenate(tr)
+        inputs["tracks"] = torch.as_tensor(T[:, :, None])
+        categories.update({f"track:{n}": T[:, j] for j, n in enumerate(track_names)})
+    return {"f": np.concatenate(f), "chrom": np.concatenate(chrom), "inputs": inputs, "categories": categories}
+
+
+def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_blocks: int = 200,
+             method: str = "auto", h2_ldsr: float | None = None, h2_snpvar: dict | None = None,
+             fd_step: float = 1e-4, objective: str = "deepwas") -> pd.DataFrame:
+    """The h2 table of a trained prior: jackknife standard errors for 'constant' and 'glm' (`train_windows`:
+    its training windows in genomic order, `loss` the training objective from `objective_loss`), point
+    estimates for the transformer. `ev` from `eval_set`."""
+    reps = None
+    if model in ("constant", "glm") and min(n_blocks, len(train_windows or [])) < MIN_BLOCKS:
+        method = f"none (fewer than {MIN_BLOCKS} training windows for the jackknife)"
+    elif model in ("constant", "glm"):
+        p64, wins = as_float64(prior, train_windows)
+        reps, _ = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective=objective)
+        method = f"block jackknife, {resolve_method(method, len(reps), objective)}"
+    return h2_table(ev["f"], ev["chrom"], ev["categories"], reps, h2_ldsr, h2_snpvar, method)
