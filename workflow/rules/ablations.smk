@@ -13,26 +13,30 @@ rule ld_factors_ablation:
     input:
         windows=lambda wc: ld_window_inputs(wc.chrom),
         harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
+        cores="results/windows/cores.tsv",
     output:
         factors=directory("results/ablations/{ablation}/ld_factors/chr{chrom}"),
         manifest="results/ablations/{ablation}/ld_factors/chr{chrom}.manifest.tsv",
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
-        length=config["ld"]["window_length"],
-        stride=config["ld"]["window_stride"],
         rtol=config["ld"]["eig_rtol"],
         diag_atol=config["ld"]["diag_atol"],
         max_clip=config["ld"]["psd_max_clip"],
+        max_clipped_mass=config["ld"]["psd_max_clipped_mass"],
+        max_abs_change=config["ld"]["psd_max_abs_change"],
+        regions=config["ld"]["long_range_regions"],
         factor_dtype=config["ld"]["factor_dtype"],
-        panel_size=config["demo"]["n_individuals"] if config["ld"]["source"] == "demo" else config["ld"]["panel_size"],
+        compute_dtype=config["ld"]["compute_dtype"],
+        panel_size=lambda wc: ld_panel_size(wc.chrom),
         reduced=lambda wc: ablation_reduced_windows(wc.ablation),
     log:
         "logs/ablations/{ablation}/ld_factors/chr{chrom}.log",
     benchmark:
         "benchmarks_runs/ablations/{ablation}/ld_factors/chr{chrom}.tsv"
-    threads: 1
+    threads: config["ld"]["threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
+        runtime=lambda wc, attempt: (10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))) * attempt,
     conda:
         "../../envs/deepwas.yaml"
     script:
@@ -64,7 +68,7 @@ rule train_ablation:
     params:
         model="{model}",
         objective="{objective}",
-        annotations=lambda wc: ablation_config(wc.ablation)["features"].get("annotations"),
+        annotations=lambda wc: ablation_config(wc.ablation)["features"]["annotations"],
         tracks=lambda wc: ablation_track_params(wc.ablation, TRAIN_CHROMS),
         prior=lambda wc: ablation_config(wc.ablation)["prior"],
         network=lambda wc: ablation_config(wc.ablation)["network"],
@@ -78,9 +82,10 @@ rule train_ablation:
     threads: 1
     resources:
         mem_mb=8000,
-        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
+        gpu=gpu_for,
+        **gpu_partition(gpu_for),
     conda:
-        "../../envs/deepwas.yaml"
+        torch_env
     script:
         "../scripts/train_prior.py"
 
@@ -94,7 +99,7 @@ rule evaluate_ablation:
         table="results/ablations/{ablation}/evaluation/{trait}/{model}/{objective}.tsv",
         summary="results/ablations/{ablation}/evaluation/{trait}/{model}/{objective}.json",
     params:
-        annotations=lambda wc: ablation_config(wc.ablation)["features"].get("annotations"),
+        annotations=lambda wc: ablation_config(wc.ablation)["features"]["annotations"],
         tracks=lambda wc: ablation_track_params(wc.ablation, HELDOUT),
     log:
         "logs/ablations/{ablation}/evaluate/{trait}/{model}/{objective}.log",

@@ -368,7 +368,8 @@ def ablation_config(name):
     network overrides; its reduced windows are read by ablation_reduced_windows)."""
     run = ablation_run(name)
     features = {k: run[k] for k in ("track_window", "exclude_tracks", "annotations") if k in run}
-    return _merged(config, {"features": features, "network": run.get("network", {})})
+    network = run["network"] if "network" in run else {}      # an ablation changes only what it names
+    return _merged(config, {"features": features, "network": network})
 
 
 def ablation_reduced_windows(name):
