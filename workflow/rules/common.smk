@@ -307,7 +307,7 @@ def check_trait_paths():
 def get_final_output():
     check_trait_paths()
     # the figures too, so that `snakemake --report` (which reports the default target's DAG) shows them
-    return ["results/evaluation/summary.tsv", "results/summary.txt", *figure_targets(),
+    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/report/config.yaml", *figure_targets(),
             *priors_outputs()]   # workflow/rules/priors.smk
 
 
