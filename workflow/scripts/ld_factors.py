@@ -49,8 +49,8 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
          regions=(), factor_dtype="float64", compute_dtype="auto", threads=1, log_path=None, *, panel_size, reduced=None):
     """reduced: ablations.runs.{name}.reduced_windows ({max_variants, core_margin, seed}), reduced (i)+ (App. A.3):
     each window keeps a seeded random run of at most max_variants variants with statistics, its core the variants
-    at least core_margin bp inside the run (cores no longer tile the chromosome); LD scores stay those of each
-    variant's own core window."""
+    at least core_margin bp inside the run and outside the long-range-LD regions (cores no longer tile the
+    chromosome); LD scores stay those of each variant's own core window."""
     log = setup_logging(log_path)
     tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
     shared = reduce(set.__and__, [set(variant_key(t)) for t in tables])
@@ -91,11 +91,13 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
             if reduced:
                 block, in_core = random_block(pos, reduced["max_variants"], reduced["core_margin"],
                                               np.random.default_rng([int(reduced["seed"]), w.start]))
-                sel, pos, core = sel[block], pos[block], np.flatnonzero(in_core)
+                sel, pos = sel[block], pos[block]
+                core = np.flatnonzero(in_core & ~in_regions(w.chrom, pos, excluded))   # long-range LD: in no core
             else:
                 core = np.flatnonzero((pos >= bounds[w.name].lo) & (pos < bounds[w.name].hi))
             if core.size == 0:
-                why = "long-range LD region" if bounds[w.name].clipped else "no core variant with statistics"
+                why = ("reduced run: no core variant outside long-range LD" if reduced else
+                       "long-range LD region" if bounds[w.name].clipped else "no core variant with statistics")
                 rows[k] = row | {"status": f"excluded: empty core ({why})", "n_core": 0, "n_extended": len(sel), "rank": 0}
                 log.warning("%s: empty core (%s); window excluded", w.name, why)
             else:
