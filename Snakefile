@@ -2,11 +2,17 @@
 # Table of contents only; the logic lives in workflow/rules/*.smk and the `deepwas` package.
 import os
 import sys
+import time
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 min_version("8.0")
+
+RUN_STARTED = time.time()   # the end-of-run message prints the summary only if this run wrote it
+
+
+report: "workflow/report/workflow.rst"
 
 # The `deepwas` package is workflow/scripts/deepwas: parsing needs no `pip install`, and this checkout's copy
 # comes first. Job scripts find it through Snakemake's script preamble, which appends the script's directory
@@ -42,6 +48,7 @@ include: "workflow/rules/priors.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/ablations.smk"
 
 
 rule all:
@@ -51,4 +58,4 @@ rule all:
 
 
 onsuccess:
-    print_summary()
+    print_summary(RUN_STARTED)

@@ -77,3 +77,19 @@ def test_bad_inputs_are_named(setup, tmp_path):
     (tmp_path / "norm.json").write_text(json.dumps(stats))
     with pytest.raises(NormalisationError, match="track order differs at index 0"):
         VariantTracks(root / "store", {"1": root / "lift.tsv"}, tmp_path / "norm.json", W)
+
+
+def test_excluded_tracks_are_left_out_with_their_normalisation(setup):
+    """features.exclude_tracks (the Fig. 6 ablation without conservation tracks): the kept track's windows are
+    exactly its windows in the full set; a pattern matching every track is an error."""
+    root, _, keys, _ = setup
+    full = VariantTracks(root / "store", {"1": root / "lift.tsv"}, root / "norm.json", W)
+    only_b = VariantTracks(root / "store", {"1": root / "lift.tsv"}, root / "norm.json", W, exclude="^a$")
+    assert only_b.track_names == ["b"] and only_b.d_func == 1
+    win_full, miss_full = full(keys)
+    win_b, miss_b = only_b(keys)
+    assert win_b.shape == (5, 1, W)
+    np.testing.assert_array_equal(win_b[:, 0], win_full[:, 1])
+    np.testing.assert_array_equal(miss_b, miss_full)
+    with pytest.raises(ValueError, match="leaves out every track"):
+        VariantTracks(root / "store", {"1": root / "lift.tsv"}, root / "norm.json", W, exclude="a|b")

@@ -224,6 +224,48 @@ def test_manifest_counts_and_excluded_region(chromosome_run):
         assert man.at[w.name, "n_core"] == fac["core"].size > 0
 
 
+def test_reduced_windows_keep_a_seeded_random_run_with_the_standard_ldscores(chromosome_run):
+    """Reduced (i)+ ablation (App. A.3): each window keeps the random run of at most max_variants of its variants
+    with statistics that random_block draws from (seed, window start), its core the variants at least
+    core_margin bp inside the run and outside the long-range-LD regions; every kept variant keeps the LD score
+    of its own core window."""
+    from ld_factors import main
+    from deepwas.windows import random_block
+
+    run = chromosome_run
+    tmp = run["tmp"]
+    reduced = {"max_variants": 150, "core_margin": 20_000, "seed": 3}
+    harmonised = [tmp / "t0.tsv.gz", tmp / "t1.tsv.gz"]
+    main([str(tmp / "ld" / w.name) for w in run["wins"]], harmonised, tmp / "cores.tsv", tmp / "reduced",
+         tmp / "reduced.tsv", RTOL, 1e-4, PSDLimits(), [{"chromosome": "1", "start": 250_000, "end": 320_000}],
+         panel_size=200, reduced=reduced)
+    shared = set.intersection(*[set(variant_key(pd.read_csv(h, sep="\t", dtype={"chromosome": str}))) for h in harmonised])
+    status = pd.read_csv(tmp / "reduced.tsv", sep="\t").set_index("window")["status"]
+    cut = factorised = 0
+    for w in run["wins"]:
+        idx = run["files"][w.name]
+        with_stats = np.array([k in shared for k in run["keys"][idx]])
+        pos = run["positions"][idx][with_stats]
+        block, in_core = random_block(pos, 150, 20_000, np.random.default_rng([3, w.start]))
+        lr = (pos[block] > 250_000) & (pos[block] <= 320_000)                 # the long-range-LD region
+        if status[w.name] != "ok":                                            # its whole core in the region
+            assert status[w.name].startswith("excluded: empty core") and in_core.any() and not (in_core & ~lr).any()
+            cut += int(in_core.sum())
+            continue
+        factorised += 1
+        full = load_factors(tmp / "factors" / f"{w.name}.npz", ["keys", "ldscore"])
+        fac = load_factors(tmp / "reduced" / f"{w.name}.npz", ["positions", "keys", "core", "ldscore"])
+        assert len(fac["keys"]) == 150 < len(pos)
+        np.testing.assert_array_equal(fac["keys"], run["keys"][idx][with_stats][block])
+        p = fac["positions"]
+        np.testing.assert_array_equal(fac["core"], np.flatnonzero(in_core & ~lr))
+        cut += int((in_core & lr).sum())
+        assert p[fac["core"]].min() >= p[0] + 20_000 and p[fac["core"]].max() <= p[-1] - 20_000
+        standard = dict(zip(full["keys"], full["ldscore"]))
+        np.testing.assert_allclose(fac["ldscore"], [standard[k] for k in fac["keys"]], rtol=1e-6)
+    assert cut > 0 and factorised >= 2                                        # the region was cut from a core
+
+
 # --- memory: no whole copy of R --------------------------------------------------------------------------------
 
 def _peak_bytes(fn):

@@ -120,6 +120,26 @@ def test_window_parse_bad_name(bad):
     assert repr(bad) in str(err.value)
 
 
+def test_random_block_is_a_contiguous_run_with_the_core_inside_the_margin():
+    """Reduced (i)+ (App. A.3): at most max_variants contiguous variants, core >= margin bp from both ends."""
+    from deepwas.windows import random_block
+
+    pos = np.cumsum(np.random.default_rng(0).integers(1, 400, size=5_000))
+    idx, core = random_block(pos, 1_000, 20_000, np.random.default_rng(4))
+    assert len(idx) == 1_000 and (np.diff(idx) == 1).all() and 0 <= idx[0] <= 4_000
+    p = pos[idx]
+    want = (p - p[0] >= 20_000) & (p[-1] - p >= 20_000)
+    np.testing.assert_array_equal(core, want)
+    assert 0 < core.sum() < 1_000
+    again, _ = random_block(pos, 1_000, 20_000, np.random.default_rng(4))
+    np.testing.assert_array_equal(idx, again)                                  # seeded
+    starts = {int(random_block(pos, 1_000, 20_000, np.random.default_rng(s))[0][0]) for s in range(20)}
+    assert len(starts) > 10                                                    # random runs, not one place
+    small, small_core = random_block(pos[:50], 1_000, 1e9, np.random.default_rng(1))
+    np.testing.assert_array_equal(small, np.arange(50))                        # the whole window when smaller
+    assert not small_core.any()                                                # a margin wider than the run
+
+
 # --- long-range-LD regions (paper App. D.1) on the shipped UKBB manifest ------------------------------------
 
 import sys                                                                     # noqa: E402

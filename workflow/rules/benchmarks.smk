@@ -4,9 +4,10 @@
 
 rule fig2:
     input:
-        "benchmarks/results/fig2.tsv",
+        fig2_table(),
     output:
-        "results/figures/fig2.png",
+        report("results/figures/fig2.png", caption="../report/fig2.rst", category="Figures",
+               labels={"figure": "Fig. 2", "content": "time per loss and gradient"}),
     log:
         "logs/figures/fig2.log",
     threads: 1

@@ -1,6 +1,7 @@
 # Config validation and the helpers that turn the config into file lists. Rules call helpers; helpers
 # never call rules.
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -247,7 +248,8 @@ def track_params(chroms):
     if not use_tracks():
         return None
     return {"window": config["features"]["track_window"],
-            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms}}
+            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
+            "exclude": config["features"]["exclude_tracks"]}
 
 
 def demo_track_inputs(wildcards):
@@ -304,14 +306,135 @@ def check_trait_paths():
 
 def get_final_output():
     check_trait_paths()
-    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/figures/heldout_pct.png",
+    # the figures too, so that `snakemake --report` (which reports the default target's DAG) shows them
+    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/report/config.yaml", *figure_targets(),
             *priors_outputs()]   # workflow/rules/priors.smk
 
 
-def print_summary():
+def print_summary(started_at):
+    """End of a run: the held-out summary when this run (started at `started_at`, seconds since the epoch)
+    wrote it, and where the figures, the report and the logs are."""
     p = Path("results/summary.txt")
-    if p.exists():
+    if p.exists() and p.stat().st_mtime >= started_at:
         print("\n" + p.read_text())
+    figs = sorted(str(f) for f in Path("results/figures").glob("*.png")) if Path("results/figures").is_dir() else []
+    if figs:
+        print("Figures: " + ", ".join(figs))
+    print("Report with figures and tables: snakemake --report report.html (add your --configfile); "
+          "logs of every step: logs/")
+
+
+# --- figures and ablations (paper Figs. 2-7, Table 1) ---
+def _merged(base, overrides):
+    """`base` with `overrides` merged in, nested dictionaries key by key (a copy; neither is changed)."""
+    out = dict(base)
+    for k, v in (overrides or {}).items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def fig3_choice():
+    """(trait, model, objective, chromosome, start, end, tracks) of Fig. 3 from the `figures` block."""
+    fc = config["figures"]
+    trait = fc["trait"] or traits()[0]
+    if trait not in traits():
+        raise ValueError(f"figures.trait {trait!r} is not in the trait sheet {config['traits']} ({traits()})")
+    model = fc["model"] or ("transformer" if "transformer" in config["models"] else config["models"][-1])
+    objective = fc["objective"] or config["objectives"][0]
+    if model not in config["models"] or objective not in config["objectives"]:
+        raise ValueError(f"figures.model / figures.objective ({model}, {objective}) are not trained: "
+                         f"choose from models {config['models']} and objectives {config['objectives']}")
+    region = fc["region"]
+    chrom = str(region["chromosome"] or HELDOUT[0])
+    if chrom not in CHROMS:
+        raise ValueError(f"figures.region.chromosome {chrom!r} is not one of `chromosomes` {CHROMS}")
+    return trait, model, objective, chrom, region["start"], region["end"], fc["tracks"]
+
+
+def ablation_names():
+    return [str(a) for a in config["ablations"]["runs"]]
+
+
+def ablation_run(name):
+    """The settings one ablation changes (ablations.runs.{name})."""
+    runs = config["ablations"]["runs"]
+    if name not in runs:
+        raise ValueError(f"no ablation named {name!r} in ablations.runs ({sorted(runs)})")
+    return runs[name]
+
+
+def ablation_config(name):
+    """The run's config with the ablation's settings in place (track window, excluded tracks, annotations,
+    network overrides; its reduced windows are read by ablation_reduced_windows)."""
+    run = ablation_run(name)
+    features = {k: run[k] for k in ("track_window", "exclude_tracks", "annotations") if k in run}
+    network = run["network"] if "network" in run else {}      # an ablation changes only what it names
+    return _merged(config, {"features": features, "network": network})
+
+
+def ablation_reduced_windows(name):
+    """Reduced (i)+ settings of the ablation (App. A.3), or None."""
+    return ablation_run(name).get("reduced_windows")
+
+
+def ablation_chrom_inputs(name, chroms, trait):
+    """chrom_inputs of an ablation's training: its own factors and statistics under reduced (i)+, else the run's."""
+    if not ablation_reduced_windows(name):
+        return chrom_inputs(chroms, trait)
+    root = f"results/ablations/{name}"
+    return {
+        "factors": [f"{root}/ld_factors/chr{c}" for c in chroms],
+        "manifests": [f"{root}/ld_factors/chr{c}.manifest.tsv" for c in chroms],
+        "stats": [f"{root}/stats/{trait}/chr{c}.npz" for c in chroms],
+    }
+
+
+def ablation_track_params(name, chroms):
+    """track_params of the ablation's config (its track window and excluded tracks)."""
+    if not use_tracks():
+        return None
+    feats = ablation_config(name)["features"]
+    return {"window": feats["track_window"],
+            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
+            "exclude": feats["exclude_tracks"]}
+
+
+def ablations_trained():
+    """Whether ablations.models / ablations.objectives are all trained in the full run (Table 1 compares)."""
+    ab = config["ablations"]
+    return set(ab["models"]) <= set(config["models"]) and set(ab["objectives"]) <= set(config["objectives"])
+
+
+def ablation_evaluated():
+    ab = config["ablations"]
+    if not ablations_trained():
+        raise ValueError(f"ablations.models {ab['models']} / ablations.objectives {ab['objectives']} are not all "
+                         f"trained in the full run (models {config['models']}, objectives {config['objectives']}): "
+                         "nothing to compare with")
+    return [f"results/ablations/{a}/evaluation/{t}/{m}/{o}.json"
+            for a in ablation_names() for t in traits() for m in ab["models"] for o in ab["objectives"]]
+
+
+def fig2_table():
+    return shipped_path("benchmarks/results/fig2.tsv")
+
+
+def figure_targets(notes=False):
+    """Figures of `snakemake figures`: Figs. 2 (when the benchmark table exists), 3 and 5 always; Figs. 4/7
+    and Fig. 6 + Table 1 only where `snakemake simulation` / `snakemake ablations` wrote their tables (the
+    figures target never trains an experiment of its own)."""
+    out = ["results/figures/fig3_region.png", "results/figures/heldout_pct.png"]
+    if Path(fig2_table()).exists():
+        out.append("results/figures/fig2.png")
+    if all(Path(f"results/simulation/{t}/rmse.tsv").exists() for t in simulation_truths()):
+        out.append("results/figures/simulation_rmse.png")
+    elif notes:
+        print("figures: Figs. 4 and 7 need the semi-synthetic tables: run `snakemake simulation` first", file=sys.stderr)
+    if ablation_names() and ablations_trained() and all(Path(f).exists() for f in ablation_evaluated()):
+        out += ["results/figures/fig6_ablations.png", "results/ablations/table1.tsv", "results/ablations/table1.md"]
+    elif notes:
+        print("figures: Fig. 6 and Table 1 need the ablations: run `snakemake ablations` first", file=sys.stderr)
+    return out
 
 
 # --- downloads (App. D) ---

@@ -7,7 +7,9 @@ rule evaluate:
         s2="results/stats/{trait}/s2.json",
         model="results/train/{trait}/{model}/{objective}/model.pt",
     output:
-        table="results/evaluation/{trait}/{model}/{objective}.tsv",
+        table=report("results/evaluation/{trait}/{model}/{objective}.tsv", caption="../report/windows.rst",
+                     category="Tables", subcategory="Per-window held-out likelihood",
+                     labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
         summary="results/evaluation/{trait}/{model}/{objective}.json",
     params:
         annotations=config["features"]["annotations"],
@@ -42,7 +44,8 @@ rule summary:
     input:
         evaluated(),
     output:
-        tsv="results/evaluation/summary.tsv",
+        tsv=report("results/evaluation/summary.tsv", caption="../report/summary.rst", category="Tables",
+                   labels={"table": "held-out summary"}),
         txt="results/summary.txt",
     log:
         "logs/summary.log",

@@ -8,7 +8,8 @@ rule harmonise:
         reference_frequencies=lambda wc: config["harmonise"]["reference_frequencies"] or [],
     output:
         table="results/harmonised/{trait}.tsv.gz",
-        report="results/harmonised/{trait}.report.json",
+        report=report("results/harmonised/{trait}.report.json", caption="../report/harmonise.rst",
+                      category="Checks", subcategory="Harmonisation", labels={"trait": "{trait}"}),
     params:
         ld_variants=all_ld_variant_lists(),
         format=lambda wc: trait_value(wc.trait, "format"),

@@ -33,7 +33,8 @@ rule ld_factors:
         cores="results/windows/cores.tsv",
     output:
         factors=directory("results/ld_factors/chr{chrom}"),
-        manifest="results/ld_factors/chr{chrom}.manifest.tsv",
+        manifest=report("results/ld_factors/chr{chrom}.manifest.tsv", caption="../report/ld_manifest.rst",
+                        category="Checks", subcategory="LD factors", labels={"chromosome": "{chrom}"}),
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
         rtol=config["ld"]["eig_rtol"],

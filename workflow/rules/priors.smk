@@ -100,7 +100,9 @@ rule export_priors:
         models=lambda wc: sorted({scoring_model(wc.trait, wc.model, wc.objective, l) for l in prior_plan().values()}),
     output:
         **prior_files("results/priors/{trait}/{model}/{objective}", prior_plan()),
-        summary="results/priors/{trait}/{model}/{objective}/summary.json",
+        summary=report("results/priors/{trait}/{model}/{objective}/summary.json", caption="../report/priors_summary.rst",
+                       category="Tables", subcategory="Priors",
+                       labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
     params:
         plan=prior_plan(),
         models=lambda wc: {l: scoring_model(wc.trait, wc.model, wc.objective, l) for l in set(prior_plan().values())},
@@ -126,7 +128,8 @@ rule prior_h2:
         model="results/train/{trait}/{model}/{objective}/model.pt",
         priors="results/priors/{trait}/{model}/{objective}/summary.json",
     output:
-        "results/h2/{trait}/{model}/{objective}.tsv",
+        report("results/h2/{trait}/{model}/{objective}.tsv", caption="../report/h2.rst", category="Tables",
+               subcategory="h2 and enrichment", labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
     params:
         annotations=config["features"]["annotations"],
         tracks=track_params(CHROMS),

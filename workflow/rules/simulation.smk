@@ -44,7 +44,8 @@ rule plot_simulation:
     input:
         expand("results/simulation/{truth}/rmse.tsv", truth=simulation_truths()),
     output:
-        "results/figures/simulation_rmse.png",
+        report("results/figures/simulation_rmse.png", caption="../report/fig4.rst", category="Figures",
+               labels={"figure": "Figs. 4 and 7", "content": "semi-synthetic RMSE"}),
     log:
         "logs/figures/simulation_rmse.log",
     conda:

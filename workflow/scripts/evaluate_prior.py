@@ -9,7 +9,8 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
     p = sm.params
-    tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"]) \
+    tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"],
+                           exclude=p.tracks.get("exclude")) \
         if p.get("tracks") else None
     setup_logging(sm.log[0])
     evaluate_prior(chrom_inputs, sm.input.s2, p.annotations, sm.input.get("model"), sm.input.get("truth"),

@@ -21,7 +21,7 @@ from deepwas.harmonise import variant_key
 from deepwas.io import setup_logging
 from deepwas.ld_factors import PSDLimits, factorise_window, ld_scores
 from deepwas.ldscore import unbiased_ldscore
-from deepwas.windows import CoreBounds, Window, in_regions, owner_windows, region_intervals
+from deepwas.windows import CoreBounds, Window, in_regions, owner_windows, random_block, region_intervals
 
 
 def thread_limit(threads):
@@ -46,7 +46,11 @@ def bounds_from_table(cores: pd.DataFrame, names) -> dict[str, CoreBounds]:
 
 
 def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, diag_atol, limits: PSDLimits,
-         regions=(), factor_dtype="float64", compute_dtype="auto", threads=1, log_path=None, *, panel_size):
+         regions=(), factor_dtype="float64", compute_dtype="auto", threads=1, log_path=None, *, panel_size, reduced=None):
+    """reduced: ablations.runs.{name}.reduced_windows ({max_variants, core_margin, seed}), reduced (i)+ (App. A.3):
+    each window keeps a seeded random run of at most max_variants variants with statistics, its core the variants
+    at least core_margin bp inside the run and outside the long-range-LD regions (cores no longer tile the
+    chromosome); LD scores stay those of each variant's own core window."""
     log = setup_logging(log_path)
     tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
     shared = reduce(set.__and__, [set(variant_key(t)) for t in tables])
@@ -84,9 +88,16 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
             pos = variants["position"].to_numpy()[sel]
             n_lr = int(in_regions(w.chrom, pos, excluded).sum())
             row = {"window": w.name, "n_file": len(vk), "n_without_stats": len(vk) - len(sel), "n_long_range": n_lr}
-            core = np.flatnonzero((pos >= bounds[w.name].lo) & (pos < bounds[w.name].hi))
+            if reduced:
+                block, in_core = random_block(pos, reduced["max_variants"], reduced["core_margin"],
+                                              np.random.default_rng([int(reduced["seed"]), w.start]))
+                sel, pos = sel[block], pos[block]
+                core = np.flatnonzero(in_core & ~in_regions(w.chrom, pos, excluded))   # long-range LD: in no core
+            else:
+                core = np.flatnonzero((pos >= bounds[w.name].lo) & (pos < bounds[w.name].hi))
             if core.size == 0:
-                why = "long-range LD region" if bounds[w.name].clipped else "no core variant with statistics"
+                why = ("reduced run: no core variant outside long-range LD" if reduced else
+                       "long-range LD region" if bounds[w.name].clipped else "no core variant with statistics")
                 rows[k] = row | {"status": f"excluded: empty core ({why})", "n_core": 0, "n_extended": len(sel), "rank": 0}
                 log.warning("%s: empty core (%s); window excluded", w.name, why)
             else:
@@ -112,4 +123,5 @@ if "snakemake" in globals():
     p = sm.params
     main(p.prefixes, sm.input.harmonised, sm.input.cores, sm.output.factors, sm.output.manifest, p.rtol,
          p.diag_atol, PSDLimits(p.max_clip, p.max_clipped_mass, p.max_abs_change), p.regions, p.factor_dtype,
-         p.compute_dtype, sm.threads, sm.log[0], panel_size=p.panel_size)
+         p.compute_dtype, sm.threads, sm.log[0], panel_size=p.panel_size,
+         reduced=p.reduced if hasattr(p, "reduced") else None)

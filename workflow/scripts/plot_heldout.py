@@ -1,13 +1,11 @@
-"""Rule plot_heldout: bar chart of the held-out percentage likelihood increase per person (paper Fig. 5)."""
+"""Rule plot_heldout: Fig. 5, the held-out percentage likelihood increase per person (`deepwas.plots.heldout_bars`)."""
 import pandas as pd
 
+from deepwas.io import setup_logging
 from deepwas.plots import heldout_bars
-
-
-def main(summary_tsv, out_png):
-    heldout_bars(pd.read_csv(summary_tsv, sep="\t"), out_png)
 
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    main(sm.input[0], sm.output[0])
+    setup_logging(sm.log[0])
+    heldout_bars(pd.read_csv(sm.input[0], sep="\t"), sm.output[0])

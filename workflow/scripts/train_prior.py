@@ -9,7 +9,8 @@ if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     p = sm.params
     chrom_inputs = list(zip(sm.input.factors, sm.input.manifests, sm.input.stats))
-    tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"]) \
+    tracks = VariantTracks(sm.input.store, p.tracks["liftover"], sm.input.normalisation, p.tracks["window"],
+                           exclude=p.tracks.get("exclude")) \
         if p.tracks else None
     # checkpoints are keyed by the training data too: after the inputs change, a rerun starts afresh
     data = [*sm.input.stats, *sm.input.manifests, sm.input.s2, *([p.annotations] if p.annotations else []),

@@ -29,6 +29,7 @@ from torch.utils.data import get_worker_info
 from .features.loader import FeatureCache, WindowDataset, make_loader, run_order
 from .features.pred import FeatureScaler, annotation_block, pred_feature_names, pred_features
 from .features.tracks import gather_windows
+from .features.variants import gather_kept
 from .formats.factors import factor_path, load_factors, ok_rows, ok_windows
 from .formats.whitened import WhitenedStats
 from .window import make_window
@@ -262,8 +263,9 @@ class StreamingWindows:
     def _dataset(self, seed: int, epoch: int, start: int = 0):
         gather = norm = None
         if self.tracks is not None:
-            gather = partial(gather_windows, self.tracks.store, w=self.tracks.w)
-            norm = (self.tracks.mean, self.tracks.sd)
+            keep = self.tracks.keep
+            gather = partial(gather_kept, self.tracks.store, w=self.tracks.w, keep=keep)
+            norm = (self.tracks.mean[keep], self.tracks.sd[keep])
         ds = EpochWindows(self.names, self.reader, gather, seed=seed, run_length=self.run_length,
                                     normalisation=norm, scaler=self.scaler, start=start)
         ds.set_epoch(epoch)

@@ -160,6 +160,20 @@ def core_mask(positions: np.ndarray, bounds: CoreBounds) -> np.ndarray:
     return (positions >= bounds.lo) & (positions < bounds.hi)
 
 
+def random_block(positions: np.ndarray, max_variants: int, margin: float, rng: np.random.Generator):
+    """Reduced (i)+ ablation (paper App. A.3): a random run of at most `max_variants` contiguous variants of a
+    window (indices into `positions`, which are sorted) and the mask of its core, the variants at least `margin`
+    bp from both ends of the run. Cores of different windows need not tile the chromosome."""
+    positions = np.asarray(positions)
+    m = len(positions)
+    k = min(m, int(max_variants))
+    start = int(rng.integers(0, m - k + 1)) if m else 0
+    idx = np.arange(start, start + k)
+    p = positions[idx]
+    core = (p >= p[0] + margin) & (p <= p[-1] - margin) if k else np.zeros(0, dtype=bool)
+    return idx, core
+
+
 CORE_TABLE_COLUMNS = ["window", "chromosome", "core_start", "core_end", "status"]
 
 

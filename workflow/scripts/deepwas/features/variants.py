@@ -17,6 +17,7 @@ rows (the training mean) and `missing = True`; the models read the mask as the p
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -29,21 +30,30 @@ from .tracks import gather_windows, open_track_store
 
 
 class VariantTracks:
-    def __init__(self, store_dir, liftover_tables: Mapping[str, str | Path], normalisation_json, w: int):
+    """`exclude`: a regular expression; tracks whose name matches it are left out of the windows (the
+    ablation without conservation tracks, paper Fig. 6); the store and its normalisation keep them."""
+
+    def __init__(self, store_dir, liftover_tables: Mapping[str, str | Path], normalisation_json, w: int,
+                 exclude: str | None = None):
         self.store = open_track_store(store_dir)
         stats = check_normalisation(normalisation_json, self.store)
         self.mean, self.sd = mean_sd_arrays(stats, self.store.track_names)
+        self.keep = np.array([i for i, n in enumerate(self.store.track_names)
+                              if not (exclude and re.search(exclude, n))], dtype=np.int64)
+        if len(self.keep) == 0:
+            raise ValueError(f"features.exclude_tracks {exclude!r} leaves out every track of {store_dir} "
+                             f"({self.store.track_names}); use a narrower pattern or features.tracks: false")
         self.w = int(w)
         self._pos38: dict[str, pd.Series] = {}
         self._tables = {str(c): Path(p) for c, p in liftover_tables.items()}
 
     @property
     def track_names(self) -> list[str]:
-        return self.store.track_names
+        return [self.store.track_names[i] for i in self.keep]
 
     @property
     def d_func(self) -> int:
-        return self.store.n_tracks
+        return len(self.keep)
 
     def _positions(self, chrom: str) -> pd.Series:
         if chrom not in self._pos38:
@@ -72,7 +82,15 @@ class VariantTracks:
     def __call__(self, keys) -> tuple[np.ndarray, np.ndarray]:
         chrom, pos = self.positions(keys)
         win, missing = gather_windows(self.store, chrom, pos, w=self.w)
-        win -= self.mean[None, :, None]
-        win /= self.sd[None, :, None]
+        if len(self.keep) < self.store.n_tracks:
+            win = win[:, self.keep]
+        win -= self.mean[None, self.keep, None]
+        win /= self.sd[None, self.keep, None]
         win[missing] = 0.0
         return win, missing
+
+
+def gather_kept(store, chrom, pos, w: int, keep: np.ndarray):
+    """`gather_windows` restricted to the track indices `keep` (VariantTracks.keep); picklable for loader workers."""
+    win, missing = gather_windows(store, chrom, pos, w=w)
+    return (win if len(keep) == store.n_tracks else win[:, keep]), missing
