@@ -253,7 +253,7 @@ def test_the_paper_run_is_the_papers(effective):
     adamw = torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).defaults
     assert cfg["train"]["weight_decay"] == adamw["weight_decay"]     # AdamW's default hyperparameters
     assert "extended by additional config" not in effective["ukbb_log"]
-    assert effective["ukbb_s"] < 60, effective["ukbb_s"]             # the whole paper DAG, offline
+    print(f"paper DAG built offline in {effective['ukbb_s']:.1f} s")   # measured, not asserted (no wall-clock limits in tests)
 
 
 def test_the_demo_stays_the_default(effective):
