@@ -1,63 +1,9 @@
 # Outputs of trained priors: per-variant prior files in PolyFun's layout (each chromosome scored by a model not
 # trained on it), h2 and enrichment with block-jackknife standard errors, and priors applied to other variant sets.
-from deepwas.export import HELDOUT_LABEL, fold_training_chromosomes, scoring_plan
 
 
 wildcard_constraints:
     fold="[0-9]+",
-
-
-def priors_cfg(key):
-    return config["priors"][key]
-
-
-def prior_models():
-    return [m for m in (priors_cfg("models") or config["models"]) if m in config["models"]]
-
-
-def prior_plan():
-    """{chromosome: 'heldout' | 'fold{g}'}: which model scores which chromosome."""
-    return scoring_plan(CHROMS, HELDOUT, priors_cfg("folds"))
-
-
-def fold_chroms(fold):
-    return fold_training_chromosomes(TRAIN_CHROMS, priors_cfg("folds"), int(fold))
-
-
-def scoring_model(trait, model, objective, label):
-    if label == HELDOUT_LABEL:
-        return f"results/train/{trait}/{model}/{objective}/model.pt"
-    return f"results/train_folds/{trait}/{model}/{objective}/{label}/model.pt"
-
-
-def prior_files(prefix, chroms):
-    return {"parquet": [f"{prefix}/chr{c}.parquet" for c in chroms], "text": [f"{prefix}/chr{c}.txt.gz" for c in chroms]}
-
-
-def priors_outputs():
-    out = []
-    for t in traits():
-        for m in prior_models():
-            for o in config["objectives"]:
-                out += prior_files(f"results/priors/{t}/{m}/{o}", prior_plan())["parquet"]
-                out.append(f"results/h2/{t}/{m}/{o}.tsv")
-    for name, a in priors_cfg("apply").items():
-        out += prior_files(f"results/priors_applied/{name}", applied_chroms(a))["parquet"]
-    return out
-
-
-def applied_chroms(a):
-    return [str(c) for c in (a.get("chromosomes") or CHROMS)]
-
-
-def applied_model(a):
-    m = a["model"]
-    if m.endswith(".pt"):
-        return m
-    parts = m.split("/")
-    if len(parts) != 3:
-        raise ValueError(f"config priors.apply: model {m!r} is neither 'trait/model/objective' nor a .pt path")
-    return f"results/train/{parts[0]}/{parts[1]}/{parts[2]}/model.pt"
 
 
 rule train_fold:
