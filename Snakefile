@@ -9,10 +9,11 @@ from snakemake.utils import min_version
 
 min_version("8.0")
 
-RUN_STARTED = time.time()   # the end-of-run message prints the summary only if this run wrote it
+RUN_STARTED = time.time()  # the end-of-run message prints the summary only if this run wrote it
 
 
 report: "workflow/report/workflow.rst"
+
 
 # The `deepwas` package is workflow/scripts/deepwas: parsing needs no `pip install`, and this checkout's copy
 # comes first. Job scripts find it through Snakemake's script preamble, which appends the script's directory

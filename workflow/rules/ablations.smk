@@ -17,6 +17,19 @@ rule ld_factors_ablation:
     output:
         factors=directory("results/ablations/{ablation}/ld_factors/chr{chrom}"),
         manifest="results/ablations/{ablation}/ld_factors/chr{chrom}.manifest.tsv",
+    log:
+        "logs/ablations/{ablation}/ld_factors/chr{chrom}.log",
+    benchmark:
+        "benchmarks_runs/ablations/{ablation}/ld_factors/chr{chrom}.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: config["ld"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
+        runtime=lambda wc, attempt: (
+            10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))
+        )
+        * attempt,
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
         rtol=config["ld"]["eig_rtol"],
@@ -29,16 +42,6 @@ rule ld_factors_ablation:
         compute_dtype=config["ld"]["compute_dtype"],
         panel_size=lambda wc: ld_panel_size(wc.chrom),
         reduced=lambda wc: ablation_reduced_windows(wc.ablation),
-    log:
-        "logs/ablations/{ablation}/ld_factors/chr{chrom}.log",
-    benchmark:
-        "benchmarks_runs/ablations/{ablation}/ld_factors/chr{chrom}.tsv"
-    threads: config["ld"]["threads"]
-    resources:
-        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
-        runtime=lambda wc, attempt: (10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))) * attempt,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/ld_factors.py"
 
@@ -65,6 +68,17 @@ rule train_ablation:
     output:
         model="results/ablations/{ablation}/train/{trait}/{model}/{objective}/model.pt",
         metrics="results/ablations/{ablation}/train/{trait}/{model}/{objective}/metrics.tsv",
+    log:
+        "logs/ablations/{ablation}/train/{trait}/{model}/{objective}.log",
+    benchmark:
+        "benchmarks_runs/ablations/{ablation}/{trait}/{model}/{objective}.tsv"
+    conda:
+        torch_env
+    threads: 1
+    resources:
+        **gpu_partition(gpu_for),
+        mem_mb=8000,
+        gpu=gpu_for,
     params:
         model="{model}",
         objective="{objective}",
@@ -75,17 +89,6 @@ rule train_ablation:
         train=lambda wc: ablation_config(wc.ablation)["train"],
         likelihood=lambda wc: ablation_config(wc.ablation)["likelihood"],
         checkpoint_dir="results/checkpoints/ablations/{ablation}/{trait}/{model}/{objective}",
-    log:
-        "logs/ablations/{ablation}/train/{trait}/{model}/{objective}.log",
-    benchmark:
-        "benchmarks_runs/ablations/{ablation}/{trait}/{model}/{objective}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        gpu=gpu_for,
-        **gpu_partition(gpu_for),
-    conda:
-        torch_env
     script:
         "../scripts/train_prior.py"
 
@@ -98,13 +101,13 @@ rule evaluate_ablation:
     output:
         table="results/ablations/{ablation}/evaluation/{trait}/{model}/{objective}.tsv",
         summary="results/ablations/{ablation}/evaluation/{trait}/{model}/{objective}.json",
-    params:
-        annotations=lambda wc: ablation_config(wc.ablation)["features"]["annotations"],
-        tracks=lambda wc: ablation_track_params(wc.ablation, HELDOUT),
     log:
         "logs/ablations/{ablation}/evaluate/{trait}/{model}/{objective}.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        annotations=lambda wc: ablation_config(wc.ablation)["features"]["annotations"],
+        tracks=lambda wc: ablation_track_params(wc.ablation, HELDOUT),
     script:
         "../scripts/evaluate_prior.py"
 

@@ -6,14 +6,18 @@ rule fig2:
     input:
         fig2_table(),
     output:
-        report("results/figures/fig2.png", caption="../report/fig2.rst", category="Figures",
-               labels={"figure": "Fig. 2", "content": "time per loss and gradient"}),
+        report(
+            "results/figures/fig2.png",
+            caption="../report/fig2.rst",
+            category="Figures",
+            labels={"figure": "Fig. 2", "content": "time per loss and gradient"},
+        ),
     log:
         "logs/figures/fig2.log",
+    conda:
+        "../../envs/deepwas.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/plot_fig2.py"

@@ -14,12 +14,17 @@ from deepwas.windows import Window, tile
 
 # The schema is the only source of defaults: validate_config fills them into `config` (nested objects too,
 # absent ones included) and stops a mistyped key with a few lines naming it and the closest valid name.
-validate_config(config, workflow.basedir + "/config/schema/config.schema.yaml", sources=workflow.configfiles)
+validate_config(
+    config, str(Path(workflow.basedir, "config", "schema", "config.schema.yaml")), sources=workflow.configfiles
+)
 # Provenance: the effective config of this run (rewritten only when it changes, so it never triggers reruns).
 write_effective_config(config, "results/config.yaml")
 
-TRAITS = validate_traits(pd.read_csv(config["traits"], sep="\t", dtype=str, comment="#", keep_default_na=False),
-                         path=config["traits"], schema_path=workflow.basedir + "/config/schema/traits.schema.yaml")
+TRAITS = validate_traits(
+    pd.read_csv(config["traits"], sep="\t", dtype=str, comment="#", keep_default_na=False),
+    path=config["traits"],
+    schema_path=str(Path(workflow.basedir, "config", "schema", "traits.schema.yaml")),
+)
 TRAITS = TRAITS.set_index("trait", drop=False)
 
 CHROMS = [str(c) for c in config["chromosomes"]]
@@ -27,6 +32,7 @@ HELDOUT = [str(c) for c in config["heldout_chromosomes"]]
 TRAIN_CHROMS = [c for c in CHROMS if c not in HELDOUT]
 if not HELDOUT or not TRAIN_CHROMS or set(HELDOUT) - set(CHROMS):
     raise ValueError("config: heldout_chromosomes must be a non-empty proper subset of chromosomes")
+
 
 wildcard_constraints:
     trait="[^/]+",
@@ -46,7 +52,8 @@ def trait_value(trait, key):
 
 def ld_root():
     """Directory of the LD windows: the demo's, the workflow's own for a PLINK panel (source plink: one
-    directory per chromosome, rule plink_ld_windows), else ld.dir (UKBB downloads, or the user's own for source local)."""
+    directory per chromosome, rule plink_ld_windows), else ld.dir (UKBB downloads, or the user's own for source local).
+    """
     return {"demo": "resources/demo/ld", "plink": "resources/plink_ld"}.get(config["ld"]["source"], config["ld"]["dir"])
 
 
@@ -54,8 +61,10 @@ def plink_prefix():
     """ld.plink, the PLINK panel's path prefix (source plink); `{chrom}` in it stands for the chromosome."""
     prefix = config["ld"]["plink"]
     if not prefix:
-        raise ValueError("ld.source is plink but ld.plink is not set: give the path prefix of your .bed/.bim/.fam "
-                         "(e.g. ld.plink: panel/mypanel, or panel/chr{chrom} for one file set per chromosome)")
+        raise ValueError(
+            "ld.source is plink but ld.plink is not set: give the path prefix of your .bed/.bim/.fam "
+            "(e.g. ld.plink: panel/mypanel, or panel/chr{chrom} for one file set per chromosome)"
+        )
     return str(prefix)
 
 
@@ -74,8 +83,10 @@ def plink_positions(chrom):
         _BIM_POSITIONS[bim] = bim_positions(bim)
     pos = _BIM_POSITIONS[bim].get(normalise_chrom(chrom))
     if pos is None:
-        raise ValueError(f"{bim}: no variant on chromosome {chrom} (chromosomes there: "
-                         f"{sorted(_BIM_POSITIONS[bim])}); drop it from `chromosomes` or point ld.plink at a panel that has it")
+        raise ValueError(
+            f"{bim}: no variant on chromosome {chrom} (chromosomes there: "
+            f"{sorted(_BIM_POSITIONS[bim])}); drop it from `chromosomes` or point ld.plink at a panel that has it"
+        )
     return pos
 
 
@@ -123,16 +134,20 @@ def local_ld_windows():
     root = Path(ld_root())
     if root not in _LOCAL_WINDOWS:
         if not root.is_dir():
-            raise ValueError(f"ld.source is local but ld.dir {root} is not a directory: put your LD windows there "
-                             "(chr{c}_{start}_{end}.npz + .gz, UKBB layout) or set ld.dir")
+            raise ValueError(
+                f"ld.source is local but ld.dir {root} is not a directory: put your LD windows there "
+                "(chr{c}_{start}_{end}.npz + .gz, UKBB layout) or set ld.dir"
+            )
         found = {}
         for npz in sorted(root.glob("chr*_*_*.npz")):
             w = Window.parse(npz.name[: -len(".npz")])
             if not (root / f"{w.name}.gz").is_file():
                 raise ValueError(f"{npz}: LD window without its variant table {w.name}.gz in {root}")
             if w.end - w.start != ld["window_length"] or (w.start - 1) % ld["window_stride"]:
-                raise ValueError(f"{npz}: not a {ld['window_length']}-bp window on the {ld['window_stride']}-bp grid "
-                                 "starting at 1; set ld.window_length / ld.window_stride to your windows' geometry")
+                raise ValueError(
+                    f"{npz}: not a {ld['window_length']}-bp window on the {ld['window_stride']}-bp grid "
+                    "starting at 1; set ld.window_length / ld.window_stride to your windows' geometry"
+                )
             found.setdefault(w.chrom, []).append(w)
         _LOCAL_WINDOWS[root] = {c: [w.name for w in sorted(ws)] for c, ws in found.items()}
     return _LOCAL_WINDOWS[root]
@@ -149,8 +164,10 @@ def windows(chrom):
     if ld_manifest() is None:
         names = local_ld_windows().get(str(chrom), [])
         if not names:
-            raise ValueError(f"ld.dir {ld_root()} has no LD window of chromosome {chrom} "
-                             f"(chr{chrom}_{{start}}_{{end}}.npz + .gz); drop it from `chromosomes` or add its windows")
+            raise ValueError(
+                f"ld.dir {ld_root()} has no LD window of chromosome {chrom} "
+                f"(chr{chrom}_{{start}}_{{end}}.npz + .gz); drop it from `chromosomes` or add its windows"
+            )
         return names
     man = pd.read_csv(ld_manifest(), sep="\t", comment="#", dtype={"chromosome": str})
     man = man[(man["chromosome"] == str(chrom)) & (man["kind"] == "npz")]
@@ -219,7 +236,6 @@ def gpu_partition(gpus):
     return {"slurm_partition": partition}
 
 
-
 def torch_env(wildcards):
     """Conda environment of a training job (--sdm conda): the CUDA build of torch where the job gets a GPU."""
     return "../../envs/deepwas-cuda.yaml" if gpu_for(wildcards) else "../../envs/deepwas.yaml"
@@ -248,9 +264,11 @@ def track_params(chroms):
     """What the train / evaluate scripts need to read track windows (None without tracks)."""
     if not use_tracks():
         return None
-    return {"window": config["features"]["track_window"],
-            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
-            "exclude": config["features"]["exclude_tracks"]}
+    return {
+        "window": config["features"]["track_window"],
+        "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
+        "exclude": config["features"]["exclude_tracks"],
+    }
 
 
 def demo_track_inputs(wildcards):
@@ -284,7 +302,9 @@ def demo_truth(wildcards):
 
 
 def evaluated():
-    out = [f"results/evaluation/{t}/{m}/{o}.json" for t in traits() for m in config["models"] for o in config["objectives"]]
+    out = [
+        f"results/evaluation/{t}/{m}/{o}.json" for t in traits() for m in config["models"] for o in config["objectives"]
+    ]
     if config["ld"]["source"] == "demo" and config["demo"]["oracle"]:
         out += [f"results/evaluation/{t}/oracle/truth.json" for t in traits()]
     return out
@@ -301,15 +321,23 @@ def check_trait_paths():
         if not Path(p).exists() and not any(r.is_producer(p) for r in workflow.rules):
             bad.append(f"row '{t}': {TRAITS.loc[t, 'path']} does not exist")
     if bad:
-        raise ValueError(f"{config['traits']}: summary-statistics file(s) missing and made by no rule: "
-                         + "; ".join(bad) + ". Fix the path in the trait sheet or remove the row.")
+        raise ValueError(
+            f"{config['traits']}: summary-statistics file(s) missing and made by no rule: "
+            + "; ".join(bad)
+            + ". Fix the path in the trait sheet or remove the row."
+        )
 
 
 def get_final_output():
     check_trait_paths()
     # the figures too, so that `snakemake --report` (which reports the default target's DAG) shows them
-    return ["results/evaluation/summary.tsv", "results/summary.txt", "results/report/config.yaml", *figure_targets(),
-            *priors_outputs()]   # workflow/rules/priors.smk
+    return [
+        "results/evaluation/summary.tsv",
+        "results/summary.txt",
+        "results/report/config.yaml",
+        *figure_targets(),
+        *priors_outputs(),
+    ]  # workflow/rules/priors.smk
 
 
 def print_summary(started_at):
@@ -317,12 +345,14 @@ def print_summary(started_at):
     wrote it, and where the figures, the report and the logs are."""
     p = Path("results/summary.txt")
     if p.exists() and p.stat().st_mtime >= started_at:
-        print("\n" + p.read_text())
+        print(f"\n{p.read_text()}")
     figs = sorted(str(f) for f in Path("results/figures").glob("*.png")) if Path("results/figures").is_dir() else []
     if figs:
         print("Figures: " + ", ".join(figs))
-    print("Report with figures and tables: snakemake --report report.html (add your --configfile); "
-          "logs of every step: logs/")
+    print(
+        "Report with figures and tables: snakemake --report report.html (add your --configfile); "
+        "logs of every step: logs/"
+    )
 
 
 # --- figures and ablations (paper Figs. 2-7, Table 1) ---
@@ -343,8 +373,10 @@ def fig3_choice():
     model = fc["model"] or ("transformer" if "transformer" in config["models"] else config["models"][-1])
     objective = fc["objective"] or config["objectives"][0]
     if model not in config["models"] or objective not in config["objectives"]:
-        raise ValueError(f"figures.model / figures.objective ({model}, {objective}) are not trained: "
-                         f"choose from models {config['models']} and objectives {config['objectives']}")
+        raise ValueError(
+            f"figures.model / figures.objective ({model}, {objective}) are not trained: "
+            f"choose from models {config['models']} and objectives {config['objectives']}"
+        )
     region = fc["region"]
     chrom = str(region["chromosome"] or HELDOUT[0])
     if chrom not in CHROMS:
@@ -369,7 +401,7 @@ def ablation_config(name):
     network overrides; its reduced windows are read by ablation_reduced_windows)."""
     run = ablation_run(name)
     features = {k: run[k] for k in ("track_window", "exclude_tracks", "annotations") if k in run}
-    network = run["network"] if "network" in run else {}      # an ablation changes only what it names
+    network = run["network"] if "network" in run else {}  # an ablation changes only what it names
     return _merged(config, {"features": features, "network": network})
 
 
@@ -395,9 +427,11 @@ def ablation_track_params(name, chroms):
     if not use_tracks():
         return None
     feats = ablation_config(name)["features"]
-    return {"window": feats["track_window"],
-            "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
-            "exclude": feats["exclude_tracks"]}
+    return {
+        "window": feats["track_window"],
+        "liftover": {c: f"results/liftover/chr{c}.tsv.gz" for c in chroms},
+        "exclude": feats["exclude_tracks"],
+    }
 
 
 def ablations_trained():
@@ -409,11 +443,18 @@ def ablations_trained():
 def ablation_evaluated():
     ab = config["ablations"]
     if not ablations_trained():
-        raise ValueError(f"ablations.models {ab['models']} / ablations.objectives {ab['objectives']} are not all "
-                         f"trained in the full run (models {config['models']}, objectives {config['objectives']}): "
-                         "nothing to compare with")
-    return [f"results/ablations/{a}/evaluation/{t}/{m}/{o}.json"
-            for a in ablation_names() for t in traits() for m in ab["models"] for o in ab["objectives"]]
+        raise ValueError(
+            f"ablations.models {ab['models']} / ablations.objectives {ab['objectives']} are not all "
+            f"trained in the full run (models {config['models']}, objectives {config['objectives']}): "
+            "nothing to compare with"
+        )
+    return [
+        f"results/ablations/{a}/evaluation/{t}/{m}/{o}.json"
+        for a in ablation_names()
+        for t in traits()
+        for m in ab["models"]
+        for o in ab["objectives"]
+    ]
 
 
 def fig2_table():
@@ -430,7 +471,9 @@ def figure_targets(notes=False):
     if all(Path(f"results/simulation/{t}/rmse.tsv").exists() for t in simulation_truths()):
         out.append("results/figures/simulation_rmse.png")
     elif notes:
-        print("figures: Figs. 4 and 7 need the semi-synthetic tables: run `snakemake simulation` first", file=sys.stderr)
+        print(
+            "figures: Figs. 4 and 7 need the semi-synthetic tables: run `snakemake simulation` first", file=sys.stderr
+        )
     if ablation_names() and ablations_trained() and all(Path(f).exists() for f in ablation_evaluated()):
         out += ["results/figures/fig6_ablations.png", "results/ablations/table1.tsv", "results/ablations/table1.md"]
     elif notes:
@@ -456,10 +499,12 @@ def _dl_manifest(key):
 
 
 def ukbb_ld_dir():
-    """Where rule download_ukbb_ld_window writes: ld.dir, never with `ld.source: local` (the user's directory)."""
+    """Where download_ukbb_ld_window writes: ld.dir, never with `ld.source` local (the user's directory)."""
     if config["ld"]["source"] == "local":
-        raise ValueError("ld.source is local: LD windows are never downloaded into ld.dir (your own windows); "
-                         "set ld.source: ukbb to download the UK Biobank windows")
+        raise ValueError(
+            "ld.source is local: LD windows are never downloaded into ld.dir (your own windows); "
+            "set ld.source: ukbb to download the UK Biobank windows"
+        )
     return config["ld"]["dir"]
 
 
@@ -469,8 +514,9 @@ def dl_ld_chromosomes():
 
 def dl_ld_windows():
     """LD windows to download: kind 'npz' rows of the manifest on download.chromosomes (default: chromosomes)."""
-    man = pd.read_csv(ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv"), sep="\t", comment="#",
-                      dtype={"chromosome": str})
+    man = pd.read_csv(
+        ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv"), sep="\t", comment="#", dtype={"chromosome": str}
+    )
     man = man[man["chromosome"].isin(dl_ld_chromosomes()) & (man["kind"] == "npz")]
     return list(man["name"])
 
@@ -486,7 +532,7 @@ def sumstats_input(trait):
     """Local path of a trait's statistics: a URL in the trait sheet becomes resources/sumstats/{trait}/{file}."""
     path = str(TRAITS.loc[trait, "path"])
     if path.startswith(("http://", "https://")):
-        return f"resources/sumstats/{trait}/" + path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+        return f"resources/sumstats/{trait}/{Path(path.split('?')[0]).name}"
     return path
 
 
@@ -536,6 +582,8 @@ def dl_encode_accession(name):
 
 def dl_chain_file():
     return config["features"]["chain"]
+
+
 # --- end downloads ---
 
 
@@ -566,7 +614,10 @@ def scoring_model(trait, model, objective, label):
 
 
 def prior_files(prefix, chroms):
-    return {"parquet": [f"{prefix}/chr{c}.parquet" for c in chroms], "text": [f"{prefix}/chr{c}.txt.gz" for c in chroms]}
+    return {
+        "parquet": [f"{prefix}/chr{c}.parquet" for c in chroms],
+        "text": [f"{prefix}/chr{c}.txt.gz" for c in chroms],
+    }
 
 
 def priors_outputs():
@@ -593,3 +644,13 @@ def applied_model(a):
     if len(parts) != 3:
         raise ValueError(f"config priors.apply: model {m!r} is neither 'trait/model/objective' nor a .pt path")
     return f"results/train/{parts[0]}/{parts[1]}/{parts[2]}/model.pt"
+
+
+def copy_effective_config(src, dst):
+    """The effective config checked against the schema again and copied for the report (rule effective_config)."""
+    import shutil
+
+    import yaml
+
+    validate_config(yaml.safe_load(Path(src).read_text()), sources=[src])
+    shutil.copyfile(src, dst)

@@ -6,20 +6,20 @@ rule demo_tracks:
         manifest="resources/demo/tracks/manifest.tsv",
         sizes="resources/demo/tracks/chrom_sizes_grch38.tsv",
         chain="resources/demo/chain/hg19ToHg38.demo.over.chain.gz",
+    log:
+        "logs/features/demo_tracks.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         chromosomes=CHROMS,
         chrom_length=config["demo"]["chrom_length"],
         seed=config["demo"]["seed"],
         n_tracks=config["features"]["demo_n_tracks"],
         n_eclip=config["features"]["demo_n_eclip"],
-        outdir="resources/demo/tracks",
-    log:
-        "logs/features/demo_tracks.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/deepwas.yaml"
+        outdir=lambda wc, output: str(Path(output.manifest).parent),
     script:
         "../scripts/demo_tracks.py"
 
@@ -34,20 +34,20 @@ rule demo_cohort:
         genotypes=[f"resources/demo/genotypes/chr{c}.npz" for c in CHROMS],
         annotations="resources/demo/annotations.tsv.gz",
         phenotypes=[] if config["demo"]["n_gwas"] else "resources/demo/phenotypes.tsv",
+    log:
+        "logs/demo/demo_cohort.log",
+    benchmark:
+        "benchmarks_runs/demo_cohort.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         demo=config["demo"],
         track_truth=demo_track_truth(),
         ld=config["ld"],
         chromosomes=CHROMS,
-        outdir="resources/demo",
-    log:
-        "logs/demo/demo_cohort.log",
-    benchmark:
-        "benchmarks_runs/demo_cohort.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/deepwas.yaml"
+        outdir=lambda wc, output: str(Path(output.annotations).parent),
     script:
         "../scripts/demo_cohort.py"

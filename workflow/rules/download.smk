@@ -17,6 +17,9 @@
 #   that read windows take the lock records as inputs (common.smk: ld_window_inputs). With `ld.source:
 #   local` no rule touches ld.dir.
 
+import download_rules  # noqa: E402  (workflow/scripts: one adapter per network rule)
+
+
 wildcard_constraints:
     window="chr[0-9]+_[0-9]+_[0-9]+",
     track="[A-Za-z0-9_.+-]+",
@@ -27,22 +30,17 @@ rule download_ukbb_ld_window:
     """One window's .npz + .gz into ld.dir (not declared as outputs: never deleted by Snakemake) and its lock."""
     output:
         lock="resources/locks/ukbb_ld/{window}.json",
+    log:
+        "logs/download/ukbb_ld/{window}.log",
+    retries: 0
+    localrule: True
     params:
         ld_dir=lambda wc: ukbb_ld_dir(),
         bucket=dl_cfg("ld_bucket"),
         prefix=dl_cfg("ld_prefix"),
         endpoint=dl_cfg("s3_endpoint"),
-    log:
-        "logs/download/ukbb_ld/{window}.log",
-    localrule: True
-    retries: 0
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_ukbb_ld_window(wildcards.window, params.ld_dir, output.lock, bucket=params.bucket,
-                                         prefix=params.prefix, endpoint_url=params.endpoint,
-                                         retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.ukbb_ld_window(wildcards, params, output, log, config["download"])
 
 
 rule download_ukbb_ld_lock:
@@ -52,13 +50,15 @@ rule download_ukbb_ld_lock:
     output:
         lock="resources/locks/ukbb_ld.lock.tsv",
         excluded="resources/ukbb/ld_excluded_windows.tsv",
+    log:
+        "logs/download/ukbb_ld_lock.log",
+    localrule: True
+    conda:
+        "../../envs/deepwas.yaml"
     params:
         manifest=lambda wc: str(ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv")),
         chromosomes=dl_ld_chromosomes(),
         order=lambda wc: [f"{w}.{ext}" for w in dl_ld_windows() for ext in ("npz", "gz")],
-    log:
-        "logs/download/ukbb_ld_lock.log",
-    localrule: True
     script:
         "../scripts/download_ld_lock.py"
 
@@ -67,14 +67,16 @@ rule check_ukbb_ld_manifest:
     """Lists the LD bucket ONCE (network) and writes a corrected manifest; not part of the default DAG."""
     output:
         "resources/ukbb_ld_windows.checked.tsv",
+    log:
+        "logs/download/check_ukbb_ld_manifest.log",
+    localrule: True
+    conda:
+        "../../envs/deepwas.yaml"
     params:
         manifest=lambda wc: str(ld_manifest() or shipped_path("resources/ukbb_ld_windows.tsv")),
         bucket=dl_cfg("ld_bucket"),
         prefix=dl_cfg("ld_prefix"),
         endpoint=dl_cfg("s3_endpoint"),
-    log:
-        "logs/download/check_ukbb_ld_manifest.log",
-    localrule: True
     script:
         "../scripts/download_ld_manifest_check.py"
 
@@ -83,20 +85,15 @@ rule download_ukbb_sumstats:
     output:
         sumstats="resources/ukbb/sumstats/{trait}.sumstats.gz",
         lock="resources/locks/sumstats/{trait}.json",
+    log:
+        "logs/download/sumstats/{trait}.log",
+    localrule: True
     params:
         bucket=dl_cfg("sumstats_bucket"),
         prefix=dl_cfg("sumstats_prefix"),
         billing=dl_cfg("billing_project"),
-    log:
-        "logs/download/sumstats/{trait}.log",
-    localrule: True
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_ukbb_sumstats(wildcards.trait, output.sumstats, output.lock, billing=params.billing,
-                                        bucket=params.bucket, prefix=params.prefix,
-                                        retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.ukbb_sumstats(wildcards, params, output, log, config["download"])
 
 
 rule download_sumstats_url:
@@ -104,17 +101,13 @@ rule download_sumstats_url:
     output:
         sumstats="resources/sumstats/{trait}/{filename}",
         lock="resources/locks/sumstats_url/{trait}/{filename}.json",
-    params:
-        url=lambda wc: TRAITS.loc[wc.trait, "path"],
     log:
         "logs/download/sumstats_url/{trait}/{filename}.log",
     localrule: True
+    params:
+        url=lambda wc: TRAITS.loc[wc.trait, "path"],
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_url(params.url, output.sumstats, output.lock, retries=int(dl_cfg("retries")),
-                              backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.url(params, output.sumstats, output.lock, log, config["download"])
 
 
 rule download_track_http:
@@ -122,36 +115,28 @@ rule download_track_http:
     output:
         bigwig="resources/tracks/{source}/{track}.bigWig",
         lock="resources/locks/tracks/{source}/{track}.json",
-    wildcard_constraints:
-        source="ucsc",
-    params:
-        url=lambda wc: dl_track_url(wc.source, wc.track),
     log:
         "logs/download/tracks/{source}/{track}.log",
+    wildcard_constraints:
+        source="ucsc",
     localrule: True
+    params:
+        url=lambda wc: dl_track_url(wc.source, wc.track),
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_url(params.url, output.bigwig, output.lock, name=wildcards.track,
-                              retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.url(params, output.bigwig, output.lock, log, config["download"], name=wildcards.track)
 
 
 rule fantom_datahub_index:
     """ONE listing of the FANTOM5 hg38 data-hub folder (download.fantom_base_url): href + decoded file name."""
     output:
         "resources/tracks/fantom/datahub_index.tsv",
-    params:
-        base_url=dl_cfg("fantom_base_url"),
     log:
         "logs/download/fantom_index.log",
     localrule: True
+    params:
+        base_url=dl_cfg("fantom_base_url"),
     run:
-        from deepwas import downloads as dl
-
-        index = dl.fetch_fantom_index(params.base_url, output[0], retries=int(dl_cfg("retries")),
-                                      backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], f"{params.base_url}: bigWig files listed", len(index))
+        download_rules.fantom_index(params, output, log, config["download"])
 
 
 rule download_track_fantom:
@@ -163,41 +148,31 @@ rule download_track_fantom:
     output:
         bigwig="resources/tracks/fantom/{track}.bigWig",
         lock="resources/locks/tracks/fantom/{track}.json",
-    params:
-        row=lambda wc: dl_track_row("fantom", wc.track),
-        base_url=dl_cfg("fantom_base_url"),
     log:
         "logs/download/tracks/fantom/{track}.log",
     localrule: True
+    params:
+        row=lambda wc: dl_track_row("fantom", wc.track),
+        base_url=dl_cfg("fantom_base_url"),
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_fantom_track(dict(params.row), input.index, params.base_url, output.bigwig, output.lock,
-                                       name=wildcards.track, retries=int(dl_cfg("retries")),
-                                       backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.fantom_track(wildcards, input, params, output, log, config["download"])
 
 
 rule resolve_encode_experiment:
     """ENCODE REST metadata -> one GRCh38 bigWig (rule in deepwas/encode.py), md5 and size from metadata."""
     output:
         "resources/tracks/encode/{track}.resolved.json",
+    log:
+        "logs/download/encode/{track}.resolve.log",
+    localrule: True
     params:
         accession=lambda wc: dl_encode_accession(wc.track),
         assay=lambda wc: dl_track_row("encode", wc.track).get("assay", ""),
         target=lambda wc: dl_track_row("encode", wc.track).get("target", ""),
         base_url=dl_cfg("encode_base_url"),
         allow_warnings=dl_cfg("encode_allow_warnings"),
-    log:
-        "logs/download/encode/{track}.resolve.log",
-    localrule: True
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.resolve_encode_track(params.accession, output[0], base_url=params.base_url,
-                                      allow_warnings=bool(params.allow_warnings), assay=params.assay,
-                                      target=params.target)
-        dl.log_result(log[0], "resolved", rec)
+        download_rules.encode_experiment(params, output, log)
 
 
 rule download_track_encode:
@@ -210,11 +185,7 @@ rule download_track_encode:
         "logs/download/tracks/encode/{track}.log",
     localrule: True
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_encode_track(input.resolved, output.bigwig, output.lock, name=wildcards.track,
-                                       retries=int(dl_cfg("retries")), backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.encode_track(wildcards, input, output, log, config["download"])
 
 
 rule download_tracks_lock:
@@ -226,11 +197,13 @@ rule download_tracks_lock:
         lock="resources/locks/tracks.lock.tsv",
         manifest="resources/tracks/manifest.tsv",
         sizes="resources/tracks/chrom_sizes_grch38.tsv",
-    params:
-        order=dl_track_names(),
     log:
         "logs/download/tracks_lock.log",
     localrule: True
+    conda:
+        "../../envs/deepwas.yaml"
+    params:
+        order=dl_track_names(),
     script:
         "../scripts/download_tracks_lock.py"
 
@@ -239,17 +212,13 @@ rule download_chain:
     output:
         chain="resources/chain/hg19ToHg38.over.chain.gz",
         lock="resources/locks/chain/hg19ToHg38.over.chain.gz.json",
-    params:
-        url=dl_cfg("chain_url"),
     log:
         "logs/download/chain.log",
     localrule: True
+    params:
+        url=dl_cfg("chain_url"),
     run:
-        from deepwas import downloads as dl
-
-        rec = dl.download_url(params.url, output.chain, output.lock, retries=int(dl_cfg("retries")),
-                              backoff=float(dl_cfg("backoff_s")))
-        dl.log_result(log[0], "fetched", rec)
+        download_rules.url(params, output.chain, output.lock, log, config["download"])
 
 
 rule dbnsfp_archive:
@@ -257,15 +226,13 @@ rule dbnsfp_archive:
     output:
         archive="resources/dbnsfp/dbNSFP.zip",
         lock="resources/locks/dbnsfp.json",
-    params:
-        source=dl_cfg("dbnsfp_archive"),
     log:
         "logs/download/dbnsfp.log",
     localrule: True
+    params:
+        source=dl_cfg("dbnsfp_archive"),
     run:
-        from deepwas import downloads as dl
-
-        dl.log_result(log[0], "copied", dl.copy_local_archive(params.source, output.archive, output.lock))
+        download_rules.local_archive(params, output, log)
 
 
 rule download_all:

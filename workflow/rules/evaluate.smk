@@ -7,17 +7,21 @@ rule evaluate:
         s2="results/stats/{trait}/s2.json",
         model="results/train/{trait}/{model}/{objective}/model.pt",
     output:
-        table=report("results/evaluation/{trait}/{model}/{objective}.tsv", caption="../report/windows.rst",
-                     category="Tables", subcategory="Per-window held-out likelihood",
-                     labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
+        table=report(
+            "results/evaluation/{trait}/{model}/{objective}.tsv",
+            caption="../report/windows.rst",
+            category="Tables",
+            subcategory="Per-window held-out likelihood",
+            labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"},
+        ),
         summary="results/evaluation/{trait}/{model}/{objective}.json",
-    params:
-        annotations=config["features"]["annotations"],
-        tracks=track_params(HELDOUT),
     log:
         "logs/evaluate/{trait}/{model}/{objective}.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        annotations=config["features"]["annotations"],
+        tracks=track_params(HELDOUT),
     script:
         "../scripts/evaluate_prior.py"
 
@@ -30,12 +34,12 @@ rule evaluate_oracle:
     output:
         table="results/evaluation/{trait}/oracle/truth.tsv",
         summary="results/evaluation/{trait}/oracle/truth.json",
-    params:
-        annotations=None,
     log:
         "logs/evaluate/{trait}/oracle.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        annotations=None,
     script:
         "../scripts/evaluate_prior.py"
 
@@ -44,8 +48,12 @@ rule summary:
     input:
         evaluated(),
     output:
-        tsv=report("results/evaluation/summary.tsv", caption="../report/summary.rst", category="Tables",
-                   labels={"table": "held-out summary"}),
+        tsv=report(
+            "results/evaluation/summary.tsv",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "held-out summary"},
+        ),
         txt="results/summary.txt",
     log:
         "logs/summary.log",

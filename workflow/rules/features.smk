@@ -10,18 +10,18 @@ rule build_track_store:
         sizes=grch38_sizes(),
     output:
         store=directory("results/features/store"),
-    params:
-        dtype=config["features"]["track_dtype"],
-        eclip_prefix=config["features"]["eclip_prefix"],
     log:
         "logs/features/build_track_store.log",
     benchmark:
         "benchmarks_runs/features/build_track_store.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/deepwas.yaml"
+    params:
+        dtype=config["features"]["track_dtype"],
+        eclip_prefix=config["features"]["eclip_prefix"],
     script:
         "../scripts/build_track_store.py"
 
@@ -31,14 +31,14 @@ rule feature_norm:
         store="results/features/store",
     output:
         stats="results/features/normalisation.json",
-    params:
-        chromosomes=TRAIN_CHROMS,
     log:
         "logs/features/feature_norm.log",
+    conda:
+        "../../envs/deepwas.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/deepwas.yaml"
+    params:
+        chromosomes=TRAIN_CHROMS,
     script:
         "../scripts/feature_norm.py"

@@ -11,14 +11,11 @@ rule effective_config:
         "results/config.yaml",
     output:
         report("results/report/config.yaml", caption="../report/config.rst", category="Configuration"),
+    log:
+        "logs/figures/effective_config.log",
     localrule: True
     run:
-        import shutil
-
-        import yaml
-
-        validate_config(yaml.safe_load(Path(input[0]).read_text()), sources=[input[0]])
-        shutil.copyfile(input[0], output[0])
+        copy_effective_config(input[0], output[0])
 
 
 rule plot_heldout:
@@ -26,8 +23,12 @@ rule plot_heldout:
     input:
         "results/evaluation/summary.tsv",
     output:
-        report("results/figures/heldout_pct.png", caption="../report/fig5.rst", category="Figures",
-               labels={"figure": "Fig. 5", "content": "held-out gain"}),
+        report(
+            "results/figures/heldout_pct.png",
+            caption="../report/fig5.rst",
+            category="Figures",
+            labels={"figure": "Fig. 5", "content": "held-out gain"},
+        ),
     log:
         "logs/figures/heldout_pct.log",
     conda:
@@ -42,21 +43,25 @@ rule region_enrichment:
         unpack(lambda wc: {**chrom_inputs([fig3_choice()[3]], fig3_choice()[0]), **track_inputs([fig3_choice()[3]])}),
         model=lambda wc: "results/train/{0}/{1}/{2}/model.pt".format(*fig3_choice()[:3]),
     output:
-        report("results/figures/fig3_region.tsv", caption="../report/fig3_table.rst", category="Tables",
-               labels={"table": "Fig. 3 region", "content": "per-variant f"}),
-    params:
-        choice=fig3_choice(),
-        annotations=config["features"]["annotations"],
-        tracks=track_params([fig3_choice()[3]]),
+        report(
+            "results/figures/fig3_region.tsv",
+            caption="../report/fig3_table.rst",
+            category="Tables",
+            labels={"table": "Fig. 3 region", "content": "per-variant f"},
+        ),
     log:
         "logs/figures/fig3_region.log",
     benchmark:
         "benchmarks_runs/figures/fig3_region.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
     threads: 1
     resources:
         mem_mb=8000,
-    conda:
-        "../../envs/deepwas.yaml"
+    params:
+        choice=fig3_choice(),
+        annotations=config["features"]["annotations"],
+        tracks=track_params([fig3_choice()[3]]),
     script:
         "../scripts/region_enrichment.py"
 
@@ -66,14 +71,18 @@ rule plot_region:
     input:
         "results/figures/fig3_region.tsv",
     output:
-        report("results/figures/fig3_region.png", caption="../report/fig3.rst", category="Figures",
-               labels={"figure": "Fig. 3", "content": "enrichment along a region"}),
-    params:
-        choice=fig3_choice(),
+        report(
+            "results/figures/fig3_region.png",
+            caption="../report/fig3.rst",
+            category="Figures",
+            labels={"figure": "Fig. 3", "content": "enrichment along a region"},
+        ),
     log:
         "logs/figures/fig3_plot.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        choice=fig3_choice(),
     script:
         "../scripts/plot_region.py"
 
@@ -84,17 +93,25 @@ rule ablation_table:
         full="results/evaluation/summary.tsv",
         ablations=lambda wc: ablation_evaluated(),
     output:
-        tsv=report("results/ablations/table1.tsv", caption="../report/table1.rst", category="Tables",
-                   labels={"table": "Table 1", "content": "ablations"}),
+        tsv=report(
+            "results/ablations/table1.tsv",
+            caption="../report/table1.rst",
+            category="Tables",
+            labels={"table": "Table 1", "content": "ablations"},
+        ),
         md="results/ablations/table1.md",
-        png=report("results/figures/fig6_ablations.png", caption="../report/fig6.rst", category="Figures",
-                   labels={"figure": "Fig. 6", "content": "ablations"}),
-    params:
-        names=lambda wc, input: [p.split("/")[2] for p in input.ablations],
+        png=report(
+            "results/figures/fig6_ablations.png",
+            caption="../report/fig6.rst",
+            category="Figures",
+            labels={"figure": "Fig. 6", "content": "ablations"},
+        ),
     log:
         "logs/figures/ablations.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        names=lambda wc, input: [p.split("/")[2] for p in input.ablations],
     script:
         "../scripts/plot_ablations.py"
 

@@ -8,8 +8,17 @@ rule harmonise:
         reference_frequencies=lambda wc: config["harmonise"]["reference_frequencies"] or [],
     output:
         table="results/harmonised/{trait}.tsv.gz",
-        report=report("results/harmonised/{trait}.report.json", caption="../report/harmonise.rst",
-                      category="Checks", subcategory="Harmonisation", labels={"trait": "{trait}"}),
+        report=report(
+            "results/harmonised/{trait}.report.json",
+            caption="../report/harmonise.rst",
+            category="Checks",
+            subcategory="Harmonisation",
+            labels={"trait": "{trait}"},
+        ),
+    log:
+        "logs/harmonise/{trait}.log",
+    conda:
+        "../../envs/deepwas.yaml"
     params:
         ld_variants=all_ld_variant_lists(),
         format=lambda wc: trait_value(wc.trait, "format"),
@@ -22,9 +31,5 @@ rule harmonise:
         strand_flip_threshold=config["harmonise"]["strand_flip_threshold"],
         n_max_spread=config["harmonise"]["n_max_spread"],
         reference_frequencies=config["harmonise"]["reference_frequencies"],
-    log:
-        "logs/harmonise/{trait}.log",
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/harmonise_trait.py"

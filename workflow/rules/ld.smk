@@ -1,6 +1,6 @@
 # LD-only precomputation once per window (grouped per chromosome), then the per-trait whitened statistics.
 
-LD_FACTORS_MIN_PER_WINDOW = 2   # runtime budget per UKBB window (minutes), from benchmarks/scale.py
+LD_FACTORS_MIN_PER_WINDOW = 2  # runtime budget per UKBB window (minutes), from benchmarks/scale.py
 
 
 rule window_table:
@@ -8,15 +8,15 @@ rule window_table:
         **({"manifest": ld_manifest()} if ld_manifest() else {}),
     output:
         "results/windows/cores.tsv",
+    log:
+        "logs/window_table.log",
+    conda:
+        "../../envs/deepwas.yaml"
     params:
         windows=[] if ld_manifest() else [w for c in CHROMS for w in windows(c)],
         length=config["ld"]["window_length"],
         stride=config["ld"]["window_stride"],
         regions=config["ld"]["long_range_regions"],
-    log:
-        "logs/window_table.log",
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/window_table.py"
 
@@ -33,8 +33,26 @@ rule ld_factors:
         cores="results/windows/cores.tsv",
     output:
         factors=directory("results/ld_factors/chr{chrom}"),
-        manifest=report("results/ld_factors/chr{chrom}.manifest.tsv", caption="../report/ld_manifest.rst",
-                        category="Checks", subcategory="LD factors", labels={"chromosome": "{chrom}"}),
+        manifest=report(
+            "results/ld_factors/chr{chrom}.manifest.tsv",
+            caption="../report/ld_manifest.rst",
+            category="Checks",
+            subcategory="LD factors",
+            labels={"chromosome": "{chrom}"},
+        ),
+    log:
+        "logs/ld_factors/chr{chrom}.log",
+    benchmark:
+        "benchmarks_runs/ld_factors/chr{chrom}.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: config["ld"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
+        runtime=lambda wc, attempt: (
+            10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))
+        )
+        * attempt,
     params:
         prefixes=lambda wc: window_prefixes(wc.chrom),
         rtol=config["ld"]["eig_rtol"],
@@ -46,16 +64,6 @@ rule ld_factors:
         factor_dtype=config["ld"]["factor_dtype"],
         compute_dtype=config["ld"]["compute_dtype"],
         panel_size=lambda wc: ld_panel_size(wc.chrom),
-    log:
-        "logs/ld_factors/chr{chrom}.log",
-    benchmark:
-        "benchmarks_runs/ld_factors/chr{chrom}.tsv"
-    threads: config["ld"]["threads"]
-    resources:
-        mem_mb=lambda wc, attempt: (1000 if config["ld"]["source"] == "demo" else 10000) * attempt,
-        runtime=lambda wc, attempt: (10 if config["ld"]["source"] == "demo" else LD_FACTORS_MIN_PER_WINDOW * len(windows(wc.chrom))) * attempt,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/ld_factors.py"
 
@@ -83,14 +91,14 @@ rule estimate_s2:
         manifests=expand("results/ld_factors/chr{chrom}.manifest.tsv", chrom=CHROMS),
     output:
         "results/stats/{trait}/s2.json",
+    log:
+        "logs/estimate_s2/{trait}.log",
+    conda:
+        "../../envs/deepwas.yaml"
     params:
         s2=lambda wc: trait_value(wc.trait, "s2"),
         alpha=config["prior"]["alpha"],
         s2_check=config["s2"],
         mismatch=config["likelihood"]["mismatch"],
-    log:
-        "logs/estimate_s2/{trait}.log",
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/estimate_s2.py"

@@ -9,12 +9,14 @@ rule liftover_ld_variants:
     output:
         table="results/liftover/chr{chrom}.tsv.gz",
         report="results/liftover/chr{chrom}.report.json",
-    params:
-        variants=lambda wc: [f"{p}.gz" for p in window_prefixes(wc.chrom)],
     log:
         "logs/liftover/chr{chrom}.log",
+    conda:
+        "../../envs/deepwas.yaml"
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        variants=lambda wc: [f"{p}.gz" for p in window_prefixes(wc.chrom)],
     script:
         "../scripts/liftover.py"

@@ -10,19 +10,19 @@ rule plink_ld_windows:
     output:
         windows=directory("resources/plink_ld/chr{chrom}"),
         report="resources/plink_ld/chr{chrom}.report.json",
+    log:
+        "logs/plink_ld_windows/chr{chrom}.log",
+    benchmark:
+        "benchmarks_runs/plink_ld_windows/chr{chrom}.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 1
+    resources:
+        mem_mb=plink_mem_mb,
     params:
         prefix=lambda wc: plink_prefix(),
         length=config["ld"]["window_length"],
         stride=config["ld"]["window_stride"],
         expected=lambda wc: plink_windows(wc.chrom),
-    log:
-        "logs/plink_ld_windows/chr{chrom}.log",
-    benchmark:
-        "benchmarks_runs/plink_ld_windows/chr{chrom}.tsv"
-    threads: 1
-    resources:
-        mem_mb=plink_mem_mb,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/plink_ld_windows.py"

@@ -13,6 +13,16 @@ rule train_fold:
     output:
         model="results/train_folds/{trait}/{model}/{objective}/fold{fold}/model.pt",
         metrics="results/train_folds/{trait}/{model}/{objective}/fold{fold}/metrics.tsv",
+    log:
+        "logs/train_folds/{trait}/{model}/{objective}/fold{fold}.log",
+    benchmark:
+        "benchmarks_runs/train_folds/{trait}/{model}/{objective}/fold{fold}.tsv"
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
     params:
         model="{model}",
         objective="{objective}",
@@ -23,16 +33,6 @@ rule train_fold:
         train=config["train"],
         likelihood=config["likelihood"],
         checkpoint_dir="results/checkpoints_folds/{trait}/{model}/{objective}/fold{fold}",
-    log:
-        "logs/train_folds/{trait}/{model}/{objective}/fold{fold}.log",
-    benchmark:
-        "benchmarks_runs/train_folds/{trait}/{model}/{objective}/fold{fold}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/train_prior.py"
 
@@ -46,21 +46,25 @@ rule export_priors:
         models=lambda wc: sorted({scoring_model(wc.trait, wc.model, wc.objective, l) for l in prior_plan().values()}),
     output:
         **prior_files("results/priors/{trait}/{model}/{objective}", prior_plan()),
-        summary=report("results/priors/{trait}/{model}/{objective}/summary.json", caption="../report/priors_summary.rst",
-                       category="Tables", subcategory="Priors",
-                       labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
+        summary=report(
+            "results/priors/{trait}/{model}/{objective}/summary.json",
+            caption="../report/priors_summary.rst",
+            category="Tables",
+            subcategory="Priors",
+            labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"},
+        ),
+    log:
+        "logs/priors/{trait}/{model}/{objective}.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
     params:
         plan=prior_plan(),
         models=lambda wc: {l: scoring_model(wc.trait, wc.model, wc.objective, l) for l in set(prior_plan().values())},
         annotations=config["features"]["annotations"],
         tracks=track_params(list(prior_plan())),
-    log:
-        "logs/priors/{trait}/{model}/{objective}.log",
-    threads: 1
-    resources:
-        mem_mb=8000,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/export_priors.py"
 
@@ -74,20 +78,25 @@ rule prior_h2:
         model="results/train/{trait}/{model}/{objective}/model.pt",
         priors="results/priors/{trait}/{model}/{objective}/summary.json",
     output:
-        report("results/h2/{trait}/{model}/{objective}.tsv", caption="../report/h2.rst", category="Tables",
-               subcategory="h2 and enrichment", labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"}),
+        report(
+            "results/h2/{trait}/{model}/{objective}.tsv",
+            caption="../report/h2.rst",
+            category="Tables",
+            subcategory="h2 and enrichment",
+            labels={"trait": "{trait}", "model": "{model}", "objective": "{objective}"},
+        ),
+    log:
+        "logs/h2/{trait}/{model}/{objective}.log",
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
     params:
         annotations=config["features"]["annotations"],
         tracks=track_params(CHROMS),
         blocks=priors_cfg("jackknife_blocks"),
         method=priors_cfg("jackknife_method"),
-    log:
-        "logs/h2/{trait}/{model}/{objective}.log",
-    threads: 1
-    resources:
-        mem_mb=8000,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/prior_h2.py"
 
@@ -108,17 +117,17 @@ for _name, _a in priors_cfg("apply").items():
         output:
             **prior_files(f"results/priors_applied/{_name}", _chroms),
             summary=f"results/priors_applied/{_name}/summary.json",
+        log:
+            f"logs/priors_applied/{_name}.log",
+        conda:
+            "../../envs/deepwas.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
         params:
             plan={c: _a["model"] for c in _chroms},
             models={_a["model"]: applied_model(_a)},
             annotations=config["features"]["annotations"],
             tracks=track_params(_chroms),
-        log:
-            f"logs/priors_applied/{_name}.log",
-        threads: 1
-        resources:
-            mem_mb=8000,
-        conda:
-            "../../envs/deepwas.yaml"
         script:
             "../scripts/export_priors.py"

@@ -14,8 +14,18 @@ rule simulate_semisynthetic:
     output:
         rmse="results/simulation/{truth}/rmse.tsv",
         details="results/simulation/{truth}/details.json",
+    log:
+        "logs/simulation/{truth}.log",
+    benchmark:
+        "benchmarks_runs/simulation/{truth}.tsv"
     wildcard_constraints:
         truth="network|threshold",
+    conda:
+        "../../envs/deepwas.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
     params:
         chromosomes=CHROMS,
         heldout=HELDOUT,
@@ -26,16 +36,6 @@ rule simulate_semisynthetic:
         train=config["train"],
         # checkpoints and training metrics: not declared outputs, so a failed job keeps them for the rerun
         checkpoint_root="results/checkpoints/simulation/{truth}",
-    log:
-        "logs/simulation/{truth}.log",
-    benchmark:
-        "benchmarks_runs/simulation/{truth}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        gpu=1,
-    conda:
-        "../../envs/deepwas.yaml"
     script:
         "../scripts/simulate_semisynthetic.py"
 
@@ -44,8 +44,12 @@ rule plot_simulation:
     input:
         expand("results/simulation/{truth}/rmse.tsv", truth=simulation_truths()),
     output:
-        report("results/figures/simulation_rmse.png", caption="../report/fig4.rst", category="Figures",
-               labels={"figure": "Figs. 4 and 7", "content": "semi-synthetic RMSE"}),
+        report(
+            "results/figures/simulation_rmse.png",
+            caption="../report/fig4.rst",
+            category="Figures",
+            labels={"figure": "Figs. 4 and 7", "content": "semi-synthetic RMSE"},
+        ),
     log:
         "logs/figures/simulation_rmse.log",
     conda:

@@ -8,6 +8,17 @@ rule train:
     output:
         model="results/train/{trait}/{model}/{objective}/model.pt",
         metrics="results/train/{trait}/{model}/{objective}/metrics.tsv",
+    log:
+        "logs/train/{trait}/{model}/{objective}.log",
+    benchmark:
+        "benchmarks_runs/train/{trait}/{model}/{objective}.tsv"
+    conda:
+        torch_env
+    threads: 1
+    resources:
+        **gpu_partition(gpu_for),
+        mem_mb=8000,
+        gpu=gpu_for,
     params:
         model="{model}",
         objective="{objective}",
@@ -20,16 +31,5 @@ rule train:
         # checkpoints are deliberately not a declared output: a failed job keeps them for the rerun; the script
         # keys them by a hash of the training inputs (subfolder), so changed data never resumes an old run
         checkpoint_dir="results/checkpoints/{trait}/{model}/{objective}",
-    log:
-        "logs/train/{trait}/{model}/{objective}.log",
-    benchmark:
-        "benchmarks_runs/train/{trait}/{model}/{objective}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        gpu=gpu_for,
-        **gpu_partition(gpu_for),
-    conda:
-        torch_env
     script:
         "../scripts/train_prior.py"
