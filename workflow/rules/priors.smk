@@ -22,7 +22,7 @@ rule train_fold:
     threads: 1
     resources:
         mem_mb=8000,
-        gpu=lambda wc: 1 if wc.model == "transformer" else 0,
+        gpu=gpu_for,
     params:
         model="{model}",
         objective="{objective}",
