@@ -56,7 +56,7 @@ from .formats.model_file import ModelFile
 from .io import read_json
 from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
 from .priors import build_prior
-from .shared_forward import NeighbourRuns
+from .shared_forward import NeighbourRuns, group_backward
 from .sources import StreamingWindows, as_window_source, load_windows, use_streaming
 from .window import WindowData, make_window
 
@@ -232,7 +232,13 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------
     def fit(self, stop_after_windows: int | None = None) -> dict:
-        """Run (or continue) training; `stop_after_windows` simulates a job killed mid-epoch (tests)."""
+        """Run (or continue) training; `stop_after_windows` simulates a job killed mid-epoch (tests).
+
+        One pass of the loop handles one unit of the epoch's order: a window (then an optimiser step at each
+        accumulation boundary and at the epoch's end), or with `shared_forward` a whole accumulation group
+        (positions k * accumulate .. (k + 1) * accumulate - 1, the last one possibly shorter; one optimiser
+        step after it). Checkpoints are written at accumulation boundaries and epoch ends, so no accumulated
+        gradient is ever pending in one."""
         cfg = self.cfg
         resumed = self.try_resume()
         fh, writer = self._open_metrics(resumed)
@@ -245,35 +251,38 @@ class Trainer:
         autocast = _autocast(cfg.autocast, self.device)
         seen, t0 = 0, time.time()
         n_windows = len(self.source)
-        total = cfg.epochs * n_windows
-        bar = _progress(total, cfg.progress and self.rank == 0, initial=self.epoch * n_windows + self.position)
+        bar = _progress(cfg.epochs * n_windows, cfg.progress and self.rank == 0,
+                        initial=self.epoch * n_windows + self.position)
+        self.sharing = {"rows": 0, "union": 0}
         self.prior.train()
-        if cfg.shared_forward:
-            return self._fit_groups(stop_after_windows, fh, writer, tb, bar, autocast, checkpoint)
         try:
             while self.epoch < cfg.epochs:
                 stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
                 while self.position < n_windows:
-                    if stop_after_windows is not None and seen >= stop_after_windows:
+                    size = self._unit_size(n_windows)
+                    if stop_after_windows is not None and seen + size > stop_after_windows:
                         stream.close()
                         return {"stopped": True}
-                    w = next(stream).to(self.device)
+                    group = [next(stream) for _ in range(size)]
                     ts = time.time()
-                    loss = self.loss_fn(self.forward_prior, w, self.N, self.s2, autocast)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
-                    (loss * self.scale / cfg.accumulate).backward()
-                    self.position += 1
-                    seen += 1
-                    if self.position % cfg.accumulate == 0 or self.position == n_windows:
+                    losses = self._accumulate(group, autocast)
+                    end = self.position + size
+                    before = (self.step, self.sched.get_last_lr()[0])
+                    if cfg.shared_forward or end % cfg.accumulate == 0 or end == n_windows:
                         self._optimiser_step()
-                    value = float(loss.detach())
-                    writer.writerow([self.epoch, self.position, w.name, self.step, f"{value:.6f}",
-                                     f"{self.sched.get_last_lr()[0]:.3g}", f"{time.time() - ts:.4f}"])
-                    if tb is not None:
-                        tb.add_scalar("nll", value, self.epoch * n_windows + self.position)
-                    bar.update(1)
-                    bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}")
+                    after = (self.step, self.sched.get_last_lr()[0])
+                    dt = (time.time() - ts) / size
+                    for j, (w, loss) in enumerate(zip(group, losses)):
+                        step, lr = after if j == size - 1 else before
+                        value = float(loss)
+                        writer.writerow([self.epoch, self.position + j + 1, w.name, step, f"{value:.6f}",
+                                         f"{lr:.3g}", f"{dt:.4f}"])
+                        if tb is not None:
+                            tb.add_scalar("nll", value, self.epoch * n_windows + self.position + j + 1)
+                    self.position = end
+                    seen += size
+                    bar.update(size)
+                    bar.set_postfix(**self._postfix(seen, t0))
                     if cfg.checkpoint_every and self.position % cfg.accumulate == 0 \
                             and self.step % cfg.checkpoint_every == 0:
                         checkpoint()
@@ -286,80 +295,57 @@ class Trainer:
             if tb is not None:
                 tb.close()
         stats = getattr(self.solver, "stats", None)
-        return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {}}
+        out = {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {}}
+        if cfg.shared_forward:
+            if self.sharing["rows"]:
+                log.info("shared forward: %d distinct of %d window rows (%.1f%% of the per-window network work)",
+                         self.sharing["union"], self.sharing["rows"],
+                         100 * self.sharing["union"] / self.sharing["rows"])
+            out.update(rows=self.sharing["rows"], distinct_rows=self.sharing["union"])
+        return out
 
-    def _fit_groups(self, stop_after_windows, fh, writer, tb, bar, autocast, checkpoint) -> dict:
-        """`fit` with one prior forward per variant per optimiser step (`shared_forward.group_backward`):
-        each accumulation group (positions k * accumulate .. (k + 1) * accumulate - 1 of the epoch's order,
-        the last one possibly shorter) is evaluated together, then one optimiser step. Checkpoints and
-        resume are at group ends as in the per-window loop."""
-        from .shared_forward import group_backward
+    def _unit_size(self, n_windows: int) -> int:
+        """Windows in the next pass of `fit`'s loop: the rest of the accumulation group with the shared
+        forward, else one."""
+        if not self.cfg.shared_forward:
+            return 1
+        acc = self.cfg.accumulate
+        return min(n_windows, (self.position // acc + 1) * acc) - self.position
 
-        cfg = self.cfg
-        acc = cfg.accumulate
-        n_windows = len(self.source)
-        seen, t0 = 0, time.time()
-        self.sharing = {"rows": 0, "union": 0}
+    def _check(self, loss: torch.Tensor, w: WindowData) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
 
-        def check(loss, w):
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
+    def _accumulate(self, group: list, autocast) -> list:
+        """Add the gradient of the windows' weighted losses (loss scale / accumulate) to the parameters'
+        .grad and return the losses: window by window, or the group together with one prior forward
+        (`shared_forward.group_backward`), sharded over the processes under torch.distributed."""
+        weight = self.scale / self.cfg.accumulate
+        if not self.cfg.shared_forward:
+            w = group[0].to(self.device)
+            loss = self.loss_fn(self.forward_prior, w, self.N, self.s2, autocast)
+            self._check(loss, w)
+            (loss * weight).backward()
+            return [loss.detach()]
+        mine = group[distributed.shard(len(group), self.rank, self.world)]
+        losses, rows = [], {"rows": 0, "union": 0}
+        if mine:
+            losses, rows = group_backward(self.forward_prior, mine, self.loss_fn, self.N, self.s2, autocast,
+                                          weight, self.device, chunk=self.cfg.variant_chunk, check=self._check)
+        if self.world > 1:
+            distributed.all_reduce_gradients(self.prior.parameters())
+            parts = distributed.gather(([float(x) for x in losses], rows))
+            losses = [x for part, _ in parts for x in part]
+            rows = {k: sum(r[k] for _, r in parts) for k in rows}
+        for k in rows:
+            self.sharing[k] += rows[k]
+        return losses
 
-        try:
-            while self.epoch < cfg.epochs:
-                stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
-                while self.position < n_windows:
-                    size = min(n_windows, (self.position // acc + 1) * acc) - self.position
-                    if stop_after_windows is not None and seen + size > stop_after_windows:
-                        stream.close()
-                        return {"stopped": True}
-                    group = [next(stream) for _ in range(size)]
-                    ts = time.time()
-                    mine = group[distributed.shard(size, self.rank, self.world)]
-                    losses, rows = [], {"rows": 0, "union": 0}
-                    if mine:
-                        losses, rows = group_backward(self.forward_prior, mine, self.loss_fn, self.N, self.s2,
-                                                      autocast, self.scale / acc, self.device,
-                                                      chunk=cfg.variant_chunk, check=check)
-                    if self.world > 1:
-                        distributed.all_reduce_gradients(self.prior.parameters())
-                        parts = distributed.gather(([float(x) for x in losses], rows))
-                        losses = [x for part, _ in parts for x in part]
-                        rows = {k: sum(r[k] for _, r in parts) for k in rows}
-                    for k in rows:
-                        self.sharing[k] += rows[k]
-                    before = (self.step, self.sched.get_last_lr()[0])
-                    self._optimiser_step()
-                    after = (self.step, self.sched.get_last_lr()[0])
-                    dt = (time.time() - ts) / size
-                    for j, (w, loss) in enumerate(zip(group, losses)):
-                        step, lr = after if j == size - 1 else before
-                        value = float(loss)
-                        writer.writerow([self.epoch, self.position + j + 1, w.name, step, f"{value:.6f}",
-                                         f"{lr:.3g}", f"{dt:.4f}"])
-                        if tb is not None:
-                            tb.add_scalar("nll", value, self.epoch * n_windows + self.position + j + 1)
-                    self.position += size
-                    seen += size
-                    bar.update(size)
-                    bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}",
-                                    rows_shared=f"{1 - self.sharing['union'] / max(1, self.sharing['rows']):.2f}")
-                    if cfg.checkpoint_every and self.position % acc == 0 and self.step % cfg.checkpoint_every == 0:
-                        checkpoint()
-                stream.close()
-                self.epoch, self.position = self.epoch + 1, 0
-                checkpoint()
-        finally:
-            bar.close()
-            fh.close()
-            if tb is not None:
-                tb.close()
-        if self.sharing["rows"]:
-            log.info("shared forward: %d distinct of %d window rows (%.1f%% of the per-window network work)",
-                     self.sharing["union"], self.sharing["rows"], 100 * self.sharing["union"] / self.sharing["rows"])
-        stats = getattr(self.solver, "stats", None)
-        return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {},
-                "rows": self.sharing["rows"], "distinct_rows": self.sharing["union"]}
+    def _postfix(self, seen: int, t0: float) -> dict:
+        out = {"win_per_s": f"{seen / max(1e-9, time.time() - t0):.1f}"}
+        if self.cfg.shared_forward:
+            out["rows_shared"] = f"{1 - self.sharing['union'] / max(1, self.sharing['rows']):.2f}"
+        return out
 
     def _optimiser_step(self) -> None:
         if self.cfg.clip_grad_norm:
