@@ -18,4 +18,5 @@ if "snakemake" in globals():
     checkpoint_dir = f"{p.checkpoint_dir}/{files_fingerprint(data, extra={'network': p.network, 'tracks': p.tracks})}"
     setup_logging(sm.log[0])
     train_prior(chrom_inputs, sm.input.s2, p.annotations, p.model, p.objective, p.prior, p.train, p.likelihood,
-                sm.output.model, sm.output.metrics, checkpoint_dir, tracks=tracks, network=p.network)
+                sm.output.model, sm.output.metrics, checkpoint_dir, tracks=tracks, network=p.network,
+                label=f"{sm.wildcards.trait}/{p.model}/{p.objective}")
