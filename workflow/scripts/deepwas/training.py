@@ -303,8 +303,9 @@ class Trainer:
         bar = _progress(cfg.epochs * n_windows, cfg.progress and self.rank == 0,
                         initial=self.epoch * n_windows + self.position, desc=self.label)
         if self.rank == 0:
-            log.info("%s: %d windows x %d epochs, accumulation %d, %s; %s", self.label, n_windows, cfg.epochs,
+            log.info("%s: %d windows x %d epochs, accumulation %d, %s%s; %s", self.label, n_windows, cfg.epochs,
                      cfg.accumulate, "shared forward" if cfg.shared_forward else "window by window",
+                     f" in {self.world} processes" if self.world > 1 else "",
                      f"resuming at epoch {self.epoch + 1}, window {self.position}" if self.epoch or self.position
                      else "starting")
         last_log = t0
@@ -511,6 +512,8 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn,
                       label=label or f"{model}/{objective}")
     result = trainer.fit()
+    if distributed.rank_world()[0] != 0:      # under torchrun, rank 0 writes the model file
+        return result
     log.info("done: %s", result)
     ModelFile(model=model, objective=objective, state=prior.cpu().state_dict(), scaler=scaler.state(),
               d_pred=len(scaler.names), d_func=d_func, network=network,
