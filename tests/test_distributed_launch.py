@@ -103,3 +103,39 @@ def test_train_gpus_sets_the_gpu_request_of_transformer_training(tmp_path):
     pairs = lambda s: dict(kv.split("=", 1) for kv in s.split(", "))  # noqa: E731
     got = {pairs(wc)["model"]: pairs(res).get("gpu") for wc, res in jobs}
     assert got == {"constant": "0", "transformer": "2"}, text[-3000:]
+
+
+def test_the_rule_script_relaunches_itself_with_two_gpus(disk, tmp_path, monkeypatch):  # noqa: F811
+    """The Snakemake side of the script: a job whose `gpu` resource is 2 writes launch.json and relaunches the
+    original script (not Snakemake's copy) in 2 processes; the result equals the 1-process job."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from deepwas.config import block_defaults
+
+    mod_spec = importlib.util.spec_from_file_location("train_prior_script", SCRIPT)
+    script = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(script)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    train = block_defaults("train", dict(spec(disk, tmp_path)["train"]))
+    outs = {}
+    for gpus in (0, 2):
+        out = tmp_path / f"gpu{gpus}"
+        sm = SimpleNamespace(
+            input=SimpleNamespace(factors=[str(disk / "factors")], manifests=[str(disk / "manifest.tsv")],
+                                  stats=[str(disk / "stats.npz")], s2=str(disk / "s2.json")),
+            output=SimpleNamespace(model=str(out / "model.pt"), metrics=str(out / "metrics.tsv")),
+            params=SimpleNamespace(model="glm", objective="deepwas", annotations=None, tracks=None,
+                                   prior={"alpha": 0.7, "learn_alpha": True}, network={}, train=train,
+                                   likelihood=block_defaults("likelihood", {}), checkpoint_dir=str(out / "ckpt")),
+            log=[str(out / "train.log")], wildcards={"trait": "t", "model": "glm", "objective": "deepwas"},
+            resources={"gpu": gpus}, scriptdir=str(SCRIPT.parent))
+        script.from_snakemake(sm)
+        outs[gpus] = out
+    launch_json = list((outs[2] / "ckpt").glob("*/launch.json"))
+    assert len(launch_json) == 1
+    text = (outs[2] / "train.log").read_text()
+    assert f"nproc_per_node=2 {SCRIPT}" in text and "t/glm/deepwas" in text and "in 2 processes" in text
+    a, b = ModelFile.load(outs[0] / "model.pt").state, ModelFile.load(outs[2] / "model.pt").state
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7)

@@ -2,8 +2,9 @@
 one trait (`deepwas.training.train_prior`).
 
 Run by Snakemake (`script:`), it trains in its own process when the job has at most one GPU (the rule's `gpu`
-resource, `gpu_for` in common.smk: `train.gpus` for jobs on GPUs). With more, it writes the job's arguments
-to launch.json in the checkpoint directory and starts `train.gpus` copies of itself with torchrun
+resource, `gpu_for` in common.smk: `train.gpus` for jobs on GPUs; or, for jobs across nodes, `train.gpus` per
+node when the job asks for GPUs with `gres` instead). With more, it writes the job's arguments to launch.json
+in the checkpoint directory and starts one copy of itself per GPU with torchrun
 (`deepwas.distributed.torchrun_command`, or the command prefix `train.launcher`), data-parallel over windows:
 
     python workflow/scripts/train_prior.py results/checkpoints/.../launch.json    # one process
@@ -58,15 +59,18 @@ def from_snakemake(sm) -> None:
                 out_model=sm.output.model, out_metrics=sm.output.metrics, checkpoint_dir=checkpoint_dir,
                 label="/".join(str(v) for v in dict(sm.wildcards).values()))
     setup_logging(sm.log[0])
-    processes = max(1, int(sm.resources.get("gpu", 0) or 0))
+    path = Path(checkpoint_dir) / "launch.json"      # also for one process: the job run by hand (README)
+    write_json(path, spec)
+    gpus = int(sm.resources.get("gpu", 0) or 0)
+    if not gpus and "gpu" in str(sm.resources.get("gres", "")):   # GPUs per node through gres (several nodes)
+        gpus = int(p.train["gpus"])
+    processes = max(1, gpus)
     if processes == 1:
         run(spec)
         return
     if not p.train["shared_forward"]:
         raise ValueError(f"train.gpus: {processes} trains in {processes} processes, which share each accumulation "
                          "group's windows: set train.shared_forward: true (or train.gpus: 1)")
-    path = Path(checkpoint_dir) / "launch.json"
-    write_json(path, spec)
     # the original script (Snakemake runs a copy of it with a preamble that would re-enter this function)
     script = Path(sm.scriptdir) / "train_prior.py"
     distributed.launch(distributed.torchrun_command(script, [path], processes, p.train["launcher"]), sm.log[0])
