@@ -138,6 +138,7 @@ def test_checkpoint_key_covers_the_settings_that_change_training():
     k0 = key()
     assert key(train={"progress": False}) == k0 and key(train={"compile": True}) == k0
     assert key(train={"device": "cpu"}) == k0 and key(likelihood={"probes": 8}) == k0   # exact ignores probes
+    assert key(network={"checkpointing": True}) == k0
     changed = [key(prior={"learn_alpha": True}), key(prior={"alpha": 0.5}), key(network={"dropout": 0.2}),
                key(likelihood={"solver": "iterative"}), key(objective="ldsr"), key(model="glm"),
                key(train={"accumulate": 3}), key(train={"lr": {"transformer": 1e-3}}), key(train={"seed": 1}),

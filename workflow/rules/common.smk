@@ -354,7 +354,7 @@ def print_summary(started_at):
         print("Figures: " + ", ".join(figs))
     print(
         "Report with figures and tables: snakemake --report report.html (add your --configfile); "
-        "logs of every step: logs/"
+        "logs of every step: logs/ (training: logs/train/, per-epoch loss and time left)"
     )
 
 

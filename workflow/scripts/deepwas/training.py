@@ -26,7 +26,8 @@ The checkpoint is keyed (`TrainConfig.fingerprint`, with the window order and th
 and shapes) by every setting that changes the trained parameters: the model, the prior's alpha and
 learn_alpha, the network, the optimisation settings, the objective and the solver. A checkpoint written
 under another key is not loaded: the run starts afresh (logged). Settings that leave the result alone (the
-progress bar, torch.compile, the device) are not in the key.
+progress bar, torch.compile, the network's activation checkpointing, the device, the number of processes)
+are not in the key.
 
 With `shared_forward`, each accumulation group is evaluated together: the prior once per distinct variant
 row of the group, each window's likelihood on its rows, one backward (`deepwas.shared_forward`; in-memory
@@ -76,6 +77,7 @@ METRICS_HEADER = ["epoch", "position", "window", "step", "nll", "lr", "seconds"]
 
 # TrainConfig fields that do not change the trained parameters (left out of the checkpoint key)
 NOT_IN_KEY = ("progress", "compile")
+NETWORK_NOT_IN_KEY = ("checkpointing",)    # activation recomputation: same numbers, less memory
 
 
 @dataclass
@@ -125,8 +127,9 @@ class TrainConfig:
                   progress=t["progress"])
         cfg = replace(cfg, **fields)
         if "key" not in fields:
+            net = {k: v for k, v in (network or {}).items() if k not in NETWORK_NOT_IN_KEY}
             cfg.key = {"model": model, "prior": block_defaults("prior", prior),
-                       "network": dict(network or {}) if model == "transformer" else {}}
+                       "network": net if model == "transformer" else {}}
         return cfg
 
     def fingerprint(self) -> str:
@@ -341,7 +344,7 @@ class Trainer:
                     seen += size
                     bar.update(size)
                     bar.set_postfix(**self._postfix(seen, t0))
-                    if self.rank == 0 and time.time() - last_log >= LOG_EVERY_S:
+                    if self.rank == 0 and self.position < n_windows and time.time() - last_log >= LOG_EVERY_S:
                         last_log = time.time()
                         self._log_progress(seen, t0, n_windows, done=False)
                     if cfg.checkpoint_every and self.position % cfg.accumulate == 0 \
