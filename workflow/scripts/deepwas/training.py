@@ -44,7 +44,6 @@ order (`sources.InMemoryWindows`); `sources.StreamingWindows` reads them from di
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -60,7 +59,7 @@ from . import distributed, likelihood
 from .config import block_defaults
 from .features.pred import FeatureScaler, pred_feature_names
 from .formats.annotations import read_annotations
-from .formats.checkpoint import load_checkpoint, save_checkpoint
+from .formats.checkpoint import load_checkpoint, open_metrics, save_checkpoint
 from .formats.model_file import ModelFile
 from .io import read_json
 from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
@@ -73,7 +72,6 @@ log = logging.getLogger("deepwas.training")
 
 
 LOG_EVERY_S = 300.0      # seconds between progress lines in the training log (besides one per epoch)
-METRICS_HEADER = ["epoch", "position", "window", "step", "nll", "lr", "seconds"]
 
 # TrainConfig fields that do not change the trained parameters (left out of the checkpoint key)
 NOT_IN_KEY = ("progress", "compile")
@@ -270,16 +268,9 @@ class Trainer:
 
     def _open_metrics(self):
         """The metrics file, written whole: its header and the rows of the checkpoint this run resumed (the
-        file itself may be gone: Snakemake deletes a failed job's outputs), then this run's rows."""
-        if self.rank != 0:                   # rank 0 writes the rows of all ranks
-            fh = open(os.devnull, "w", newline="")
-            return fh, csv.writer(fh, delimiter="\t")
-        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.metrics_path, "w", newline="")
-        writer = csv.writer(fh, delimiter="\t")
-        writer.writerow(METRICS_HEADER)
-        writer.writerows(self.metrics_rows)
-        return fh, writer
+        file itself may be gone: Snakemake deletes a failed job's outputs), then this run's rows. Rank 0
+        writes the rows of all ranks."""
+        return open_metrics(self.metrics_path if self.rank == 0 else None, self.metrics_rows)
 
     # -- loop --------------------------------------------------------------------------------------
     def fit(self, stop_after_windows: int | None = None) -> dict:
