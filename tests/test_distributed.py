@@ -54,8 +54,9 @@ def _prior(model, dropout):
 
 def _run(windows, model, dropout, root, kill_at=None):
     prior = _prior(model, dropout)
-    cfg = TrainConfig(epochs=2, lr=1e-3 if model == "transformer" else 2e-2, warmup_steps=2, accumulate=4,
-                      clip_grad_norm=1.0, seed=5, checkpoint_every=1, progress=False, shared_forward=True)
+    cfg = TrainConfig.from_config(model, epochs=2, lr=1e-3 if model == "transformer" else 2e-2, warmup_steps=2,
+                                  accumulate=4, clip_grad_norm=1.0, seed=5, checkpoint_every=1, progress=False,
+                                  shared_forward=True)
     out = Trainer(prior, windows, N, S2, cfg, root / "ckpt", root / "metrics.tsv").fit(stop_after_windows=kill_at)
     return prior, out
 

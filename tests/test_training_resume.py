@@ -50,9 +50,9 @@ def _prior(model):
 
 def _cfg(model, objective, solver="exact"):
     options = dict(probes=4, rtol=1e-8, seed=3) if solver == "iterative" else {}
-    return TrainConfig(epochs=2, lr=1e-3 if model == "transformer" else 2e-2, warmup_steps=3, accumulate=2,
-                       clip_grad_norm=1.0, seed=5, checkpoint_every=1, objective=objective, solver=solver,
-                       solver_options=options, progress=False)
+    return TrainConfig.from_config(model, objective, epochs=2, lr=1e-3 if model == "transformer" else 2e-2,
+                                   warmup_steps=3, accumulate=2, clip_grad_norm=1.0, seed=5, checkpoint_every=1,
+                                   solver=solver, solver_options=options, progress=False)
 
 
 def _trainer(model, objective, data, root, solver="exact"):

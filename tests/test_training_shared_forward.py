@@ -163,7 +163,7 @@ def _cfg(**kw):
     base = dict(epochs=2, lr=2e-2, warmup_steps=3, accumulate=2, clip_grad_norm=1.0, seed=5, checkpoint_every=1,
                 progress=False)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_config("glm", **base)
 
 
 def _metrics(path):

@@ -88,8 +88,8 @@ def _in_memory(chrom_inputs, ann, tracks):
 def _train(source, root, kill_at=None, model="transformer"):
     torch.manual_seed(123)
     prior = build_prior(model, 6, 2, init_log_scale=-6.0, network=dict(size="tiny", w=W))
-    cfg = TrainConfig(epochs=2, lr=2e-3, warmup_steps=3, accumulate=2, clip_grad_norm=1.0, seed=5,
-                      checkpoint_every=1, progress=False)
+    cfg = TrainConfig.from_config(model, epochs=2, lr=2e-3, warmup_steps=3, accumulate=2, clip_grad_norm=1.0,
+                                  seed=5, checkpoint_every=1, progress=False)
     tr = Trainer(prior, source, N, S2, cfg, root / "ckpt", root / "metrics.tsv")
     out = tr.fit(stop_after_windows=kill_at)
     return prior, out
@@ -186,8 +186,9 @@ def test_shared_forward_on_streamed_windows(disk, tmp_path):
     def train(root, kill_at=None):
         torch.manual_seed(123)
         prior = build_prior("transformer", 6, 2, init_log_scale=-6.0, network=dict(size="tiny", w=W))
-        cfg = TrainConfig(epochs=2, lr=2e-3, warmup_steps=3, accumulate=2, clip_grad_norm=1.0, seed=5,
-                          checkpoint_every=1, progress=False, shared_forward=True)
+        cfg = TrainConfig.from_config("transformer", epochs=2, lr=2e-3, warmup_steps=3, accumulate=2,
+                                      clip_grad_norm=1.0, seed=5, checkpoint_every=1, progress=False,
+                                      shared_forward=True)
         out = Trainer(prior, src, N, S2, cfg, root / "ckpt", root / "metrics.tsv").fit(stop_after_windows=kill_at)
         return prior, out
 

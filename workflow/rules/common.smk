@@ -213,8 +213,11 @@ def chrom_inputs(chroms, trait):
 
 
 def gpu_for(wildcards):
-    """GPUs of one training job: 1 for the transformer unless `train.device` is cpu, else 0."""
-    return int(wildcards.model == "transformer" and str(config["train"]["device"]) != "cpu")
+    """GPUs of one training job: `train.gpus` (default 1) for the transformer unless `train.device` is cpu,
+    else 0. The training script starts one process per GPU (torchrun) when there are several."""
+    if wildcards.model != "transformer" or str(config["train"]["device"]) == "cpu":
+        return 0
+    return int(config["train"]["gpus"])
 
 
 def gpu_partition(gpus):
@@ -351,7 +354,7 @@ def print_summary(started_at):
         print("Figures: " + ", ".join(figs))
     print(
         "Report with figures and tables: snakemake --report report.html (add your --configfile); "
-        "logs of every step: logs/"
+        "logs of every step: logs/ (training: logs/train/, per-epoch loss and time left)"
     )
 
 

@@ -11,11 +11,15 @@ calls backward once per chunk (DDP would all-reduce after each).
 
 Processes are started by torchrun (environment RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT);
 `init_from_env` joins the group (nccl on GPUs, gloo on CPUs). Without a process group everything here is
-the single-process identity.
+the single-process identity. `torchrun_command` and `launch` start the processes: the train rule's script
+(workflow/scripts/train_prior.py) relaunches itself that way when its job has more than one GPU.
 """
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -87,3 +91,36 @@ def gather(obj) -> list:
 def barrier() -> None:
     if rank_world()[1] > 1:
         dist.barrier()
+
+
+DEFAULT_LAUNCHER = "{python} -m torch.distributed.run --standalone --nproc_per_node={processes}"
+
+
+def torchrun_command(script, args, processes: int, launcher: str | None = None) -> str:
+    """The shell command that runs `script args` in `processes` processes on this node with torchrun
+    (`python -m torch.distributed.run --standalone`: a free local rendezvous port, so several such jobs can
+    share a node). `launcher` replaces that prefix (e.g. srun + torchrun across the nodes of a SLURM
+    allocation); its placeholders {processes} and {python} are filled in, the rest (environment variables
+    such as $SLURM_NNODES) is left to the shell."""
+    prefix = (launcher or DEFAULT_LAUNCHER).replace("{processes}", str(int(processes)))
+    prefix = prefix.replace("{python}", shlex.quote(sys.executable))
+    return " ".join([prefix, shlex.quote(str(script)), *(shlex.quote(str(a)) for a in args)])
+
+
+def launch(command: str, log_path=None) -> None:
+    """Run `command` (from `torchrun_command`) in a shell, its output appended to `log_path`; raises
+    RuntimeError naming the log when a process fails."""
+    with open(log_path, "a") if log_path else open(os.devnull, "w") as fh:
+        fh.write(f"launching: {command}\n")
+        fh.flush()
+        rc = subprocess.run(command, shell=True, stdout=fh if log_path else None, stderr=subprocess.STDOUT
+                            if log_path else None).returncode
+    if rc != 0:
+        raise RuntimeError(f"the training processes failed (exit status {rc}) under: {command}"
+                           + (f"; their output is in {log_path}" if log_path else ""))
+
+
+def destroy() -> None:
+    """Leave the process group (after training under torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

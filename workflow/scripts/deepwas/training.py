@@ -17,9 +17,17 @@ What a checkpoint holds, and why that makes the resume exact (tested on CPU in t
 - the call counter of a stochastic solver (the iterative solver's probes are seeded by it). The iterative
   solver's optional CG warm-start cache is not saved: with `warm_start` a resumed run agrees only within the
   CG tolerance;
-- the byte length of the metrics file at that point: on resume the file is cut back to it, so the rows of
-  the replayed windows are not duplicated. (TensorBoard, when installed, gets the replayed steps again;
-  its viewer shows the last value per step.)
+- the metrics rows written up to that point: a resumed run rewrites the whole metrics file from them, so the
+  file holds every window's row once even when it was deleted in between (Snakemake deletes the outputs of
+  a failed job) and the replayed windows' rows are not duplicated. (TensorBoard, when installed, gets the
+  replayed steps again; its viewer shows the last value per step.)
+
+The checkpoint is keyed (`TrainConfig.fingerprint`, with the window order and the prior's parameter names
+and shapes) by every setting that changes the trained parameters: the model, the prior's alpha and
+learn_alpha, the network, the optimisation settings, the objective and the solver. A checkpoint written
+under another key is not loaded: the run starts afresh (logged). Settings that leave the result alone (the
+progress bar, torch.compile, the network's activation checkpointing, the device, the number of processes)
+are not in the key.
 
 With `shared_forward`, each accumulation group is evaluated together: the prior once per distinct variant
 row of the group, each window's likelihood on its rows, one backward (`deepwas.shared_forward`; in-memory
@@ -36,60 +44,100 @@ order (`sources.InMemoryWindows`); `sources.StreamingWindows` reads them from di
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from . import distributed, likelihood
+from .config import block_defaults
 from .features.pred import FeatureScaler, pred_feature_names
 from .formats.annotations import read_annotations
-from .formats.checkpoint import load_checkpoint, save_checkpoint
+from .formats.checkpoint import load_checkpoint, open_metrics, save_checkpoint
 from .formats.model_file import ModelFile
 from .io import read_json
 from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
 from .priors import build_prior
-from .shared_forward import NeighbourRuns
+from .shared_forward import NeighbourRuns, group_backward
 from .sources import StreamingWindows, as_window_source, load_windows, use_streaming
 from .window import WindowData, make_window
 
 log = logging.getLogger("deepwas.training")
 
 
+LOG_EVERY_S = 300.0      # seconds between progress lines in the training log (besides one per epoch)
+
+# TrainConfig fields that do not change the trained parameters (left out of the checkpoint key)
+NOT_IN_KEY = ("progress", "compile")
+NETWORK_NOT_IN_KEY = ("checkpointing",)    # activation recomputation: same numbers, less memory
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    accumulate: int = 1
-    clip_grad_norm: float | None = None
-    seed: int = 0
-    checkpoint_every: int = 0          # optimiser steps between mid-epoch checkpoints (0: epoch ends only)
-    objective: str = "deepwas"         # deepwas | ldsr
-    solver: str = "exact"
-    solver_options: dict = field(default_factory=dict)
-    autocast: str | None = None        # None | bfloat16 | float16 (network only)
-    shared_forward: bool = False       # one prior forward per variant per optimiser step (deepwas.shared_forward)
-    variant_chunk: int = 0             # shared forward: rows per network batch (0: the group's union at once)
-    compile: bool = False              # torch.compile the prior (same numbers up to float rounding)
-    progress: bool = True
+    """The settings of one training run (App. A.3). Build it with `TrainConfig.from_config`: every default is
+    the schema's (config/schema/config.schema.yaml, blocks `train` and `likelihood`), none is written here.
+
+    `key` holds the settings outside the trainer that change what it trains (the model, the prior's alpha
+    and learn_alpha, the network): with the fields below, minus `NOT_IN_KEY`, they make the checkpoint key
+    (`fingerprint`), so a checkpoint resumes only a run that would train the same parameters."""
+
+    epochs: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    accumulate: int
+    clip_grad_norm: float | None
+    seed: int
+    checkpoint_every: int              # optimiser steps between mid-epoch checkpoints (0: epoch ends only)
+    objective: str                     # deepwas | ldsr
+    solver: str
+    solver_options: dict
+    autocast: str | None               # None | bfloat16 | float16 (network only)
+    shared_forward: bool               # one prior forward per variant per optimiser step (deepwas.shared_forward)
+    variant_chunk: int                 # shared forward: rows per network batch (0: the group's union at once)
+    compile: bool                      # torch.compile the prior (same numbers up to float rounding)
+    progress: bool                     # progress bar in the log
+    key: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, model: str, objective: str = "deepwas", train: dict | None = None,
+                    likelihood: dict | None = None, prior: dict | None = None, network: dict | None = None,
+                    **fields) -> "TrainConfig":
+        """The TrainConfig of `model` x `objective` from the config blocks `train` and `likelihood` (absent
+        keys take the schema's defaults; per-model settings are resolved for `model`), `prior` and `network`
+        (they go into `key`). `fields` replace resolved fields afterwards (tests, benchmarks, the
+        semi-synthetic runs, which take their epochs and learning rates from their own block)."""
+        t = block_defaults("train", train)
+        lk = block_defaults("likelihood", likelihood)
+        solver = lk["solver"]
+        options = {k: v for k, v in lk.items() if k not in ("solver", "mismatch")}
+        cfg = cls(epochs=t["epochs"], lr=per_model(t["lr"], model), warmup_steps=t["warmup_steps"],
+                  weight_decay=per_model(t["weight_decay"], model), accumulate=t["accumulate"],
+                  clip_grad_norm=t["clip_grad_norm"], seed=t["seed"], checkpoint_every=t["checkpoint_every"],
+                  objective=objective, solver=solver, solver_options=options, autocast=t["autocast"],
+                  shared_forward=t["shared_forward"], variant_chunk=t["variant_chunk"], compile=t["compile"],
+                  progress=t["progress"])
+        cfg = replace(cfg, **fields)
+        if "key" not in fields:
+            net = {k: v for k, v in (network or {}).items() if k not in NETWORK_NOT_IN_KEY}
+            cfg.key = {"model": model, "prior": block_defaults("prior", prior),
+                       "network": net if model == "transformer" else {}}
+        return cfg
 
     def fingerprint(self) -> str:
+        """The checkpoint key: a hash of every setting that changes the trained parameters."""
         d = asdict(self)
-        d.pop("progress")
-        d.pop("compile")
-        if not d["shared_forward"]:    # settings added later: absent at their defaults, so that the
-            d.pop("shared_forward")    # checkpoints of earlier runs still resume
-            d.pop("variant_chunk")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        for k in NOT_IN_KEY:
+            d.pop(k)
+        if d["solver"] == "exact":        # the iterative solver's options do not change the exact solver
+            d.pop("solver_options")
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def per_model(value, model: str, default: float | None = None):
@@ -129,7 +177,9 @@ class Trainer:
     and residual variance s2."""
 
     def __init__(self, prior: torch.nn.Module, windows, N: float, s2: float, cfg: TrainConfig,
-                 checkpoint_dir, metrics_path, device: str | torch.device = "cpu", loss_fn: Callable | None = None):
+                 checkpoint_dir, metrics_path, device: str | torch.device = "cpu", loss_fn: Callable | None = None,
+                 label: str = "training"):
+        self.label = label                 # names the run in the log and on the progress bar (trait/model/objective)
         self.prior, self.windows, self.N, self.s2, self.cfg = prior, windows, float(N), float(s2), cfg
         self.device = torch.device(device)
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -142,9 +192,12 @@ class Trainer:
             self.source = as_window_source(windows)
         self.windows = windows
         self.scale = 1.0 / max(1.0, float(self.source.mean_n_core))
-        key = getattr(self.source, "order_key", None)
-        self.fingerprint = cfg.fingerprint() if key is None else \
-            hashlib.sha256((cfg.fingerprint() + key).encode()).hexdigest()[:16]
+        # the checkpoint key: the settings, the window order and the prior's parameters (names, shapes,
+        # which are learnt), so that a checkpoint never loads into another model or optimiser
+        order = getattr(self.source, "order_key", None)
+        shapes = [(n, list(t.shape), bool(t.requires_grad)) for n, t in prior.named_parameters()] + \
+                 [(n, list(t.shape)) for n, t in prior.named_buffers()]
+        self.fingerprint = hashlib.sha256(json.dumps([cfg.fingerprint(), order, shapes]).encode()).hexdigest()[:16]
         self.rank, self.world = distributed.rank_world()
         if self.world > 1 and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))   # one GPU per process
@@ -164,12 +217,12 @@ class Trainer:
     def _ckpt_path(self) -> Path:
         return self.checkpoint_dir / "last.pt"
 
-    def save_checkpoint(self, metrics_bytes: int | None = None) -> None:
+    def save_checkpoint(self) -> None:
         """Write last.pt; call only when no accumulated gradient is pending (after an optimiser step)."""
         state = {"model": self.prior.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "epoch": self.epoch, "position": self.position, "step": self.step,
                  "torch_rng": torch.get_rng_state(), "fingerprint": self.fingerprint,
-                 "metrics_bytes": metrics_bytes, "solver_counter": getattr(self.solver, "_counter", None)}
+                 "metrics": list(self.metrics_rows), "solver_counter": getattr(self.solver, "_counter", None)}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.world > 1:   # every rank's random state, so that each rank's replay draws the same numbers
@@ -205,148 +258,92 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if state.get("solver_counter") is not None and hasattr(self.solver, "_counter"):
             self.solver._counter = state["solver_counter"]
-        self._resume_metrics_bytes = state.get("metrics_bytes")
-        log.info("resumed from %s at epoch %d, window %d, step %d", path, self.epoch, self.position, self.step)
+        if state.get("metrics") is None:
+            log.warning("%s holds no metrics history: %s restarts at epoch %d/%d, window %d", path,
+                        self.metrics_path, self.epoch + 1, self.cfg.epochs, self.position)
+        self.metrics_rows = list(state.get("metrics") or [])
+        log.info("resumed from %s at epoch %d/%d, window %d, step %d", path, self.epoch + 1, self.cfg.epochs,
+                 self.position, self.step)
         return True
 
-    def _open_metrics(self, resumed: bool):
-        """The metrics file: new (with header), or on resume cut back to its length at the checkpoint."""
-        header = ["epoch", "position", "window", "step", "nll", "lr", "seconds"]
-        if self.rank != 0:                   # rank 0 writes the rows of all ranks
-            fh = open(os.devnull, "w", newline="")
-            return fh, csv.writer(fh, delimiter="\t")
-        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        keep = getattr(self, "_resume_metrics_bytes", None) if resumed else None
-        if keep is not None and self.metrics_path.exists() and self.metrics_path.stat().st_size >= keep:
-            fh = open(self.metrics_path, "r+", newline="")
-            fh.truncate(keep)
-            fh.seek(keep)
-            return fh, csv.writer(fh, delimiter="\t")
-        if resumed:
-            log.warning("%s does not hold the rows up to the checkpoint; it restarts at epoch %d, window %d",
-                        self.metrics_path, self.epoch, self.position)
-        fh = open(self.metrics_path, "w", newline="")
-        writer = csv.writer(fh, delimiter="\t")
-        writer.writerow(header)
-        return fh, writer
+    def _open_metrics(self):
+        """The metrics file, written whole: its header and the rows of the checkpoint this run resumed (the
+        file itself may be gone: Snakemake deletes a failed job's outputs), then this run's rows. Rank 0
+        writes the rows of all ranks."""
+        return open_metrics(self.metrics_path if self.rank == 0 else None, self.metrics_rows)
 
     # -- loop --------------------------------------------------------------------------------------
     def fit(self, stop_after_windows: int | None = None) -> dict:
-        """Run (or continue) training; `stop_after_windows` simulates a job killed mid-epoch (tests)."""
+        """Run (or continue) training; `stop_after_windows` simulates a job killed mid-epoch (tests).
+
+        One pass of the loop handles one unit of the epoch's order: a window (then an optimiser step at each
+        accumulation boundary and at the epoch's end), or with `shared_forward` a whole accumulation group
+        (positions k * accumulate .. (k + 1) * accumulate - 1, the last one possibly shorter; one optimiser
+        step after it). Checkpoints are written at accumulation boundaries and epoch ends, so no accumulated
+        gradient is ever pending in one."""
         cfg = self.cfg
-        resumed = self.try_resume()
-        fh, writer = self._open_metrics(resumed)
+        self.metrics_rows = []
+        self.try_resume()
+        fh, writer = self._open_metrics()
 
         def checkpoint():
             fh.flush()
-            self.save_checkpoint(metrics_bytes=fh.tell())
+            self.save_checkpoint()
 
         tb = _tensorboard(self.metrics_path.parent) if self.rank == 0 else None
         autocast = _autocast(cfg.autocast, self.device)
         seen, t0 = 0, time.time()
         n_windows = len(self.source)
-        total = cfg.epochs * n_windows
-        bar = _progress(total, cfg.progress and self.rank == 0, initial=self.epoch * n_windows + self.position)
-        self.prior.train()
-        if cfg.shared_forward:
-            return self._fit_groups(stop_after_windows, fh, writer, tb, bar, autocast, checkpoint)
-        try:
-            while self.epoch < cfg.epochs:
-                stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
-                while self.position < n_windows:
-                    if stop_after_windows is not None and seen >= stop_after_windows:
-                        stream.close()
-                        return {"stopped": True}
-                    w = next(stream).to(self.device)
-                    ts = time.time()
-                    loss = self.loss_fn(self.forward_prior, w, self.N, self.s2, autocast)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
-                    (loss * self.scale / cfg.accumulate).backward()
-                    self.position += 1
-                    seen += 1
-                    if self.position % cfg.accumulate == 0 or self.position == n_windows:
-                        self._optimiser_step()
-                    value = float(loss.detach())
-                    writer.writerow([self.epoch, self.position, w.name, self.step, f"{value:.6f}",
-                                     f"{self.sched.get_last_lr()[0]:.3g}", f"{time.time() - ts:.4f}"])
-                    if tb is not None:
-                        tb.add_scalar("nll", value, self.epoch * n_windows + self.position)
-                    bar.update(1)
-                    bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}")
-                    if cfg.checkpoint_every and self.position % cfg.accumulate == 0 \
-                            and self.step % cfg.checkpoint_every == 0:
-                        checkpoint()
-                stream.close()
-                self.epoch, self.position = self.epoch + 1, 0
-                checkpoint()
-        finally:
-            bar.close()
-            fh.close()
-            if tb is not None:
-                tb.close()
-        stats = getattr(self.solver, "stats", None)
-        return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {}}
-
-    def _fit_groups(self, stop_after_windows, fh, writer, tb, bar, autocast, checkpoint) -> dict:
-        """`fit` with one prior forward per variant per optimiser step (`shared_forward.group_backward`):
-        each accumulation group (positions k * accumulate .. (k + 1) * accumulate - 1 of the epoch's order,
-        the last one possibly shorter) is evaluated together, then one optimiser step. Checkpoints and
-        resume are at group ends as in the per-window loop."""
-        from .shared_forward import group_backward
-
-        cfg = self.cfg
-        acc = cfg.accumulate
-        n_windows = len(self.source)
-        seen, t0 = 0, time.time()
+        bar = _progress(cfg.epochs * n_windows, cfg.progress and self.rank == 0,
+                        initial=self.epoch * n_windows + self.position, desc=self.label)
+        if self.rank == 0:
+            log.info("%s: %d windows x %d epochs, accumulation %d, %s%s; %s", self.label, n_windows, cfg.epochs,
+                     cfg.accumulate, "shared forward" if cfg.shared_forward else "window by window",
+                     f" in {self.world} processes" if self.world > 1 else "",
+                     f"resuming at epoch {self.epoch + 1}, window {self.position}" if self.epoch or self.position
+                     else "starting")
+        last_log = t0
         self.sharing = {"rows": 0, "union": 0}
-
-        def check(loss, w):
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
-
+        self.prior.train()
         try:
             while self.epoch < cfg.epochs:
                 stream = self.source.iter_epoch(cfg.seed, self.epoch, start=self.position)
                 while self.position < n_windows:
-                    size = min(n_windows, (self.position // acc + 1) * acc) - self.position
+                    size = self._unit_size(n_windows)
                     if stop_after_windows is not None and seen + size > stop_after_windows:
                         stream.close()
                         return {"stopped": True}
                     group = [next(stream) for _ in range(size)]
                     ts = time.time()
-                    mine = group[distributed.shard(size, self.rank, self.world)]
-                    losses, rows = [], {"rows": 0, "union": 0}
-                    if mine:
-                        losses, rows = group_backward(self.forward_prior, mine, self.loss_fn, self.N, self.s2,
-                                                      autocast, self.scale / acc, self.device,
-                                                      chunk=cfg.variant_chunk, check=check)
-                    if self.world > 1:
-                        distributed.all_reduce_gradients(self.prior.parameters())
-                        parts = distributed.gather(([float(x) for x in losses], rows))
-                        losses = [x for part, _ in parts for x in part]
-                        rows = {k: sum(r[k] for _, r in parts) for k in rows}
-                    for k in rows:
-                        self.sharing[k] += rows[k]
+                    losses = self._accumulate(group, autocast)
+                    end = self.position + size
                     before = (self.step, self.sched.get_last_lr()[0])
-                    self._optimiser_step()
+                    if cfg.shared_forward or end % cfg.accumulate == 0 or end == n_windows:
+                        self._optimiser_step()
                     after = (self.step, self.sched.get_last_lr()[0])
                     dt = (time.time() - ts) / size
                     for j, (w, loss) in enumerate(zip(group, losses)):
                         step, lr = after if j == size - 1 else before
                         value = float(loss)
-                        writer.writerow([self.epoch, self.position + j + 1, w.name, step, f"{value:.6f}",
-                                         f"{lr:.3g}", f"{dt:.4f}"])
+                        row = [self.epoch, self.position + j + 1, w.name, step, f"{value:.6f}", f"{lr:.3g}",
+                               f"{dt:.4f}"]
+                        writer.writerow(row)
+                        self.metrics_rows.append(row)
                         if tb is not None:
                             tb.add_scalar("nll", value, self.epoch * n_windows + self.position + j + 1)
-                    self.position += size
+                    self.position = end
                     seen += size
                     bar.update(size)
-                    bar.set_postfix(win_per_s=f"{seen / max(1e-9, time.time() - t0):.1f}",
-                                    rows_shared=f"{1 - self.sharing['union'] / max(1, self.sharing['rows']):.2f}")
-                    if cfg.checkpoint_every and self.position % acc == 0 and self.step % cfg.checkpoint_every == 0:
+                    bar.set_postfix(**self._postfix(seen, t0))
+                    if self.rank == 0 and self.position < n_windows and time.time() - last_log >= LOG_EVERY_S:
+                        last_log = time.time()
+                        self._log_progress(seen, t0, n_windows, done=False)
+                    if cfg.checkpoint_every and self.position % cfg.accumulate == 0 \
+                            and self.step % cfg.checkpoint_every == 0:
                         checkpoint()
                 stream.close()
+                if self.rank == 0:
+                    self._log_progress(seen, t0, n_windows, done=True)
                 self.epoch, self.position = self.epoch + 1, 0
                 checkpoint()
         finally:
@@ -354,12 +351,71 @@ class Trainer:
             fh.close()
             if tb is not None:
                 tb.close()
-        if self.sharing["rows"]:
-            log.info("shared forward: %d distinct of %d window rows (%.1f%% of the per-window network work)",
-                     self.sharing["union"], self.sharing["rows"], 100 * self.sharing["union"] / self.sharing["rows"])
         stats = getattr(self.solver, "stats", None)
-        return {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {},
-                "rows": self.sharing["rows"], "distinct_rows": self.sharing["union"]}
+        out = {"stopped": False, "steps": self.step, "solver_stats": dict(stats) if stats else {}}
+        if cfg.shared_forward:
+            if self.sharing["rows"]:
+                log.info("shared forward: %d distinct of %d window rows (%.1f%% of the per-window network work)",
+                         self.sharing["union"], self.sharing["rows"],
+                         100 * self.sharing["union"] / self.sharing["rows"])
+            out.update(rows=self.sharing["rows"], distinct_rows=self.sharing["union"])
+        return out
+
+    def _unit_size(self, n_windows: int) -> int:
+        """Windows in the next pass of `fit`'s loop: the rest of the accumulation group with the shared
+        forward, else one."""
+        if not self.cfg.shared_forward:
+            return 1
+        acc = self.cfg.accumulate
+        return min(n_windows, (self.position // acc + 1) * acc) - self.position
+
+    def _check(self, loss: torch.Tensor, w: WindowData) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss on window {w.name} at epoch {self.epoch}")
+
+    def _accumulate(self, group: list, autocast) -> list:
+        """Add the gradient of the windows' weighted losses (loss scale / accumulate) to the parameters'
+        .grad and return the losses: window by window, or the group together with one prior forward
+        (`shared_forward.group_backward`), sharded over the processes under torch.distributed."""
+        weight = self.scale / self.cfg.accumulate
+        if not self.cfg.shared_forward:
+            w = group[0].to(self.device)
+            loss = self.loss_fn(self.forward_prior, w, self.N, self.s2, autocast)
+            self._check(loss, w)
+            (loss * weight).backward()
+            return [loss.detach()]
+        mine = group[distributed.shard(len(group), self.rank, self.world)]
+        losses, rows = [], {"rows": 0, "union": 0}
+        if mine:
+            losses, rows = group_backward(self.forward_prior, mine, self.loss_fn, self.N, self.s2, autocast,
+                                          weight, self.device, chunk=self.cfg.variant_chunk, check=self._check)
+        if self.world > 1:
+            distributed.all_reduce_gradients(self.prior.parameters())
+            parts = distributed.gather(([float(x) for x in losses], rows))
+            losses = [x for part, _ in parts for x in part]
+            rows = {k: sum(r[k] for _, r in parts) for k in rows}
+        for k in rows:
+            self.sharing[k] += rows[k]
+        return losses
+
+    def _log_progress(self, seen: int, t0: float, n_windows: int, done: bool) -> None:
+        """One log line: the epoch's mean NLL per window so far (from the metrics rows, so a resumed epoch
+        counts its windows before the checkpoint too), the speed of this run and the time left."""
+        nll = [float(r[4]) for r in self.metrics_rows if r[0] == self.epoch]
+        elapsed = time.time() - t0
+        rate = seen / max(elapsed, 1e-9)
+        left = (self.cfg.epochs * n_windows - self.epoch * n_windows - self.position) / max(rate, 1e-9)
+        where = "done" if done else f"window {self.position}/{n_windows}"
+        log.info("%s: epoch %d/%d %s: mean NLL per window %.4f over %d windows, step %d, lr %.3g; "
+                 "%.2f windows/s, elapsed %s, ETA %s", self.label, self.epoch + 1, self.cfg.epochs, where,
+                 sum(nll) / max(1, len(nll)), len(nll), self.step, self.sched.get_last_lr()[0], rate,
+                 _hms(elapsed), _hms(left))
+
+    def _postfix(self, seen: int, t0: float) -> dict:
+        out = {"win_per_s": f"{seen / max(1e-9, time.time() - t0):.1f}"}
+        if self.cfg.shared_forward:
+            out["rows_shared"] = f"{1 - self.sharing['union'] / max(1, self.sharing['rows']):.2f}"
+        return out
 
     def _optimiser_step(self) -> None:
         if self.cfg.clip_grad_norm:
@@ -370,10 +426,15 @@ class Trainer:
         self.step += 1
 
 
-def _progress(total: int, enabled: bool, initial: int = 0):
+def _progress(total: int, enabled: bool, initial: int = 0, desc: str = "training"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="win", desc="training", mininterval=2.0)
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="win", desc=desc, mininterval=2.0)
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _tensorboard(logdir: Path):
@@ -391,10 +452,14 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior_cfg, train_cfg, solver_cfg,
-                out_model, out_metrics, checkpoint_dir, tracks=None, network=None) -> dict:
+                out_model, out_metrics, checkpoint_dir, tracks=None, network=None, label: str | None = None) -> dict:
     """The train rule: fit one prior (model x objective) on the training windows of one trait and write the
     model file. `tracks`: a `features.variants.VariantTracks` (models then read track windows), or None.
-    Returns what `Trainer.fit` returned."""
+    prior_cfg, train_cfg, solver_cfg: the config blocks `prior`, `train` and `likelihood` (absent keys take
+    the schema's defaults). label: names the run in the log and on the progress bar (default model/objective;
+    the rule gives trait/model/objective). Returns what `Trainer.fit` returned."""
+    prior_cfg, train_cfg = block_defaults("prior", prior_cfg), block_defaults("train", train_cfg)
+    solver_cfg = block_defaults("likelihood", solver_cfg)
     s2info = read_json(s2_json)
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
@@ -407,7 +472,7 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     if stream:   # windows read from disk during training (UKBB scale)
         loaded = None
         # with the shared forward, runs as long as an accumulation group: a group's windows are neighbours
-        run = train_cfg["accumulate"] if train_cfg.get("shared_forward") and train_cfg["accumulate"] > 1 else 4
+        run = train_cfg["accumulate"] if train_cfg["shared_forward"] and train_cfg["accumulate"] > 1 else 4
         windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg["num_workers"],
                                    prefetch=train_cfg["prefetch"], run_length=run)
         scaler = windows.scaler
@@ -427,17 +492,10 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     torch.manual_seed(train_cfg["seed"])
     prior = build_prior(model, d_pred=len(scaler.names), d_func=d_func, init_log_scale=c0, alpha=prior_cfg["alpha"],
                         learn_alpha=prior_cfg["learn_alpha"], network=network)
-    solver_opts = {k: v for k, v in solver_cfg.items() if k not in ("solver", "mismatch")}
-    cfg = TrainConfig(epochs=train_cfg["epochs"], lr=per_model(train_cfg["lr"], model), warmup_steps=train_cfg["warmup_steps"],
-                      weight_decay=per_model(train_cfg["weight_decay"], model), accumulate=train_cfg["accumulate"],
-                      clip_grad_norm=train_cfg["clip_grad_norm"], seed=train_cfg["seed"],
-                      checkpoint_every=train_cfg["checkpoint_every"], autocast=train_cfg["autocast"],
-                      objective=objective,
-                      solver=solver_cfg["solver"], solver_options=solver_opts,
-                      shared_forward=train_cfg.get("shared_forward", False),
-                      variant_chunk=train_cfg.get("variant_chunk", 0), compile=train_cfg.get("compile", False))
+    cfg = TrainConfig.from_config(model, objective, train=train_cfg, likelihood=solver_cfg, prior=prior_cfg,
+                                  network=network)
     device = pick_device(train_cfg["device"])
-    log.info("training %s/%s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", model, objective,
+    log.info("training %s on %d windows (N=%.0f, s2=%.4f, solver=%s, device=%s)", label or f"{model}/{objective}",
              len(windows), N, s2, cfg.solver, device)
     loss_fn = None
     if objective == "ldsr":
@@ -445,8 +503,11 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
             {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded}
         h2_guess = min(max(s2info.get("h2_ldsr", 0.1), 0.01), 0.9)
         loss_fn = ldsr_objective(extras, N, h2_guess, s2info["M"])
-    trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn)
+    trainer = Trainer(prior, windows, N, s2, cfg, checkpoint_dir, out_metrics, device=device, loss_fn=loss_fn,
+                      label=label or f"{model}/{objective}")
     result = trainer.fit()
+    if distributed.rank_world()[0] != 0:      # under torchrun, rank 0 writes the model file
+        return result
     log.info("done: %s", result)
     ModelFile(model=model, objective=objective, state=prior.cpu().state_dict(), scaler=scaler.state(),
               d_pred=len(scaler.names), d_func=d_func, network=network,

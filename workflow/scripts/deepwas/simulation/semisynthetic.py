@@ -49,7 +49,7 @@ from ..formats.factors import factor_path, load_factors, ok_rows
 from ..ldsr import ldsr_inputs, ldsr_objective
 from ..networks import EnformerNN
 from ..priors import build_prior, init_log_scale
-from ..training import TrainConfig, Trainer, per_model
+from ..training import TrainConfig, Trainer
 from ..window import WindowData
 from .truths import (PAPER_B1, PAPER_B1_ACTIVE_FRACTIONS, normalise_f, threshold_enrichment_truth,
                      truth_from_network)
@@ -370,12 +370,13 @@ def run_simulation(truth: str, windows: Sequence[FactorWindow], variants: Varian
             prior = build_prior(model, d_pred=len(scaler.names), d_func=variants.d_func, init_log_scale=c0,
                                 alpha=alpha, network=dict(network or {}, w=variants.tracks.shape[2])
                                 if variants.tracks is not None else network)
-            tcfg = TrainConfig(epochs=int(cfg["epochs"]), lr=float(cfg["lr"][model]),
-                               warmup_steps=int(cfg["warmup_steps"]),
-                               weight_decay=float(per_model(train["weight_decay"], model)),
-                               accumulate=int(cfg["accumulate"]), clip_grad_norm=train["clip_grad_norm"],
-                               seed=int(cfg["seed"]), checkpoint_every=int(train["checkpoint_every"]),
-                               objective=objective, autocast=train["autocast"], progress=progress)
+            # the train block gives weight decay, clipping, checkpoints and autocast; the simulation block the
+            # schedule; exact likelihood, window by window
+            tcfg = TrainConfig.from_config(model, objective, train=train, likelihood={"solver": "exact"},
+                                           prior={"alpha": alpha}, network=network, epochs=int(cfg["epochs"]),
+                                           lr=float(cfg["lr"][model]), warmup_steps=int(cfg["warmup_steps"]),
+                                           accumulate=int(cfg["accumulate"]), seed=int(cfg["seed"]),
+                                           shared_forward=False, variant_chunk=0, compile=False, progress=progress)
             loss_fn = ldsr_objective(extras, N, h2, M) if objective == "ldsr" else None
             trainer = Trainer(prior, data, N, s2, tcfg, workdir / "checkpoints" / model / objective,
                               workdir / "metrics" / f"{model}.{objective}.tsv", device=device, loss_fn=loss_fn)
