@@ -47,9 +47,9 @@ def demo_like(msprime_chromosome, torch_one_thread):
     beta = rng.normal(size=M) * np.sqrt(phi)
     z = X @ (X.T @ beta) / X.shape[1] + math.sqrt(1.2) * X @ rng.normal(size=X.shape[1]) / math.sqrt(X.shape[1])
     assert M >= 240 + 5 * 80
-    windows, _ = _windows(X, chrom.freq, 240, 80, 80, 6, z)
+    windows, aux = _windows(X, chrom.freq, 240, 80, 80, 6, z)
     c0 = math.log(0.3 / 240 / N) - math.log(pq.mean())      # the truth is log(2 / 240 / N) - log(mean)
-    return windows, c0
+    return windows, c0, aux
 
 
 def _stats(windows):
@@ -59,7 +59,7 @@ def _stats(windows):
 
 
 def test_sufficient_statistics_give_the_exact_nll_and_gradient(demo_like):
-    windows, c0 = demo_like
+    windows, c0, _ = demo_like
     stats = [constant_prior_statistics(w.G.numpy(), w.y.numpy(), w.lam.numpy(), w.inputs["freq"].numpy(), ALPHA,
                                        chunk=50) for w in windows]
     assert [s.rank for s in stats] == [w.rank for w in windows]
@@ -99,7 +99,7 @@ def _exact_fit(windows, c0, tol=1e-10):
 
 
 def test_streamed_fit_equals_the_all_window_fit(demo_like):
-    windows, c0 = demo_like
+    windows, c0, _ = demo_like
     s2, c, nll = fit_constant_streamed(_stats(windows), N, c0)
     s2_ref, c_ref = _exact_fit(windows, c0)
     assert abs(s2 - s2_ref) < 1e-6 * s2_ref and abs(c - c_ref) < 1e-6 * abs(c_ref)
@@ -147,3 +147,44 @@ def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(msprime_chromos
     assert full["lambda"] > 0.01 and sub["lambda"] > 0.01            # both find the mismatch, significantly
     assert sub["lambda"] == pytest.approx(full["lambda"], rel=0.35)
     assert sub["s2"] == pytest.approx(full["s2"], rel=0.1)
+
+
+def test_estimate_trait_s2_streams_the_windows_and_fits_lambda_on_a_subset(demo_like, tmp_path):
+    """The rule function on factor and statistics files (formats.factors / formats.whitened): s2 and c are the
+    streamed all-window fit; with likelihood.mismatch auto the lambda fit runs on the seeded subset of
+    s2.mismatch_windows windows, and in-sample LD keeps lambda = 0 with the all-window s2 (as with none)."""
+    import json
+
+    from deepwas.formats.factors import save_factors, write_manifest
+    from deepwas.formats.whitened import write_whitened
+    from deepwas.ld_factors import WindowFactors
+    from deepwas.s2 import estimate_trait_s2
+
+    windows, c0, aux = demo_like
+    fdir = tmp_path / "chr1"
+    fdir.mkdir()
+    rows, stats = [], {}
+    for i, w in enumerate(windows):
+        m, core = w.m, np.arange((240 - 80) // 2, (240 - 80) // 2 + 80)
+        fac = WindowFactors(name=w.name, G=w.G.numpy(), lam=w.lam.numpy(), U=aux[i][0].numpy(), core=core,
+                            ldscore=np.ones(m))
+        keys = np.array([f"1:{1000 * i + k}:A:G" for k in range(m)])
+        save_factors(fdir / f"{w.name}.npz", fac, np.arange(m), keys, w.inputs["freq"].numpy())
+        rows.append({"window": w.name, "status": "ok", "n_core": 80, "n_extended": m, "rank": w.rank})
+        stats[w.name] = {"y": w.y.numpy(), "z2": np.ones(80), "ldscore": np.full(80, 20.0), "n": np.full(80, N)}
+    write_manifest(tmp_path / "chr1.manifest.tsv", rows)
+    write_whitened(tmp_path / "chr1.npz", stats)
+    inputs = [(str(fdir), str(tmp_path / "chr1.manifest.tsv"), str(tmp_path / "chr1.npz"))]
+    res = {}
+    for mode in ("none", "auto"):
+        out = tmp_path / f"s2_{mode}.json"
+        estimate_trait_s2(inputs, [inputs[0][1]], None, ALPHA, str(out), trait="t", accept_outside=True,
+                          mismatch=mode, mismatch_windows=3, mismatch_seed=0)
+        res[mode] = json.loads(out.read_text())
+    none, auto = res["none"], res["auto"]
+    assert none["n_windows"] == 6 and none["lambda"] == 0.0
+    s2_ref, c_ref = _exact_fit(windows, none["init_log_scale"] + 1.0)
+    assert abs(none["s2"] - s2_ref) < 1e-6 * s2_ref and abs(none["init_log_scale"] - c_ref) < 1e-6 * abs(c_ref)
+    assert auto["mismatch"]["windows"] == choose_mismatch_windows([w.name for w in windows], 3, 0)
+    assert auto["mismatch"]["n_windows"] == 3 and len(auto["mismatch"]["lambda_profile"]) == 9
+    assert auto["lambda"] == 0.0 and auto["s2"] == none["s2"] and auto["init_log_scale"] == none["init_log_scale"]

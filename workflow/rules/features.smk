@@ -68,7 +68,7 @@ rule dbnsfp_scores:
     params:
         match=config["features"]["dbnsfp"]["match"],
         indicator=config["features"]["dbnsfp"]["indicator"],
-        chunk_rows=config["features"]["dbnsfp"]["chunk_rows"],
+        # chunk_rows is read from the config by the script: it changes no output, so it is no rerun trigger
     script:
         "../scripts/dbnsfp_features.py"
 

@@ -32,8 +32,8 @@ if "snakemake" in globals():
     log = setup_logging(sm.log[0])
     if sm.rule == "dbnsfp_scores":
         p = sm.params
-        rep = chromosome(sm.input.archive, sm.input.variants, sm.wildcards.chrom, p.match, p.indicator, p.chunk_rows,
-                         sm.output.table, sm.output.report)
+        rep = chromosome(sm.input.archive, sm.input.variants, sm.wildcards.chrom, p.match, p.indicator,
+                         sm.config["features"]["dbnsfp"]["chunk_rows"], sm.output.table, sm.output.report)
     else:
         rep = combine(sm.input.tables, sm.input.reports, sm.output.table, sm.output.report)
     log.info("dbNSFP: %d of %d variants in dbNSFP (%d on the other strand), %d set to 0",

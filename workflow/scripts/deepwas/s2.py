@@ -4,8 +4,9 @@ For one window's z the genetic effects of all other windows act as noise: with y
 Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likelihood is 1 - h2_window
 (about 1), not 1 - h2_SNP. Two estimates:
 
-- `fit_constant_and_s2`: maximum likelihood, jointly with a constant prior, over the training windows
-  (exact likelihood, L-BFGS): the value the workflow uses unless the trait sheet gives one;
+- maximum likelihood, jointly with a constant prior, over the training windows (exact likelihood, L-BFGS):
+  the value the workflow uses unless the trait sheet gives one; `fit_constant_and_s2` over windows in
+  memory, `fit_constant_streamed` over their sufficient statistics (below; the rule's path);
 - `estimate_s2`: the intercept of LD score regression (`ldsr.ldsr_intercept`), E[z_m^2] = N h2 l_m / M + s2,
   recorded beside it as a cross-check.
 
