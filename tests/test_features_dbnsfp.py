@@ -129,7 +129,8 @@ def test_dbnsfp_rule_script_writes_an_annotation_table(tmp_path):
     lift = tmp_path / "chr1.tsv.gz"
     write_table(lift, VARIANTS.assign(rsid=[f"rs{i}" for i in range(9)]))
     arch = _zip(tmp_path)
-    script.chromosome(str(arch), str(lift), "1", "grch37", False, 2, str(tmp_path / "c1.tsv.gz"), str(tmp_path / "c1.json"))
+    script.chromosome(str(arch), str(lift), "1", "grch37", False, 2, str(tmp_path / "c1.tsv.gz"),
+                      str(tmp_path / "c1.json"))
     script.combine([str(tmp_path / "c1.tsv.gz")], [str(tmp_path / "c1.json")], str(tmp_path / "dbnsfp.tsv.gz"),
                    str(tmp_path / "dbnsfp.report.json"))
     ann = read_annotations(tmp_path / "dbnsfp.tsv.gz")

@@ -12,6 +12,7 @@ by `features.dbnsfp`).
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import re
@@ -34,16 +35,28 @@ def _magic(path: Path) -> bytes:
 
 
 def _text(raw) -> io.TextIOBase:
-    """A text stream over `raw` (binary), gunzipped when it starts with the gzip magic (bgzip included)."""
-    buf = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw
-    if buf.peek(2)[:2] == b"\x1f\x8b":
-        buf = gzip.GzipFile(fileobj=buf)
-    return io.TextIOWrapper(buf, encoding="utf-8", newline="")
+    """A text stream over the binary stream `raw` (which has `peek`), gunzipped when it starts with the gzip
+    magic (bgzip included). Closing it leaves `raw` open (its owner closes it)."""
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        raw = gzip.GzipFile(fileobj=raw)
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
-def dbnsfp_sources(path, chrom: str) -> list[tuple[str, Callable[[], io.TextIOBase]]]:
+@contextlib.contextmanager
+def _open_file(path: Path):
+    with open(path, "rb") as raw, _text(raw) as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def _open_member(path: Path, name: str):
+    with zipfile.ZipFile(path) as zf, zf.open(name) as raw, _text(raw) as fh:
+        yield fh
+
+
+def dbnsfp_sources(path, chrom: str) -> list[tuple[str, Callable]]:
     """[(label, opener)] of the dbNSFP files holding GRCh38 chromosome `chrom`: the per-chromosome member of a
-    zip or directory, or the one file with every chromosome. `opener()` returns a text stream."""
+    zip or directory, or the one file with every chromosome. `opener()` is a context manager of a text stream."""
     path = Path(path)
     chrom = str(chrom).removeprefix("chr")
     if not path.exists():
@@ -53,12 +66,12 @@ def dbnsfp_sources(path, chrom: str) -> list[tuple[str, Callable[[], io.TextIOBa
         files = sorted(p for p in path.iterdir() if MEMBER.search(p.name))
         per = [p for p in files if MEMBER.search(p.name).group(1) == chrom]
         if per:
-            return [(str(per[0]), lambda f=per[0]: _text(open(f, "rb")))]
+            return [(str(per[0]), lambda f=per[0]: _open_file(f))]
         raise DbNSFPFormatError(f"{path}: no dbNSFP file for chromosome {chrom} (expected a name ending in "
                                 f"_variant.chr{chrom}.gz; found {[p.name for p in files][:5]})")
     if _magic(path) == b"PK\x03\x04":
-        zf = zipfile.ZipFile(path)
-        names = zf.namelist()
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
         per = [n for n in names if MEMBER.search(n) and MEMBER.search(n).group(1) == chrom]
         if not per:
             single = [n for n in names if re.search(r"_variant[^/]*\.gz$", n) and not MEMBER.search(n)]
@@ -68,16 +81,13 @@ def dbnsfp_sources(path, chrom: str) -> list[tuple[str, Callable[[], io.TextIOBa
                     f"_variant.chr{chrom}.gz; found {[n for n in names if n.endswith('.gz')][:6]}); is it the "
                     "dbNSFP 4.x/5.x academic or commercial archive?")
             per = single
-
-        def opener(name=per[0]):
-            return _text(zipfile.ZipFile(path).open(name))
-        return [(f"{path}:{per[0]}", opener)]
-    return [(str(path), lambda: _text(open(path, "rb")))]
+        return [(f"{path}:{per[0]}", lambda name=per[0]: _open_member(path, name))]
+    return [(str(path), lambda: _open_file(path))]
 
 
 def read_dbnsfp_chunks(path, chrom: str, columns: list[str], chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
-    """The `columns` of the dbNSFP lines of `chrom`'s file(s) (`dbnsfp_sources`), `chunk_rows` at a time,
-    as strings ('.' kept), columns in the order asked. Stops with the file, the missing columns and what to do when a column is absent."""
+    """The `columns` of the dbNSFP lines of `chrom`'s file(s) (`dbnsfp_sources`), `chunk_rows` at a time, as
+    strings ('.' kept), in the order asked. A missing column stops the run naming the file and what to do."""
     for label, opener in dbnsfp_sources(path, chrom):
         with opener() as fh:
             header = fh.readline().rstrip("\r\n").split("\t")
