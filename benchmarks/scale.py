@@ -24,6 +24,9 @@ including the ~0.3 GB of Python + numpy + torch):
   train_constant     one AdamW step of the constant prior: exact NLL + gradient (float64)
   train_glm          one AdamW step of the GLM prior (d_pred = 9 random features)
   evaluate           exact NLL under the GLM prior and under the null (evaluation.evaluate_windows)
+  s2_stream          the estimate_s2 rule's per-window work: load the factor file (float32) and reduce it to the
+                     constant prior's sufficient statistics (deepwas.s2.constant_prior_statistics: G^T W G and
+                     its eigendecomposition), then the fit of (c, s2) on them; load_s is the loading alone
 
 `seconds` is the stage's CPU time (time.process_time; everything runs on ONE thread: OMP/MKL/OPENBLAS and
 torch), so that a loaded machine does not inflate it; the wall time is in the comment lines (wall_s). It
@@ -53,7 +56,7 @@ NAME = "chr1_1_3000001"
 LENGTH = 3_000_000
 CORE = (1_000_001, 2_000_001)
 STAGES = ["read_npz", "read_npz_f64", "ld_factors_f64", "ld_factors_f32", "whiten", "s2", "train_constant",
-          "train_glm", "evaluate"]
+          "train_glm", "evaluate", "s2_stream"]
 RTOL = 1e-6
 
 
@@ -149,6 +152,17 @@ def run_stage(stage: str, workdir: Path, s2_iterations: int) -> dict:
         sec, cpu = time.perf_counter() - t0, time.process_time() - c0_cpu
         info.update(m=fac.m, n=fac.n, rank=fac.rank, psd_n_negative=psd.n_negative,
                     factor_gb=(workdir / f"factors_{dtype}.npz").stat().st_size / 1e9)
+    elif stage == "s2_stream":
+        from deepwas.formats.factors import load_factors
+        from deepwas.s2 import constant_prior_statistics, fit_constant_streamed
+        t0, c0_cpu = time.perf_counter(), time.process_time()
+        fac = load_factors(workdir / "factors_f32.npz")
+        load_s = time.perf_counter() - t0
+        st = constant_prior_statistics(fac["G"], np.load(workdir / "y_f32.npy"), fac["lam"], fac["freq"], 0.7)
+        N = float((workdir / "N").read_text())
+        s2, c, _ = fit_constant_streamed([st], N, init_log_scale(fac["freq"], 0.3, 20 * fac["G"].shape[0], 0.7))
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0_cpu
+        info.update(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=st.rank, load_s=load_s, s2=s2)
     else:
         fac, w = _window_data(workdir, "f32")
         info.update(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=int(fac["lam"].size))

@@ -323,5 +323,5 @@ def test_profiles_plan_gpus_partitions_and_sizes(tmp_path):
     # workflow profile sizes (attempt 1) and the site profile's defaults for the rest
     sizes = {rule: (r["runtime"], r["mem_mb"]) for rule, w, r in jobs if rule != "train"}
     assert sizes["ld_factors"] == ("720", "32000") and sizes["summary"] == ("30", "2000")
-    assert {(w["model"], r["runtime"], r["mem_mb"]) for w, r in train} == {("constant", "480", "32000"),
+    assert {(w["model"], r["runtime"], r["mem_mb"]) for w, r in train} == {("constant", "2400", "32000"),
                                                                           ("transformer", "1440", "64000")}

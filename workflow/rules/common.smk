@@ -253,10 +253,13 @@ def use_tracks():
 
 
 def track_inputs(chroms):
-    """Rule inputs of the track features of variants on `chroms` ({} without tracks)."""
+    """Rule inputs of the features of variants on `chroms`: the annotation table (features.annotations, e.g.
+    the dbNSFP table of rule dbnsfp_table) and with tracks the store, normalisation and liftover tables."""
+    ann = {"annotations": config["features"]["annotations"]} if config["features"]["annotations"] else {}
     if not use_tracks():
-        return {}
+        return ann
     return {
+        **ann,
         "store": "results/features/store",
         "normalisation": "results/features/normalisation.json",
         "liftover": [f"results/liftover/chr{c}.tsv.gz" for c in chroms],

@@ -4,8 +4,9 @@ For one window's z the genetic effects of all other windows act as noise: with y
 Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likelihood is 1 - h2_window
 (about 1), not 1 - h2_SNP. Two estimates:
 
-- `fit_constant_and_s2`: maximum likelihood, jointly with a constant prior, over the training windows
-  (exact likelihood, L-BFGS): the value the workflow uses unless the trait sheet gives one;
+- maximum likelihood, jointly with a constant prior, over the training windows (exact likelihood, L-BFGS):
+  the value the workflow uses unless the trait sheet gives one; `fit_constant_and_s2` over windows in
+  memory, `fit_constant_streamed` over their sufficient statistics (below; the rule's path);
 - `estimate_s2`: the intercept of LD score regression (`ldsr.ldsr_intercept`), E[z_m^2] = N h2 l_m / M + s2,
   recorded beside it as a cross-check.
 
@@ -18,22 +19,38 @@ under l = 0 (Self and Liang 1987), so l^ is used when D > 9.55 (p < 0.001) and o
 s2 and c from the very fit the workflow does without the mismatch model (in-sample LD reproduces today's
 numbers). The windows' likelihoods are multiplied as in the paper (a composite likelihood across windows
 whose extended sets overlap), so the test is approximate; the threshold is deliberately strict.
+
+At UK Biobank size (about 2,300 training windows, G of 13,000 x 4,700 per window: about 0.5 GB each in
+float64) the windows do not fit in memory together, and an L-BFGS over them would factorise every window at
+every evaluation. For the constant prior the fit does not need either: with phi_j = N e^c w_j,
+w_j = (p_j (1 - p_j))^alpha (Eqn 6 with NN = c, alpha fixed), one window's C = s2 I + N e^c G^T W G (App. C.1,
+W = diag(w)); with the eigendecomposition G^T W G = V diag(mu) V^T and t = (V^T y)^2,
+
+    NLL_i(c, s2) = 1/2 sum_k [ t_k / (N e^c mu_k + s2) + log(N e^c mu_k + s2) ] + 1/2 [ sum(log lam) + r log(2 pi) ]
+
+exactly. `constant_prior_statistics` reduces one window to (mu, t) (one m r^2 product and one r x r
+eigendecomposition, once), `estimate_trait_s2` streams the windows one at a time into these r-vectors and
+`fit_constant_streamed` fits (c, s2) on all of them at the cost of vector operations. The mismatch model
+has no such reduction in (c, s2, l) jointly: `fit_mismatch` runs on a seeded random subset of the training
+windows (`s2.mismatch_windows`, `choose_mismatch_windows`); when it keeps l = 0, s2 and c are those of the
+all-window streamed fit.
 """
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import likelihood
 from .likelihood import mismatch as mm_lik
-from .formats.factors import read_manifest
+from .formats.factors import ok_windows, read_manifest
 from .io import write_json
 from .ldsr import ldsr_intercept
 from .priors import init_log_scale
-from .sources import load_windows, trait_sample_size
+from .sources import iter_windows, trait_sample_size
 from .window import WindowData, make_window
 
 log = logging.getLogger("deepwas.s2")
@@ -159,31 +176,153 @@ def estimate_s2(z2: np.ndarray, ldscore: np.ndarray, N: float, M: int, iteration
     return ldsr_intercept(z2, ldscore, N, M, iterations)
 
 
+@dataclass
+class ConstantPriorStatistics:
+    """One window reduced for the constant prior (module docstring): the eigenvalues `mu` of G^T W G,
+    t = (V^T y)^2 and the constant sum(log lam) + r log(2 pi) of its NLL."""
+
+    mu: np.ndarray
+    t: np.ndarray
+    const: float
+
+    @property
+    def rank(self) -> int:
+        return int(self.mu.shape[0])
+
+
+def constant_prior_statistics(G: np.ndarray, y: np.ndarray, lam: np.ndarray, freq: np.ndarray, alpha: float,
+                              chunk: int = 4096) -> ConstantPriorStatistics:
+    """Reduce one window to the sufficient statistics of its constant-prior NLL (paper Eqn 5-6, App. C.1).
+
+    G (m x r, any float dtype: read in float64 row blocks of `chunk`, so no second m x r copy is held), y (r,)
+    whitened statistics, lam (r,) kept eigenvalues of R[i,i], freq (m,) effect-allele frequencies of (i)+.
+    W = diag((p (1 - p))^alpha) with p (1 - p) floored at 1e-12, as in `fit_constant_and_s2`. Cost: m r^2 for
+    G^T W G and one r x r eigendecomposition; memory: two r x r float64 matrices besides G.
+    """
+    p = np.asarray(freq, dtype=np.float64)
+    w = np.exp(alpha * np.log(np.clip(p * (1 - p), 1e-12, None)))
+    r = G.shape[1]
+    A = np.zeros((r, r), dtype=np.float64)
+    for a in range(0, G.shape[0], chunk):
+        Gb = np.asarray(G[a:a + chunk], dtype=np.float64)
+        A += Gb.T @ (w[a:a + chunk, None] * Gb)
+    mu, V = np.linalg.eigh(A)
+    del A
+    t = (V.T @ np.asarray(y, dtype=np.float64)) ** 2
+    lam = np.asarray(lam, dtype=np.float64)
+    # G^T W G is PSD: eigenvalues below 0 are rounding (of the order 1e-16 mu_max); C stays s2-definite
+    return ConstantPriorStatistics(np.clip(mu, 0.0, None), t, float(np.log(lam).sum() + r * likelihood.exact.LOG_2PI))
+
+
+def streamed_constant_nll(stats: list[ConstantPriorStatistics], N: float, c, s2) -> torch.Tensor:
+    """Sum over windows of the exact constant-prior NLL_i(c, s2) from their `constant_prior_statistics`
+    (equal to `likelihood.exact.nll` with phi = N e^c (p (1 - p))^alpha); differentiable in c and s2."""
+    mu = torch.as_tensor(np.concatenate([st.mu for st in stats]), dtype=torch.float64)
+    t = torch.as_tensor(np.concatenate([st.t for st in stats]), dtype=torch.float64)
+    const = sum(st.const for st in stats)
+    return _vector_nll(mu, t, const, N, c, s2)
+
+
+def _vector_nll(mu, t, const, N, c, s2):
+    c = c if torch.is_tensor(c) else torch.tensor(float(c), dtype=torch.float64)
+    s2 = s2 if torch.is_tensor(s2) else torch.tensor(float(s2), dtype=torch.float64)
+    d = N * torch.exp(c) * mu + s2
+    return 0.5 * ((t / d).sum() + torch.log(d).sum() + const)
+
+
+def fit_constant_streamed(stats: list[ConstantPriorStatistics], N: float, init_log_scale: float,
+                          s2_init: float = 1.0, max_iter: int = 500) -> tuple[float, float, float]:
+    """Maximum-likelihood (s2, c) of the constant prior over all windows from their sufficient statistics
+    (the fit of `fit_constant_and_s2`, without holding or factorising any window). L-BFGS in (c, log s2)
+    to a gradient of 1e-10; each evaluation costs O(sum of ranks). Returns (s2, c, nll)."""
+    mu = torch.as_tensor(np.concatenate([st.mu for st in stats]), dtype=torch.float64)
+    t = torch.as_tensor(np.concatenate([st.t for st in stats]), dtype=torch.float64)
+    const = sum(st.const for st in stats)
+    c = torch.tensor(float(init_log_scale), dtype=torch.float64, requires_grad=True)
+    log_s2 = torch.tensor(float(np.log(s2_init)), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([c, log_s2], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-15,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        total = _vector_nll(mu, t, const, N, c, torch.exp(log_s2))
+        total.backward()
+        return total
+
+    opt.step(closure)
+    with torch.no_grad():
+        value = float(_vector_nll(mu, t, const, N, c, torch.exp(log_s2)))
+    return math.exp(log_s2.item()), c.item(), value
+
+
+def choose_mismatch_windows(names: list[str], k: int, seed: int) -> list[str]:
+    """The seeded random subset of `k` training windows on which `fit_mismatch` runs (all when k >= their
+    number), in the given (genomic) order. Depends only on the window names, k and the seed."""
+    names = list(names)
+    if k >= len(names):
+        return names
+    pick = np.sort(np.random.default_rng(seed).choice(len(names), size=k, replace=False))
+    return [names[i] for i in pick]
+
+
+def _mismatch_active(mode) -> bool:
+    if mode in ("none", None):
+        return False
+    return isinstance(mode, str) or float(mode) != 0.0
+
+
 def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0.5, 2.0), accept_outside=False,
-                      trait="trait", mismatch="auto") -> dict:
+                      trait="trait", mismatch="auto", mismatch_windows: int = 16, mismatch_seed: int = 0) -> dict:
     """The estimate_s2 rule: the trait's per-window residual variance s2, sample size N and the starting
-    scale of every prior. s2 is fitted by maximum likelihood jointly with a constant prior on the training
-    windows (`s2_sheet`, the trait sheet's value, wins when given); the LD-score-regression intercept is
-    recorded beside it as a cross-check. `manifests`: the factor manifests of all chromosomes (M). A fitted
-    s2 outside `s2_range` stops the run with an explanation unless `accept_outside`. Writes and returns the
-    JSON record. `mismatch` (config likelihood.mismatch): auto, none or a fixed lambda of
-    R~ = (1 - l) R + l I (`fit_mismatch`); the chosen 'lambda' is recorded and used by training and evaluation.
-    'h2_constant' is the fitted constant prior's heritability M mean_m (p_m(1 - p_m))^alpha e^c (App. A.5)."""
+    scale of every prior. s2 is fitted by maximum likelihood jointly with a constant prior on all training
+    windows, streamed one window at a time into their sufficient statistics (`constant_prior_statistics`,
+    `fit_constant_streamed`: memory of one window); `s2_sheet`, the trait sheet's value, wins when given. The
+    LD-score-regression intercept is recorded beside it as a cross-check. `manifests`: the factor manifests of
+    all chromosomes (M). A fitted s2 outside `s2_range` stops the run with an explanation unless
+    `accept_outside`. Writes and returns the JSON record. `mismatch` (config likelihood.mismatch): auto, none
+    or a fixed lambda of R~ = (1 - l) R + l I (`fit_mismatch`, on `mismatch_windows` training windows drawn
+    with `mismatch_seed`, `choose_mismatch_windows`; they are held in memory together); the chosen 'lambda'
+    is recorded and used by training and evaluation. 'h2_constant' is the fitted constant prior's
+    heritability M mean_m (p_m(1 - p_m))^alpha e^c (App. A.5)."""
     # M: every variant that has LD and statistics lies in exactly one core
     M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
-    loaded = load_windows(chrom_inputs)
-    N = trait_sample_size(loaded)
-    z2 = np.concatenate([st["z2"] for _, _, st, _ in loaded])
-    l = np.concatenate([st["ldscore"] for _, _, st, _ in loaded])
+    use_mm = _mismatch_active(mismatch)
+    names = [n for n, *_ in ok_windows(chrom_inputs)]
+    subset = set(choose_mismatch_windows(names, int(mismatch_windows), int(mismatch_seed))) if use_mm else set()
+    stats, z2, l, ns, freq, held = [], [], [], [], [], []
+    for name, fac, st, p in iter_windows(chrom_inputs):
+        stats.append(constant_prior_statistics(fac["G"], st["y"], fac["lam"], fac["freq"], alpha))
+        z2.append(st["z2"])
+        l.append(st["ldscore"])
+        ns.append(st["n"])
+        freq.append(fac["freq"][fac["core"]])
+        if name in subset:
+            held.append((make_window(name, fac, st["y"], p), (torch.as_tensor(fac["U"], dtype=torch.float64),
+                                                              torch.as_tensor(fac["core"], dtype=torch.long))))
+        del fac
+    if not stats:
+        raise ValueError(f"{trait}: no training window with LD factors ({[c[1] for c in chrom_inputs]}): nothing to "
+                         "fit s2 on; check the factor manifests (status column)")
+    N = trait_sample_size([(None, None, {"n": n}, None) for n in ns])
+    z2, l, freq = np.concatenate(z2), np.concatenate(l), np.concatenate(freq)
     s2_ldsr, h2_ldsr = estimate_s2(z2, l, N, M)
-    windows = [make_window(name, fac, st["y"], p) for name, fac, st, p in loaded]
-    freq = np.concatenate([fac["freq"][fac["core"]] for _, fac, _, _ in loaded])
     c0 = init_log_scale(freq, min(max(h2_ldsr, 0.01), 0.9), M, alpha)
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
-    aux = [(torch.as_tensor(fac["U"], dtype=torch.float64), torch.as_tensor(fac["core"], dtype=torch.long))
-           for _, fac, _, _ in loaded]
-    fit = fit_mismatch(windows, aux, N, alpha, c0, mode=mismatch, trait=trait)
-    s2_ml, c_ml, lam_mm = fit["s2"], fit["init_log_scale"], fit["lambda"]
+    s2_all, c_all, nll_all = fit_constant_streamed(stats, N, c0)
+    n_windows = len(stats)
+    del stats
+    if use_mm:
+        sub = fit_mismatch([w for w, _ in held], [x for _, x in held], N, alpha, c0, mode=mismatch, trait=trait)
+        lam_mm = float(sub["lambda"])
+        # lambda = 0: the all-window fit (the subset only decided that the mismatch model is not needed)
+        s2_ml, c_ml = (sub["s2"], sub["init_log_scale"]) if lam_mm > 0 else (s2_all, c_all)
+        mm_info = {k: v for k, v in sub.items() if k not in ("s2", "init_log_scale", "lambda", "lambda_source")}
+        mm_info.update(windows=[w.name for w, _ in held], n_windows=len(held), seed=int(mismatch_seed))
+        fit = {"lambda": lam_mm, "lambda_source": sub["lambda_source"]}
+    else:
+        s2_ml, c_ml, lam_mm = s2_all, c_all, 0.0
+        mm_info = {"nll": nll_all, "s2_lambda0": s2_all, "init_log_scale_lambda0": c_all, "nll_lambda0": nll_all}
+        fit = {"lambda": 0.0, "lambda_source": "none (likelihood.mismatch: none)"}
     s2 = float(s2_sheet) if given else s2_ml
     lo, hi = s2_range
     if not (math.isfinite(s2) and s2 > 0):
@@ -191,7 +330,7 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
                          "in the trait sheet")
     if not given and not lo <= s2_ml <= hi:
         msg = (f"{trait}: maximum-likelihood s2 = {s2_ml:.4g} is outside the plausible range [{lo:g}, {hi:g}] (config "
-               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {len(windows)} windows, "
+               f"s2.min / s2.max; LDSR intercept {s2_ldsr:.4g}, h2 {h2_ldsr:.4g}, N = {N:.0f}, {n_windows} windows, "
                f"LD mismatch lambda {lam_mm:.4g}). "
                "s2 is about 1 - h2 of one window for in-sample LD: a value far from 1 means a wrong N, sign errors, "
                "statistics that do not belong to the LD (another build or strand, an out-of-sample panel) or very "
@@ -204,8 +343,8 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     info = {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
             "s2_ml": s2_ml, "init_log_scale": c_ml, "lambda": lam_mm, "lambda_source": fit["lambda_source"],
             "h2_constant": h2_const, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
-            "N": N, "M": M, "n_windows": len(windows),
-            "mismatch": {k: v for k, v in fit.items() if k not in ("s2", "init_log_scale", "lambda", "lambda_source")}}
+            "N": N, "M": M, "n_windows": n_windows, "s2_all_windows": s2_all, "init_log_scale_all_windows": c_all,
+            "nll_all_windows": nll_all, "mismatch": mm_info}
     write_json(out, info)
     log.info("s2 = %.4f (ML %.4f, LDSR intercept %.4f), mismatch lambda = %.4g, N = %.0f, M = %d", s2, s2_ml,
              s2_ldsr, lam_mm, N, M)
