@@ -11,4 +11,5 @@ if "snakemake" in globals():
     check = sm.params.s2_check
     estimate_trait_s2(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0],
                       s2_range=(check["min"], check["max"]), accept_outside=check["accept_outside"],
-                      trait=sm.wildcards.trait, mismatch=sm.params.mismatch)
+                      trait=sm.wildcards.trait, mismatch=sm.params.mismatch,
+                      panel_size=sm.params.panel_size)
