@@ -70,6 +70,19 @@ def test_noise_edge_bounds_a_null_correlation_spectrum(p, n):
     assert np.std(np.log(d * lam)) < 0.5 * np.std(np.log(lam))
 
 
+def test_keep_threshold_has_a_floor_where_the_edge_vanishes():
+    """A core as large as the panel (p = n): the Marchenko-Pastur edge is 0, the floor 1 / n keeps the
+    unresolved directions out; for p / n = 0.3 the edge (0.20) decides."""
+    assert mismatch.noise_edge(399, 399) == 0.0 and mismatch.keep_threshold(399, 399) == pytest.approx(1 / 399)
+    assert mismatch.keep_threshold(150, 499) == pytest.approx((1 - math.sqrt(150 / 499)) ** 2)
+    assert mismatch.keep_threshold(150, 499) == pytest.approx(0.2041, abs=1e-4)
+    lam = np.array([1e-4, 1e-3, 0.01, 0.5, 3.0])
+    keep, d = mismatch.panel_correction(lam, 400, 400)
+    assert keep.tolist() == [False, False, True, True, True] and d.shape == (3,)
+    keep, _ = mismatch.panel_correction(np.array([1e-5, 2e-5]), 400, 400)       # at least the largest
+    assert keep.tolist() == [False, True]
+
+
 def _factors(R, core, z):
     fac = factorise(R, core, rtol=1e-8)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731

@@ -12,7 +12,7 @@ Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likeliho
 LD that is not the statistics' own (a reference panel of n people) is corrected by default with the
 finite-panel correction of `likelihood.mismatch` (`panel_correction`: the residual variance of each
 whitened direction rescaled by the Ledoit-Wolf shrinkage estimate of its true variance, and directions
-below the Marchenko-Pastur lower edge dropped; computed from n and the spectrum, nothing fitted), after
+below the Marchenko-Pastur lower edge or 1 / n dropped; computed from n and the spectrum, nothing fitted), after
 which s2 and the constant prior are fitted as for in-sample LD. Alternatively (`likelihood.mismatch:
 lambda`) it is modelled by R~ = (1 - l) R + l I (SuSiE-RSS's lambda). `fit_mismatch` then estimates l by
 maximum likelihood jointly with s2

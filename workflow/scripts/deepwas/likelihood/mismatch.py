@@ -80,10 +80,12 @@ collapses. Two corrections, both computed from the panel size n and the window's
       t_k = lam_k / [(pi c lam_k f(lam_k))^2 + (1 - c - pi c lam_k Hf(lam_k))^2]       (p <= n)
       t_k = 1 / [pi^2 lam_k (f(lam_k)^2 + Hf(lam_k)^2)]                              (p > n, non-null lam)
   and the residual covariance of the whitened statistic becomes s2 diag(d), d_k = t_k / lam_k;
-- directions with lam_k below the lower edge of the Marchenko-Pastur law of a p x p correlation matrix
-  estimated from n people, (1 - sqrt(p / n))^2, are dropped: a null correlation matrix of that size puts
-  no eigenvalue below it, so a smaller one is a direction the panel cannot resolve, where even t_k is
-  unreliable (shrinkage recovers half of the measured inflation there).
+- directions with lam_k below max((1 - sqrt(p / n))^2, 1 / n) are dropped. The first is the lower edge of
+  the Marchenko-Pastur law of a p x p correlation matrix estimated from n people: a null correlation
+  matrix of that size puts no eigenvalue below it, so a smaller one is a direction the panel cannot
+  resolve, where even t_k is unreliable (shrinkage recovers half of the measured inflation there). The
+  edge vanishes as p -> n (a window whose core has as many variants as the panel has people), so the
+  floor 1 / n, the sampling variance of one correlation of the panel, keeps it from keeping everything.
 
 The likelihood is then the exact one on (G[:, keep] d^-1/2, y[keep] d^-1/2, lam[keep] d): the density of
 the kept statistic x = U_keep^T z_(i) under Cov = U^T R^[i,+] diag(phi) R^[+,i] U + s2 diag(t), for any
@@ -195,14 +197,19 @@ def noise_edge(p: int, n: int) -> float:
     return (1.0 - math.sqrt(p / n)) ** 2
 
 
+def keep_threshold(p: int, n: int) -> float:
+    """Smallest sample eigenvalue kept by the finite-panel correction: max(noise_edge(p, n), 1 / n)."""
+    return max(noise_edge(p, n), 1.0 / n)
+
+
 def panel_correction(lam, p: int, panel_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(keep, d) of the finite-panel correction of one window (module docstring): the kept directions (lam_k
-    at or above the Marchenko-Pastur lower edge; at least the largest) and their variance ratios d_k."""
+    at or above `keep_threshold`; at least the largest) and their variance ratios d_k."""
     lam = np.asarray(lam, dtype=np.float64)
     n = int(panel_size) - 1                      # degrees of freedom of a correlation from centred genotypes
     if n < 2:
         raise ValueError(f"panel correction: panel size {panel_size} is too small (at least 3 people)")
-    keep = lam >= noise_edge(p, n)
+    keep = lam >= keep_threshold(p, n)
     if not keep.any():
         keep[np.argmax(lam)] = True
     d = shrinkage_ratio(lam, p, n)[keep]
