@@ -165,12 +165,13 @@ class _MismatchNLL(torch.autograd.Function):
 def shrinkage_ratio(lam: np.ndarray, p: int, n: int) -> np.ndarray:
     """d_k = t_k / lam_k: the estimated true variance u_k^T R u_k of a sample eigenvector over its sample
     eigenvalue lam_k (Ledoit and Wolf 2020, analytical nonlinear shrinkage; see the module docstring).
-    lam: the non-null sample eigenvalues of a p x p correlation matrix from n degrees of freedom."""
+    lam: the non-null sample eigenvalues of a p x p correlation matrix from n degrees of freedom (p is
+    replaced by `effective_p`: near-duplicate variants make the rank smaller than min(p, n))."""
     lam = np.asarray(lam, dtype=np.float64)
     order = np.argsort(lam)
     ls = lam[order]
     r = ls.size
-    pe = p if p > n else r          # p <= n: the kept spectrum is the spectrum (exact zeros: duplicated columns)
+    pe = effective_p(p, r, n)
     h = n ** (-1.0 / 3.0)                                               # Eqn 4.9
     H = h * ls[None, :]
     x = (ls[:, None] - ls[None, :]) / H
@@ -178,6 +179,10 @@ def shrinkage_ratio(lam: np.ndarray, p: int, n: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         hf = (-3.0 / (10.0 * math.pi)) * x + 3.0 / (4.0 * math.sqrt(5.0) * math.pi) * (1.0 - x ** 2 / 5.0) \
             * np.log(np.abs((math.sqrt(5.0) - x) / (math.sqrt(5.0) + x)))                         # Eqn 4.8
+        # far from the kernel's support the closed form cancels catastrophically (|x| ~ 1e6 between an
+        # eigenvalue and a near-zero one of near-duplicate variants): its expansion -(1 + 1 / x^2) / (pi x)
+        far = np.abs(x) > 100.0
+        hf[far] = -(1.0 + 1.0 / x[far] ** 2) / (math.pi * x[far])
     edge = ~np.isfinite(hf)
     hf[edge] = (-3.0 / (10.0 * math.pi)) * x[edge]
     hf = np.mean(hf / H, 1)
@@ -189,6 +194,12 @@ def shrinkage_ratio(lam: np.ndarray, p: int, n: int) -> np.ndarray:
     out = np.empty(r)
     out[order] = t / ls
     return out
+
+
+def effective_p(p: int, r: int, n: int) -> int:
+    """Variables of the spectrum's random-matrix law: p when the core's rank r is limited by the panel
+    (p > n, r about n - 1), else r (p <= n, or duplicated / perfectly correlated variants: r < p)."""
+    return p if p > n and r >= n - 1 else r
 
 
 def noise_edge(p: int, n: int) -> float:
@@ -209,7 +220,7 @@ def panel_correction(lam, p: int, panel_size: int) -> tuple[np.ndarray, np.ndarr
     n = int(panel_size) - 1                      # degrees of freedom of a correlation from centred genotypes
     if n < 2:
         raise ValueError(f"panel correction: panel size {panel_size} is too small (at least 3 people)")
-    keep = lam >= keep_threshold(p, n)
+    keep = lam >= keep_threshold(effective_p(p, lam.size, n), n)
     if not keep.any():
         keep[np.argmax(lam)] = True
     d = shrinkage_ratio(lam, p, n)[keep]
