@@ -216,7 +216,7 @@ def test_simulation_in_sample_panel_and_diverged_panel(caplog):
     workflow's default (auto) against no correction (none). (a) in-sample LD: auto applies nothing and
     reproduces none, and the targets hold: s2 in [0.8, 1.25], h2 within 20 %, held-out gain > 0. (b)
     same-population panel: auto applies the finite-panel correction and meets the same targets (measured s2
-    1.16, h2 0.42, gain 38; none: s2 2.28, h2 0). (c) diverged panel: a warning naming s2, no crash."""
+    1.17, h2 0.43, gain 35.6; none: s2 2.28, h2 0). (c) diverged panel: a warning naming s2, no crash."""
     import logging
 
     from deepwas.simulation.ld_mismatch import run
