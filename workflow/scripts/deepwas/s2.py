@@ -179,7 +179,8 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
     gain = nll_0 - fitted["nll"]
     lr = 2.0 * gain
     use = lr > LR_THRESHOLD
-    out = {**base, "panel_size": 0, "lambda_ml": fitted["lambda"], "nll_gain": gain, "lr_statistic": lr, "lr_threshold": LR_THRESHOLD,
+    out = {**base, "panel_size": 0, "lambda_ml": fitted["lambda"], "nll_gain": gain, "lr_statistic": lr,
+           "lr_threshold": LR_THRESHOLD,
            "lambda_profile": profile,
            "lambda_source": ("maximum likelihood (likelihood-ratio test vs lambda = 0: significant)" if use else
                              "0: maximum-likelihood lambda not significantly better than 0 (likelihood-ratio test)")}
