@@ -117,9 +117,9 @@ def ld_panel_size(chrom):
 
 
 def mismatch_panel_size():
-    """People of the LD panel when the LD is not the statistics' own (ld.source plink or local): the
-    finite-panel correction of likelihood.mismatch: auto. 0 for UKBB and the demo (in-sample LD)."""
-    if config["ld"]["source"] not in ("plink", "local"):
+    """People of the LD panel when the LD is not the statistics' own (ld.source plink or local, or
+    likelihood.mismatch: panel): the finite-panel correction. 0 for UKBB and the demo under auto (in-sample LD)."""
+    if config["ld"]["source"] not in ("plink", "local") and config["likelihood"]["mismatch"] != "panel":
         return 0
     return min(int(ld_panel_size(c)) for c in TRAIN_CHROMS)
 
