@@ -1,7 +1,8 @@
 """LD mismatch benchmark: fitted s2, mismatch lambda, constant-prior h2 vs truth and held-out gain with LD from
 (a) the GWAS cohort, (b) a 500-person panel of the same population, (c) a 500-person panel of a population
-that split 4,000 generations ago; with (auto) and without (none) the mismatch model of
-`deepwas.likelihood.mismatch` (`deepwas.simulation.ld_mismatch.run`).
+that split 4,000 generations ago; without a correction (none), with the default (auto: the finite-panel
+correction for panel LD, nothing for in-sample LD) and with the fitted lambda of R~ = (1 - lambda) R + lambda I
+(lambda), all of `deepwas.likelihood.mismatch` (`deepwas.simulation.ld_mismatch.run`).
 
     PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch.py [--cohort 4000] [--length 3e6] [--seeds 1 2]
 
@@ -29,13 +30,14 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
-    print("| seed | LD | mismatch | M | train / held-out windows | s2 | lambda | LR stat | h2 (truth 0.5) | "
-          "held-out gain (delta NLL) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| seed | LD | mismatch | M | train / held-out windows | kept directions | s2 | lambda | LR stat | "
+          "h2 (truth 0.5) | held-out gain (delta NLL) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in a.seeds:
         t0 = time.time()
         for r in run(n_cohort=a.cohort, n_panel=a.panel, length=a.length, seed=seed):
-            print(f"| {seed} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | "
+            kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
+            print(f"| {seed} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
                   f"{r['s2']:.3f} | {r['lambda']:.4g} | {r['lr_statistic']:.1f} | {r['h2']:.3f} | "
                   f"{r['heldout_gain']:.2f} |", flush=True)
         print(f"<!-- seed {seed}: {time.time() - t0:.0f} s -->", flush=True)

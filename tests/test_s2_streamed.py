@@ -140,10 +140,10 @@ def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(msprime_chromos
     assert G.shape[0] >= 160 + 11 * 60
     windows, aux = _windows(Xp * math.sqrt(150 / Xp.shape[1]), freq, 160, 60, 60, 12, z)
     c0 = math.log(0.05 / 160 / N) - math.log(np.mean(np.clip(freq * (1 - freq), 1e-12, None) ** ALPHA))
-    full = fit_mismatch(windows, aux, N, ALPHA, c0, mode="auto")
+    full = fit_mismatch(windows, aux, N, ALPHA, c0, mode="lambda")
     names = choose_mismatch_windows([w.name for w in windows], 6, 0)
     pick = [i for i, w in enumerate(windows) if w.name in names]
-    sub = fit_mismatch([windows[i] for i in pick], [aux[i] for i in pick], N, ALPHA, c0, mode="auto")
+    sub = fit_mismatch([windows[i] for i in pick], [aux[i] for i in pick], N, ALPHA, c0, mode="lambda")
     assert full["lambda"] > 0.01 and sub["lambda"] > 0.01            # both find the mismatch, significantly
     assert sub["lambda"] == pytest.approx(full["lambda"], rel=0.35)
     assert sub["s2"] == pytest.approx(full["s2"], rel=0.1)
@@ -151,7 +151,7 @@ def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(msprime_chromos
 
 def test_estimate_trait_s2_streams_the_windows_and_fits_lambda_on_a_subset(demo_like, tmp_path):
     """The rule function on factor and statistics files (formats.factors / formats.whitened): s2 and c are the
-    streamed all-window fit; with likelihood.mismatch auto the lambda fit runs on the seeded subset of
+    streamed all-window fit; with likelihood.mismatch lambda the lambda fit runs on the seeded subset of
     s2.mismatch_windows windows, and in-sample LD keeps lambda = 0 with the all-window s2 (as with none)."""
     import json
 
@@ -176,12 +176,12 @@ def test_estimate_trait_s2_streams_the_windows_and_fits_lambda_on_a_subset(demo_
     write_whitened(tmp_path / "chr1.npz", stats)
     inputs = [(str(fdir), str(tmp_path / "chr1.manifest.tsv"), str(tmp_path / "chr1.npz"))]
     res = {}
-    for mode in ("none", "auto"):
+    for mode in ("none", "lambda"):
         out = tmp_path / f"s2_{mode}.json"
         estimate_trait_s2(inputs, [inputs[0][1]], None, ALPHA, str(out), trait="t", accept_outside=True,
                           mismatch=mode, mismatch_windows=3, mismatch_seed=0)
         res[mode] = json.loads(out.read_text())
-    none, auto = res["none"], res["auto"]
+    none, auto = res["none"], res["lambda"]
     assert none["n_windows"] == 6 and none["lambda"] == 0.0
     s2_ref, c_ref = _exact_fit(windows, none["init_log_scale"] + 1.0)
     assert abs(none["s2"] - s2_ref) < 1e-6 * s2_ref and abs(none["init_log_scale"] - c_ref) < 1e-6 * abs(c_ref)

@@ -116,6 +116,14 @@ def ld_panel_size(chrom):
     return ld["panel_size"]
 
 
+def mismatch_panel_size():
+    """People of the LD panel when the LD is not the statistics' own (ld.source plink or local, or
+    likelihood.mismatch: panel): the finite-panel correction. 0 for UKBB and the demo under auto (in-sample LD)."""
+    if config["ld"]["source"] not in ("plink", "local") and config["likelihood"]["mismatch"] != "panel":
+        return 0
+    return min(int(ld_panel_size(c)) for c in TRAIN_CHROMS)
+
+
 def ld_manifest():
     """The window manifest: ld.manifest, else the shipped UKBB one for source ukbb; None for local without one."""
     path = config["ld"]["manifest"]

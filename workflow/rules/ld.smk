@@ -100,5 +100,6 @@ rule estimate_s2:
         alpha=config["prior"]["alpha"],
         s2_check=config["s2"],
         mismatch=config["likelihood"]["mismatch"],
+        panel_size=mismatch_panel_size(),
     script:
         "../scripts/estimate_s2.py"

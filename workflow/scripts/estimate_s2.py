@@ -12,4 +12,5 @@ if "snakemake" in globals():
     estimate_trait_s2(chrom_inputs, sm.input.manifests, sm.params.s2, sm.params.alpha, sm.output[0],
                       s2_range=(check["min"], check["max"]), accept_outside=check["accept_outside"],
                       trait=sm.wildcards.trait, mismatch=sm.params.mismatch,
-                      mismatch_windows=check["mismatch_windows"], mismatch_seed=check["mismatch_seed"])
+                      mismatch_windows=check["mismatch_windows"], mismatch_seed=check["mismatch_seed"],
+                      panel_size=sm.params.panel_size)

@@ -22,6 +22,7 @@ from .formats.model_file import ModelFile
 from .formats.truth import read_truth
 from .io import atomic_path, read_json, write_json, write_table
 from .likelihood import exact, nll_null
+from .likelihood.mismatch import Mismatch
 from .priors import build_prior
 from .sources import iter_windows
 from .window import WindowData, make_window
@@ -72,17 +73,27 @@ def combine(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     return df[SUMMARY_COLUMNS].sort_values(["trait", "pct_per_person"], ascending=[True, False]).reset_index(drop=True)
 
 
+def _mismatch_note(r: dict) -> str:
+    """The summary's note on the LD-mismatch correction of one trait (empty for in-sample LD)."""
+    notes = []
+    if r.get("mismatch_panel_size"):
+        notes.append(f"LD from a panel of {int(r['mismatch_panel_size'])} people: finite-panel correction, "
+                     f"s2 = {r.get('s2', float('nan')):.4g}")
+    if r.get("mismatch_lambda"):
+        notes.append(f"LD mismatch lambda {r['mismatch_lambda']:.4g}: R~ = (1 - lambda) R + lambda I")
+    return f"   ({'; '.join(notes)})" if notes else ""
+
+
 def write_summary(summaries, out_tsv, out_txt) -> pd.DataFrame:
     """The summary rule: one table of the held-out results of every trait and model (`summaries`: the
     evaluate rule's JSON files) and a short text summary."""
     records = [read_json(p) for p in summaries]
-    mismatch = {r["trait"]: r.get("mismatch_lambda", 0.0) for r in records}     # LD mismatch lambda (deepwas.s2)
+    mismatch = {r["trait"]: _mismatch_note(r) for r in records}     # LD mismatch correction (deepwas.s2)
     df = combine([pd.DataFrame([r]) for r in records])
     write_table(out_tsv, df, float_format="%.6g")
     lines = ["DeepWAS held-out results (percentage likelihood increase per person vs the null, f = 0)", ""]
     for trait, g in df.groupby("trait", sort=True):
-        lines.append(f"{trait}:" + (f"   (LD mismatch lambda {mismatch[trait]:.4g}: R~ = (1 - lambda) R + lambda I)"
-                                    if mismatch.get(trait) else ""))
+        lines.append(f"{trait}:" + mismatch[trait])
         for _, r in g.iterrows():
             lines.append(f"  {r['model']:<12} {r['objective']:<8} {r['pct_per_person']:>9.4f} %   "
                          f"delta NLL {r['delta_nll']:>10.3f} over {r['n_windows']} windows")
@@ -99,7 +110,7 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
     demo's true f (`truth_path`, model 'oracle'); writes the per-window table and the summary (returned)."""
     s2info = read_json(s2_json)
     s2, N = s2info["s2"], s2info["N"]
-    mm = float(s2info.get("lambda", 0.0))      # LD mismatch lambda (deepwas.s2): windows of R~
+    mm = Mismatch.from_record(s2info)      # LD that is not the statistics' own (deepwas.s2): corrected windows
     annotations = read_annotations(annotations_path)
     if truth_path:
         f = read_truth(truth_path)
@@ -126,7 +137,8 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
             yield make_window(name, fac, st["y"], p if scale is None else scale(p), mismatch=mm)
 
     table = evaluate_windows(phi_of, windows(), s2)
-    summary = dict(summarise(table, trait, model, objective, N), mismatch_lambda=mm)
+    summary = dict(summarise(table, trait, model, objective, N), mismatch_lambda=mm.lam,
+                   mismatch_panel_size=mm.panel_size, s2=s2)
     write_table(out_table, table)
     write_json(out_summary, summary)
     log.info("%s", summary)

@@ -10,8 +10,13 @@ Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likeliho
 - `estimate_s2`: the intercept of LD score regression (`ldsr.ldsr_intercept`), E[z_m^2] = N h2 l_m / M + s2,
   recorded beside it as a cross-check.
 
-LD that is not the statistics' own (a reference panel) is modelled by R~ = (1 - l) R + l I
-(`likelihood.mismatch`, SuSiE-RSS's lambda). `fit_mismatch` estimates l by maximum likelihood jointly with s2
+LD that is not the statistics' own (a reference panel of n people) is corrected by default with the
+finite-panel correction of `likelihood.mismatch` (`panel_correction`: the residual variance of each
+whitened direction rescaled by the Ledoit-Wolf shrinkage estimate of its true variance, and directions
+below the Marchenko-Pastur lower edge or 1 / n dropped; computed from n and the spectrum, nothing fitted), after
+which s2 and the constant prior are fitted as for in-sample LD. Alternatively (`likelihood.mismatch:
+lambda`) it is modelled by R~ = (1 - l) R + l I (SuSiE-RSS's lambda). `fit_mismatch` then estimates l by
+maximum likelihood jointly with s2
 and the constant prior: the profile likelihood over a log grid of l (each point an L-BFGS fit of (c, s2)),
 refined jointly from the best grid point. l is then chosen by a likelihood-ratio test against l = 0: with
 D = 2 [NLL(0) - NLL(l^)], and l = 0 on the boundary of [0, 1), D is asymptotically 1/2 chi2_0 + 1/2 chi2_1
@@ -115,15 +120,55 @@ def _fit(windows, aux, N, alpha, c0, s2_init, mm, fit_mm=False, max_iter=100):
     return value, float(torch.exp(log_s2)), float(c), mm_out
 
 
-def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.Tensor]], N: float, alpha: float,
-                 init_log_scale: float, mode="auto", s2_init: float = 1.0, trait: str = "trait") -> dict:
-    """Maximum-likelihood mismatch l of R~ = (1 - l) R + l I jointly with s2 and the constant prior scale c.
+S2_PANEL_WARN = 1.5   # panel-corrected s2 above this: the panel does not describe the statistics' LD
 
-    aux: per window (U, core) of its factors. mode: 'auto' (profile + refine + likelihood-ratio choice, see the
-    module docstring), 'none' (l = 0: the fit of `fit_constant_and_s2`), or a number (l fixed). Returns a dict
-    with the chosen 'lambda', 's2', 'init_log_scale', and for 'auto' the fitted 'lambda_ml', the profile
+
+def _report_panel(trait, s2, s2_uncorrected, panel_size, kept, total):
+    """Log the finite-panel correction's outcome; warn when the corrected s2 says the panel does not fit."""
+    log.info("%s: finite-panel correction (panel of %d people): %d of %d whitened directions kept, s2 = %.4g "
+             "(without the correction %.4g)", trait, panel_size, kept, total, s2, s2_uncorrected)
+    if s2 > S2_PANEL_WARN:
+        log.warning("%s: the LD panel does not match the statistics: s2 = %.4g after the finite-panel correction "
+                    "for a panel of %d people (%.4g without it; about 1 expected). A panel of another ancestry, "
+                    "statistics on another build or strand, or a wrong N: the prior's scale (h2) is biased "
+                    "downwards, read the results with care.", trait, s2, panel_size, s2_uncorrected)
+
+
+def _fit_panel(windows, base, N, alpha, init_log_scale, s2_init, panel_size, trait):
+    """The finite-panel correction (`likelihood.mismatch.panel_correction`), then (s2, c) by maximum likelihood."""
+    corrected, kept, total = [], 0, 0
+    for w in windows:
+        G, y, lam = mm_lik.correct_panel(w.G, w.y, w.lam, w.n_core, panel_size)
+        corrected.append(WindowData(w.name, G, lam, y, w.inputs, w.n_core, w.variants))
+        kept, total = kept + lam.shape[0], total + w.lam.shape[0]
+    s2, c = fit_constant_and_s2(corrected, N, alpha, init_log_scale, s2_init)
+    logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in corrected]
+    with torch.no_grad():
+        value = float(_constant_nll(corrected, None, logpq, N, torch.tensor(c, dtype=torch.float64), s2, 0.0))
+    out = {**base, "s2": s2, "init_log_scale": c, "nll": value, "panel_size": int(panel_size),
+           "kept_directions": kept, "directions": total,
+           "lambda_source": f"none: finite-panel correction for a panel of {int(panel_size)} people"}
+    _report_panel(trait, s2, base["s2_lambda0"], panel_size, kept, total)
+    return out
+
+
+def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.Tensor]], N: float, alpha: float,
+                 init_log_scale: float, mode="auto", s2_init: float = 1.0, trait: str = "trait",
+                 panel_size: int = 0) -> dict:
+    """s2 and the constant prior scale c with LD that may not be the statistics' own (module docstring).
+
+    aux: per window (U, core) of its factors (used by 'lambda'). mode: 'auto' ('panel' when `panel_size` > 0,
+    i.e. LD from a reference panel of that many people, else 'none'), 'panel' (the finite-panel correction,
+    then (s2, c) by maximum likelihood), 'lambda' (l of R~ = (1 - l) R + l I by profile + refine +
+    likelihood-ratio choice), 'none' (l = 0: the fit of `fit_constant_and_s2`), or a number (l fixed).
+    Returns a dict with the chosen 'lambda', 's2', 'init_log_scale', 'panel_size' (0: no panel correction),
+    the uncorrected fit ('s2_lambda0', ...), and for 'lambda' the fitted 'lambda_ml', the profile
     [{lambda, nll, s2, init_log_scale}], the NLL gain over l = 0 and the likelihood-ratio statistic.
     """
+    if mode == "auto":
+        mode = "panel" if panel_size else "none"
+    if mode == "panel" and not panel_size:
+        raise ValueError("likelihood.mismatch: panel needs the LD panel's size (ld.panel_size, or ld.source: plink)")
     s2_0, c_0 = fit_constant_and_s2(windows, N, alpha, init_log_scale, s2_init)
     logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in windows]
     with torch.no_grad():
@@ -131,16 +176,18 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
     base = {"lambda": 0.0, "s2": s2_0, "init_log_scale": c_0, "nll": nll_0, "s2_lambda0": s2_0,
             "init_log_scale_lambda0": c_0, "nll_lambda0": nll_0}
     if mode in ("none", None) or (not isinstance(mode, str) and float(mode) == 0.0):
-        return {**base, "lambda_source": "none (likelihood.mismatch: none)"}
+        return {**base, "panel_size": 0, "lambda_source": "none (likelihood.mismatch: none)"}
+    if mode == "panel":
+        return _fit_panel(windows, base, N, alpha, init_log_scale, s2_init, panel_size, trait)
     if not isinstance(mode, str):
         mm = float(mode)
         if not 0.0 <= mm < 1.0:
             raise ValueError(f"likelihood.mismatch = {mode}: the mismatch lambda must be in [0, 1), or auto / none")
         nll_mm, s2, c, _ = _fit(windows, aux, N, alpha, c_0, s2_0, mm)
-        return {**base, "lambda": mm, "s2": s2, "init_log_scale": c, "nll": nll_mm,
+        return {**base, "lambda": mm, "s2": s2, "init_log_scale": c, "nll": nll_mm, "panel_size": 0,
                 "lambda_source": "config (likelihood.mismatch)", "nll_gain": nll_0 - nll_mm}
-    if mode != "auto":
-        raise ValueError(f"likelihood.mismatch = {mode!r}: use auto, none or a number in [0, 1)")
+    if mode != "lambda":
+        raise ValueError(f"likelihood.mismatch = {mode!r}: use auto, none, panel, lambda or a number in [0, 1)")
     profile = [{"lambda": 0.0, "nll": nll_0, "s2": s2_0, "init_log_scale": c_0}]
     for mm in MISMATCH_GRID:     # each from the starting point, not the last fit: a collapsed c (h2 -> 0) stays
         v, s2_w, c_w, _ = _fit(windows, aux, N, alpha, init_log_scale, s2_init, mm)
@@ -154,7 +201,8 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
     gain = nll_0 - fitted["nll"]
     lr = 2.0 * gain
     use = lr > LR_THRESHOLD
-    out = {**base, "lambda_ml": fitted["lambda"], "nll_gain": gain, "lr_statistic": lr, "lr_threshold": LR_THRESHOLD,
+    out = {**base, "panel_size": 0, "lambda_ml": fitted["lambda"], "nll_gain": gain, "lr_statistic": lr,
+           "lr_threshold": LR_THRESHOLD,
            "lambda_profile": profile,
            "lambda_source": ("maximum likelihood (likelihood-ratio test vs lambda = 0: significant)" if use else
                              "0: maximum-likelihood lambda not significantly better than 0 (likelihood-ratio test)")}
@@ -272,26 +320,39 @@ def _mismatch_active(mode) -> bool:
 
 
 def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0.5, 2.0), accept_outside=False,
-                      trait="trait", mismatch="auto", mismatch_windows: int = 16, mismatch_seed: int = 0) -> dict:
+                      trait="trait", mismatch="auto", mismatch_windows: int = 16, mismatch_seed: int = 0,
+                      panel_size: int = 0) -> dict:
     """The estimate_s2 rule: the trait's per-window residual variance s2, sample size N and the starting
     scale of every prior. s2 is fitted by maximum likelihood jointly with a constant prior on all training
     windows, streamed one window at a time into their sufficient statistics (`constant_prior_statistics`,
     `fit_constant_streamed`: memory of one window); `s2_sheet`, the trait sheet's value, wins when given. The
     LD-score-regression intercept is recorded beside it as a cross-check. `manifests`: the factor manifests of
     all chromosomes (M). A fitted s2 outside `s2_range` stops the run with an explanation unless
-    `accept_outside`. Writes and returns the JSON record. `mismatch` (config likelihood.mismatch): auto, none
-    or a fixed lambda of R~ = (1 - l) R + l I (`fit_mismatch`, on `mismatch_windows` training windows drawn
-    with `mismatch_seed`, `choose_mismatch_windows`; they are held in memory together); the chosen 'lambda'
-    is recorded and used by training and evaluation. 'h2_constant' is the fitted constant prior's
-    heritability M mean_m (p_m(1 - p_m))^alpha e^c (App. A.5)."""
+    `accept_outside`. Writes and returns the JSON record.
+
+    `mismatch` (config likelihood.mismatch): 'auto' ('panel' when `panel_size` > 0, the people of an LD
+    panel that is not the statistics' own; else 'none'), 'none', 'panel' (the finite-panel correction
+    `likelihood.mismatch.correct_panel` of every window, a fixed transform, so still streamed), 'lambda' or a
+    fixed lambda of R~ = (1 - l) R + l I (`fit_mismatch`, on `mismatch_windows` training windows drawn with
+    `mismatch_seed`, `choose_mismatch_windows`; they are held in memory together). The chosen 'lambda' and
+    'panel_size' are recorded and used by training and evaluation (`likelihood.mismatch.Mismatch.from_record`).
+    'h2_constant' is the fitted constant prior's heritability M mean_m (p_m(1 - p_m))^alpha e^c (App. A.5)."""
     # M: every variant that has LD and statistics lies in exactly one core
     M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
-    use_mm = _mismatch_active(mismatch)
+    mode = ("panel" if panel_size else "none") if mismatch == "auto" else mismatch
+    if mode == "panel" and not panel_size:
+        raise ValueError("likelihood.mismatch: panel needs the LD panel's size (ld.panel_size, or ld.source: plink)")
+    use_mm = mode != "panel" and _mismatch_active(mode)
     names = [n for n, *_ in ok_windows(chrom_inputs)]
     subset = set(choose_mismatch_windows(names, int(mismatch_windows), int(mismatch_seed))) if use_mm else set()
-    stats, z2, l, ns, freq, held = [], [], [], [], [], []
+    stats, pstats, kept, total, z2, l, ns, freq, held = [], [], 0, 0, [], [], [], [], []
     for name, fac, st, p in iter_windows(chrom_inputs):
         stats.append(constant_prior_statistics(fac["G"], st["y"], fac["lam"], fac["freq"], alpha))
+        if mode == "panel":
+            Gc, yc, lc = mm_lik.correct_panel(fac["G"], st["y"], fac["lam"], int(fac["core"].shape[0]), panel_size)
+            pstats.append(constant_prior_statistics(Gc, yc, lc, fac["freq"], alpha))
+            kept, total = kept + lc.shape[0], total + len(fac["lam"])
+            del Gc
         z2.append(st["z2"])
         l.append(st["ldscore"])
         ns.append(st["n"])
@@ -312,17 +373,26 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     n_windows = len(stats)
     del stats
     if use_mm:
-        sub = fit_mismatch([w for w, _ in held], [x for _, x in held], N, alpha, c0, mode=mismatch, trait=trait)
+        sub = fit_mismatch([w for w, _ in held], [x for _, x in held], N, alpha, c0, mode=mode, trait=trait)
         lam_mm = float(sub["lambda"])
         # lambda = 0: the all-window fit (the subset only decided that the mismatch model is not needed)
         s2_ml, c_ml = (sub["s2"], sub["init_log_scale"]) if lam_mm > 0 else (s2_all, c_all)
         mm_info = {k: v for k, v in sub.items() if k not in ("s2", "init_log_scale", "lambda", "lambda_source")}
         mm_info.update(windows=[w.name for w, _ in held], n_windows=len(held), seed=int(mismatch_seed))
-        fit = {"lambda": lam_mm, "lambda_source": sub["lambda_source"]}
+        fit = {"lambda": lam_mm, "lambda_source": sub["lambda_source"], "panel_size": 0}
+    elif mode == "panel":
+        s2_ml, c_ml, nll_p = fit_constant_streamed(pstats, N, c0)
+        del pstats
+        lam_mm = 0.0
+        mm_info = {"nll": nll_p, "s2_lambda0": s2_all, "init_log_scale_lambda0": c_all, "nll_lambda0": nll_all,
+                   "kept_directions": kept, "directions": total}
+        fit = {"lambda": 0.0, "panel_size": int(panel_size),
+               "lambda_source": f"none: finite-panel correction for a panel of {int(panel_size)} people"}
+        _report_panel(trait, s2_ml, s2_all, panel_size, kept, total)
     else:
         s2_ml, c_ml, lam_mm = s2_all, c_all, 0.0
         mm_info = {"nll": nll_all, "s2_lambda0": s2_all, "init_log_scale_lambda0": c_all, "nll_lambda0": nll_all}
-        fit = {"lambda": 0.0, "lambda_source": "none (likelihood.mismatch: none)"}
+        fit = {"lambda": 0.0, "lambda_source": "none (likelihood.mismatch: none)", "panel_size": 0}
     s2 = float(s2_sheet) if given else s2_ml
     lo, hi = s2_range
     if not (math.isfinite(s2) and s2 > 0):
@@ -342,6 +412,7 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     h2_const = float(M * np.mean(np.clip(freq * (1 - freq), 1e-12, None) ** alpha) * math.exp(c_ml))
     info = {"s2": s2, "source": "trait sheet" if given else "maximum likelihood (constant prior)",
             "s2_ml": s2_ml, "init_log_scale": c_ml, "lambda": lam_mm, "lambda_source": fit["lambda_source"],
+            "panel_size": fit["panel_size"],
             "h2_constant": h2_const, "s2_ldsr_intercept": s2_ldsr, "h2_ldsr": h2_ldsr,
             "N": N, "M": M, "n_windows": n_windows, "s2_all_windows": s2_all, "init_log_scale_all_windows": c_all,
             "nll_all_windows": nll_all, "mismatch": mm_info}

@@ -160,10 +160,11 @@ class WindowReader:
     The stats files are opened lazily in each process (open handles are not pickled).
     """
 
-    def __init__(self, windows: dict, annotations=None, tracks=None):
+    def __init__(self, windows: dict, annotations=None, tracks=None, with_u: bool = False):
         self.windows = dict(windows)                 # name -> (factor npz, stats npz)
         self.annotations = annotations
         self.tracks = tracks
+        self.with_u = with_u                         # U too (the mismatch lambda of R~ needs it)
         self._stats = {}
 
     def __getstate__(self):
@@ -180,6 +181,8 @@ class WindowReader:
         fac = load_factors(factor_path)
         item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"], "keys": fac["keys"],
                 "y": self._y(stats_path, name), "pred": pred_features(fac, annotation_block(self.annotations, fac["keys"])[0])}
+        if self.with_u:
+            item["U"] = fac["U"]
         if self.tracks is not None:
             item["chrom"], item["pos_grch38"] = self.tracks.positions(fac["keys"])
         return item
@@ -194,16 +197,17 @@ class EpochWindows(WindowDataset):
     exactly where the full epoch would have been (runs of neighbours stay with one worker).
     """
 
-    def __init__(self, *args, scaler: FeatureScaler, start: int = 0, **kw):
+    def __init__(self, *args, scaler: FeatureScaler, start: int = 0, mismatch=0.0, **kw):
         super().__init__(*args, as_torch=False, **kw)
-        self.scaler, self.start = scaler, int(start)
+        self.scaler, self.start, self.mismatch = scaler, int(start), mismatch
 
     def _item(self, name, cache):
         item = super()._item(name, cache)
         pred = item["pred"]
         if "features_missing" in item:
             pred = np.concatenate([pred, item["features_missing"][:, None].astype(np.float64)], 1)
-        return make_window(name, item, item["y"], self.scaler.transform(pred), tracks=item.get("features"))
+        return make_window(name, item, item["y"], self.scaler.transform(pred), tracks=item.get("features"),
+                           mismatch=self.mismatch)
 
     def __iter__(self):
         info = get_worker_info()
@@ -233,7 +237,7 @@ class StreamingWindows:
     """
 
     def __init__(self, chrom_inputs, annotations=None, tracks=None, scaler: FeatureScaler | None = None,
-                 run_length: int = 4, num_workers: int = 2, prefetch: int = 2):
+                 run_length: int = 4, num_workers: int = 2, prefetch: int = 2, mismatch=0.0):
         rows = ok_windows(chrom_inputs)
         if not rows:
             raise ValueError("no factorised training windows")
@@ -245,7 +249,9 @@ class StreamingWindows:
         if scaler is None:
             scaler, self.counts = fit_scaler_streaming(chrom_inputs, annotations, tracks)
         self.scaler = scaler
-        self.reader = WindowReader({r[0]: (r[1], r[2]) for r in rows}, annotations, tracks)
+        self.mismatch = mismatch                     # likelihood.mismatch.Mismatch (or a lambda) of s2.json
+        self.reader = WindowReader({r[0]: (r[1], r[2]) for r in rows}, annotations, tracks,
+                                   with_u=bool(getattr(mismatch, "needs_u", mismatch)))
         self.run_length, self.num_workers, self.prefetch = max(1, int(run_length)), int(num_workers), int(prefetch)
 
     def __len__(self) -> int:
@@ -267,7 +273,7 @@ class StreamingWindows:
             gather = partial(gather_kept, self.tracks.store, w=self.tracks.w, keep=keep)
             norm = (self.tracks.mean[keep], self.tracks.sd[keep])
         ds = EpochWindows(self.names, self.reader, gather, seed=seed, run_length=self.run_length,
-                                    normalisation=norm, scaler=self.scaler, start=start)
+                                    normalisation=norm, scaler=self.scaler, start=start, mismatch=self.mismatch)
         ds.set_epoch(epoch)
         return ds
 

@@ -63,6 +63,7 @@ from .formats.checkpoint import load_checkpoint, open_metrics, save_checkpoint
 from .formats.model_file import ModelFile
 from .io import read_json
 from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
+from .likelihood.mismatch import Mismatch
 from .priors import build_prior
 from .shared_forward import NeighbourRuns, group_backward
 from .sources import StreamingWindows, as_window_source, load_windows, use_streaming
@@ -464,17 +465,14 @@ def train_prior(chrom_inputs, s2_json, annotations_path, model, objective, prior
     s2, N = s2info["s2"], s2info["N"]
     annotations = read_annotations(annotations_path)
     ann_names = list(annotations.columns) if annotations is not None else []
-    mm = float(s2info.get("lambda", 0.0))      # LD mismatch of R~ = (1 - lambda) R + lambda I (deepwas.s2)
+    mm = Mismatch.from_record(s2info)      # LD that is not the statistics' own (deepwas.s2): corrected windows
     stream = use_streaming(train_cfg["stream"], chrom_inputs, tracks)
-    if stream and mm > 0:
-        raise NotImplementedError(f"{s2_json}: mismatch lambda = {mm:g}, but streamed training does not apply the "
-                                  "mismatch model yet; set train.stream: false, or likelihood.mismatch: none")
     if stream:   # windows read from disk during training (UKBB scale)
         loaded = None
         # with the shared forward, runs as long as an accumulation group: a group's windows are neighbours
         run = train_cfg["accumulate"] if train_cfg["shared_forward"] and train_cfg["accumulate"] > 1 else 4
         windows = StreamingWindows(chrom_inputs, annotations, tracks, num_workers=train_cfg["num_workers"],
-                                   prefetch=train_cfg["prefetch"], run_length=run)
+                                   prefetch=train_cfg["prefetch"], run_length=run, mismatch=mm)
         scaler = windows.scaler
     else:
         loaded = load_windows(chrom_inputs, annotations, tracks)

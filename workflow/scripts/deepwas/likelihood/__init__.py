@@ -2,8 +2,9 @@
 
 Every factor-based solver is a callable `solver(phi, s2, G, y, lam) -> NLL_i(phi)` (a 0-d tensor,
 differentiable in phi). `get_solver(name, **options)` returns one by the name used in the config.
-`nll_null` is exact and shared by all solvers. `mismatch` is the likelihood under R~ = (1 - lambda) R + lambda I
-(LD that is not the statistics' own); at a fixed lambda it is any solver on `mismatch.regularise`'s factors.
+`nll_null` is exact and shared by all solvers. `mismatch` handles LD that is not the statistics' own: the
+finite-panel correction of a reference panel's spectrum, and R~ = (1 - lambda) R + lambda I; both are any solver
+on `mismatch.regularise`'s factors.
 """
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ genome of M_genome variants, of which this region holds M),
 
 so that the per-window s2 is 1 (every other variant of the genome is noise of the phenotype and of z).
 The likelihood is then fitted with LD from (a) the cohort itself, (b) a panel of the same population,
-(c) a panel of population B, with and without the mismatch model, and scored on held-out windows.
+(c) a panel of population B, without a correction (none), with the workflow's default (auto: the finite-panel
+correction for (b) and (c), nothing for (a)) and with the fitted lambda of R~ (lambda), and scored on
+held-out windows.
 """
 from __future__ import annotations
 
@@ -88,14 +90,18 @@ def make_windows(R: np.ndarray, z: np.ndarray, freq: np.ndarray, core_size: int,
     return windows, aux
 
 
-def heldout_gain(windows, aux, N, alpha, c, s2, mm) -> float:
-    """Sum over windows of NLL_null - NLL_model of the constant prior (App. C.2), under R~ with mismatch mm."""
+def heldout_gain(windows, aux, N, alpha, c, s2, mm, panel_size: int = 0) -> float:
+    """Sum over windows of NLL_null - NLL_model of the constant prior (App. C.2), under R~ with mismatch mm,
+    on the finite-panel-corrected windows when `panel_size` > 0 (model and null on the same statistic)."""
     total = 0.0
     with torch.no_grad():
         for w, (U, core) in zip(windows, aux):
             p = w.inputs["freq"]
             phi = N * torch.exp(alpha * torch.log((p * (1 - p)).clamp_min(1e-12)) + c)
-            if mm == 0.0:
+            if panel_size:
+                G, y, lam = mm_lik.regularise(w.G, w.y, w.lam, U, core, mm_lik.Mismatch(mm, panel_size))
+                total += float(exact.nll_null(s2, y, lam) - exact.nll(phi, s2, G, y, lam))
+            elif mm == 0.0:
                 total += float(exact.nll_null(s2, w.y, w.lam) - exact.nll(phi, s2, w.G, w.y, w.lam))
             else:
                 total += float(mm_lik.nll_null(s2, mm, w.y, w.lam) - mm_lik.nll(phi, s2, mm, w.G, w.y, w.lam, U, core))
@@ -103,7 +109,8 @@ def heldout_gain(windows, aux, N, alpha, c, s2, mm) -> float:
 
 
 def run(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_000_000, core_size=150, flank=300,
-        seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8) -> list[dict]:
+        seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8,
+        modes=("none", "auto", "lambda")) -> list[dict]:
     """Rows (ld source, mismatch mode) with fitted s2, lambda, h2 of the constant prior vs truth and held-out gain.
 
     The first half of the region's windows is the training set, the second half the held-out set. `flank`
@@ -135,14 +142,18 @@ def run(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_00
         half = len(windows) // 2
         tr, ho = (windows[:half], aux[:half]), (windows[half:], aux[half:])
         c0 = math.log(h2 / M_genome)
-        for mode in ("none", "auto"):
-            fit = fit_mismatch(tr[0], tr[1], N, alpha, c0, mode=mode)
+        panel = 0 if label.startswith("a") else n_panel       # what the workflow passes: plink / local panels
+        for mode in modes:
+            fit = fit_mismatch(tr[0], tr[1], N, alpha, c0, mode=mode, panel_size=panel, trait=label[0])
             M_train = sum(w.n_core for w in tr[0])
             f_train = np.concatenate([w.inputs["freq"].numpy()[aux_i[1].numpy()] for w, aux_i in zip(*tr)])
             h2_hat = float(M_genome * np.mean(np.clip(f_train * (1 - f_train), 1e-12, None) ** alpha)
                            * math.exp(fit["init_log_scale"]))
-            gain = heldout_gain(ho[0], ho[1], N, alpha, fit["init_log_scale"], fit["s2"], fit["lambda"])
+            gain = heldout_gain(ho[0], ho[1], N, alpha, fit["init_log_scale"], fit["s2"], fit["lambda"],
+                                fit["panel_size"])
             rows.append({"ld": label, "mismatch": mode, "s2": fit["s2"], "lambda": fit["lambda"],
+                         "panel_size": fit["panel_size"],
+                         "kept": fit.get("kept_directions", 0) / max(fit.get("directions", 1), 1),
                          "lambda_ml": fit.get("lambda_ml", 0.0), "lr_statistic": fit.get("lr_statistic", 0.0),
                          "h2": h2_hat, "h2_true": h2, "heldout_gain": gain, "M": M, "M_train": M_train,
                          "n_train": len(tr[0]), "n_heldout": len(ho[0]), "h2_region_true": h2_region_true})
