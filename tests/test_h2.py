@@ -41,7 +41,7 @@ def windows(msprime_ld, torch_one_thread):
         factors = dict(G=fac.G, lam=fac.lam, U=fac.U, core=fac.core, ldscore=fac.ldscore, freq=freq)
         name = f"chr1_{start}_{start + m_win}"
         out.append(make_window(name, factors, fac.whiten(z[core]), pred))
-        LDSR_EXTRAS[name] = ldsr_inputs(factors, z[core] ** 2, fac.ldscore[core])
+        LDSR_EXTRAS[name] = ldsr_inputs(factors, z[core] ** 2, fac.ldscore[core], panel_size=200)
     assert len(out) == 20
     return out
 

@@ -43,8 +43,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .window import WindowData
+from .formats.annotations import read_annotations
+from .formats.model_file import ModelFile
+from .io import read_json, write_table
+from .ldsr import ldsr_inputs
 from .likelihood import exact
+from .sources import iter_windows
+from .window import WindowData, make_window
 
 H2_COLUMNS = ["Category", "Kind", "M", "h2", "h2_std_error", "h2_ldsr", "h2_snpvar", "Prop._SNPs", "Prop._h2",
               "Prop._h2_std_error", "Enrichment", "Enrichment_std_error", "tau_star", "tau_star_std_error",
@@ -334,3 +339,43 @@ def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_block
         reps, _ = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective=objective)
         method = f"block jackknife, {resolve_method(method, len(reps), objective)}"
     return h2_table(ev["f"], ev["chrom"], ev["categories"], reps, h2_ldsr, h2_snpvar, method)
+
+
+def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotations_path, out, n_blocks: int,
+                   method: str, harmonised=None, priors_summary=None, tracks=None) -> pd.DataFrame:
+    """Rule prior_h2: the h2 / enrichment table of a trained prior (`prior_h2`), written to `out`.
+
+    train_inputs: (factor_dir, manifest, stats) of the training chromosomes (the jackknife refits the
+    training objective there); all_factor_inputs: (factor_dir, manifest) of every chromosome, whose core
+    variants held by the trait's harmonised table (with its frequencies) make the M variants of h2;
+    priors_summary: the prior files' summary JSON (their sum of SNPVAR, beside h2); tracks: a
+    `features.variants.VariantTracks` or None. Returns the table."""
+    from .export import iter_core_features, prior_from_checkpoint, read_harmonised_variants
+
+    s2info = read_json(s2_json)
+    ck = ModelFile.load(model_path)
+    have = tracks.track_names if tracks is not None else []
+    prior, scaler = prior_from_checkpoint(ck, have, str(model_path))
+    annotations = read_annotations(annotations_path)
+    freq = None
+    if harmonised is not None:
+        h = read_harmonised_variants(harmonised)
+        freq = pd.Series(pd.to_numeric(h["eaf"]).to_numpy(dtype=np.float64), index=h.index)
+    ev = eval_set(prior, scaler, iter_core_features(all_factor_inputs, annotations, tracks, freq), have)
+    windows = loss = None
+    if ck.model in ("constant", "glm"):
+        loaded = list(iter_windows(train_inputs, annotations, tracks))
+        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+        extras = {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded} \
+            if ck.objective == "ldsr" else None
+        del loaded
+        loss = objective_loss(ck.objective, s2info["N"], s2info["s2"], extras,
+                              min(max(s2info.get("h2_ldsr", 0.1), 0.01), 0.9), s2info["M"])
+    summary = read_json(priors_summary) if priors_summary else {}
+    h2_snpvar = {f"chr{c}": v["h2"] for c, v in summary.get("per_chromosome", {}).items()}
+    if summary:
+        h2_snpvar["total"] = summary["h2"]
+    table = prior_h2(prior, ck.model, ev, windows, loss, n_blocks, method, s2info.get("h2_ldsr"), h2_snpvar,
+                     objective=ck.objective)
+    write_table(out, table)
+    return table
