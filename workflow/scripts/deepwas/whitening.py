@@ -149,7 +149,10 @@ def whiten_trait(z: pd.Series, n: pd.Series, freq: pd.Series, windows: Iterable[
                         "ldscore": np.asarray(fac["ldscore"], dtype=np.float64)[view.ext[view.core]],
                         "n": n.reindex(ck).to_numpy(dtype=np.float64), "ext": view.ext, "core": view.core,
                         "freq": freq.reindex(keys[view.ext]).to_numpy(dtype=np.float64),
-                        "G": view.G, "lam": view.lam, "U": view.U}
+                        "lam": view.lam}
+        if view.restricted:      # stored like the shared factors (ld.factor_dtype); computed in float64
+            arrays[name].update(G=view.G.astype(np.asarray(fac["G"]).dtype, copy=False),
+                                U=view.U.astype(np.asarray(fac["U"]).dtype, copy=False))
         rows.append(row | {"status": "ok", "n_core": int(view.core.size), "n_extended": int(view.ext.size),
                            "rank": int(view.y.size), "restricted": view.restricted})
     table = pd.DataFrame(rows, columns=["window", "status", "n_core", "n_extended", "rank", "n_core_without_stats",
