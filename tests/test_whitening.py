@@ -303,3 +303,25 @@ def test_adding_a_trait_plans_no_ld_factors_and_no_training_of_the_other_traits(
         if "trait" in wc:
             assert wc["trait"] == "other", (rule, wc)            # nothing of trait 'enriched' reruns
     assert sum(r == "whiten" for r, _ in jobs) == 3 and sum(r == "train" for r, _ in jobs) == 1
+
+
+def test_factor_frequencies_come_from_the_ld_source(chromosome, tmp_path):
+    """The factors' freq is the LD panel's (harmonise.reference_frequencies here; a window file's own `freq`
+    column otherwise), never a trait's: a table given for allele2 counts as 1 - freq of allele1."""
+    run = chromosome
+    t = run["tmp"]
+    v = run["variants"]
+    ref_freq = np.random.default_rng(8).uniform(0.05, 0.95, len(v))
+    swap = np.arange(len(v)) % 3 == 0                      # some rows written for the other allele
+    table = pd.DataFrame({"chromosome": "chr1", "position": v["position"],
+                          "allele1": np.where(swap, v["allele2"], v["allele1"]),
+                          "allele2": np.where(swap, v["allele1"], v["allele2"]),
+                          "freq": np.where(swap, 1 - ref_freq, ref_freq)})
+    table.to_csv(tmp_path / "ref.tsv", sep="\t", index=False)
+    ld_factors_script.main([str(t / n) for n in run["names"]], t / "cores.tsv", tmp_path / "f", tmp_path / "m.tsv",
+                           1e-6, 1e-4, PSDLimits(), panel_size=300, reference_frequencies=tmp_path / "ref.tsv")
+    by_key = pd.Series(ref_freq, index=variant_key(v).to_numpy())
+    for name in run["names"]:
+        fac = load_factors(tmp_path / "f" / f"{name}.npz", ("keys", "freq"))
+        np.testing.assert_allclose(fac["freq"], by_key[fac["keys"]].to_numpy(), rtol=1e-12)
+    assert (pd.read_csv(tmp_path / "m.tsv", sep="\t")["n_without_frequency"] == 0).all()
