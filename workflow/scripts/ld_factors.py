@@ -119,7 +119,8 @@ def main(window_prefixes, cores_path, out_dir, out_manifest, rtol, diag_atol, li
         flush(len(windows))
     write_manifest(out_manifest, rows)
     man = pd.DataFrame(rows)
-    in_lr = {x for v, kk, w in zip(lists, keys, windows) for x in kk[in_regions(w.chrom, v["position"].to_numpy(), excluded)]}
+    in_lr = {x for v, kk, w in zip(lists, keys, windows)
+             for x in kk[in_regions(w.chrom, v["position"].to_numpy(), excluded)]}
     log.info("%d windows, %d factorised; %d LD variants lie in long-range-LD regions (in no core); %d window "
              "rows without a panel frequency", len(man), int((man["status"] == "ok").sum()), len(in_lr),
              int(man["n_without_frequency"].sum()))

@@ -112,8 +112,8 @@ def iter_core_features(factor_inputs, annotations=None, tracks=None, freq: pd.Se
             else:
                 f = np.asarray(fac["freq"], dtype=np.float64)[core]
                 if np.isnan(f).any():
-                    raise ValueError(f"{factor_dir}/{name}.npz: {int(np.isnan(f).sum())} core variants have no LD-panel "
-                                     "allele frequency; score a trait's variants (its harmonised table gives them) "
+                    raise ValueError(f"{factor_dir}/{name}.npz: {int(np.isnan(f).sum())} core variants have no "
+                                     "LD-panel allele frequency; score a trait's variants (its harmonised table gives them) "
                                      "or use an LD source that records frequencies (harmonise.reference_frequencies)")
             keys = fac["keys"][core].astype(str)
             sub = {"freq": f, "ldscore": fac["ldscore"][core]}

@@ -2,10 +2,10 @@
 
 A factor file holds what the likelihood of one window needs, from `ld_factors.factorise`: G (m x r),
 lam (r), U (n x r), the core index (n), the whole-window LD score of every (i)+ variant, the variants'
-positions, keys ('chrom:pos:a1:a2') and LD-panel frequencies of allele1 (NaN where the LD source records none),
-and the LD panel size. They depend on the LD source only: every variant of the window file is in (i)+, and
-each trait's restriction to its own variants lives in its whitened statistics (`formats.whitened`). The manifest (`{chrom}.manifest.tsv`)
-has one row per window: window, status ('ok' or 'excluded: ...'), n_core, n_extended, rank and the PSD
+positions, keys ('chrom:pos:a1:a2') and LD-panel frequencies of allele1 (NaN where the LD source records
+none), and the LD panel size. They depend on the LD source only: every variant of the window file is in (i)+,
+and each trait's restriction to its own variants lives in its whitened statistics (`formats.whitened`). The
+manifest (`{chrom}.manifest.tsv`) has one row per window: window, status ('ok' or 'excluded: ...'), n_core, n_extended, rank and the PSD
 repair counts.
 """
 from __future__ import annotations
