@@ -89,7 +89,8 @@ def test_import_graph_is_acyclic():
 
 # Top-level modules and packages in import order (README "Where things are"): a module may import only
 # modules of its own entry or of entries before it. A new module goes where its imports put it.
-LAYERS = ["config", "io", "windows", "harmonise", "liftover", "encode", "downloads", "ldscore", "ld_factors", "formats", "panel", "linalg",
+LAYERS = ["config", "io", "windows", "harmonise", "liftover", "encode", "downloads", "ldscore", "ld_factors",
+          "whitening", "formats", "panel", "linalg",
           "likelihood", "window", "features", "ldsr", "sources", "networks", "priors", "s2", "shared_forward", "distributed", "training",
           "evaluation", "export", "h2", "region", "plots", "simulation"]
 

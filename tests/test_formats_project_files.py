@@ -30,8 +30,16 @@ def test_factors_and_manifest_round_trip(msprime_ld, tmp_path):
                                         {"window": "w2", "status": "excluded: empty core", "n_core": 0,
                                          "n_extended": 3}])
     assert list(ok_rows(tmp_path / "m.tsv")["window"]) == ["w1"]
+    base = {"y": np.ones(10), "z2": np.ones(10), "ldscore": np.ones(10), "n": np.ones(10)}
+    write_whitened(tmp_path / "s.npz", {"w1": base})               # no trait view: the manifest's sizes
     assert ok_windows([(tmp_path, tmp_path / "m.tsv", tmp_path / "s.npz")]) == \
         [("w1", tmp_path / "w1.npz", tmp_path / "s.npz", 10, 30)]
+    view = {"ext": np.arange(25), "core": np.arange(10, 18), "freq": np.full(25, 0.3)}
+    write_whitened(tmp_path / "v.npz", {"w1": base | view})         # the trait's view: its own sizes
+    assert ok_windows([(tmp_path, tmp_path / "m.tsv", tmp_path / "v.npz")]) == \
+        [("w1", tmp_path / "w1.npz", tmp_path / "v.npz", 8, 25)]
+    write_whitened(tmp_path / "e.npz", {})                           # no statistics in the window: left out
+    assert ok_windows([(tmp_path, tmp_path / "m.tsv", tmp_path / "e.npz")]) == []
     (tmp_path / "bad.tsv").write_text("window\tstatus\nw1\tok\n")
     with pytest.raises(ValueError, match="bad.tsv: factor manifest lacks"):
         read_manifest(tmp_path / "bad.tsv")

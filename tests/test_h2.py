@@ -41,7 +41,7 @@ def windows(msprime_ld, torch_one_thread):
         factors = dict(G=fac.G, lam=fac.lam, U=fac.U, core=fac.core, ldscore=fac.ldscore, freq=freq)
         name = f"chr1_{start}_{start + m_win}"
         out.append(make_window(name, factors, fac.whiten(z[core]), pred))
-        LDSR_EXTRAS[name] = ldsr_inputs(factors, z[core] ** 2, fac.ldscore[core])
+        LDSR_EXTRAS[name] = ldsr_inputs(factors, z[core] ** 2, fac.ldscore[core], panel_size=200)
     assert len(out) == 20
     return out
 
@@ -154,3 +154,105 @@ def test_ldsr_objective_jackknife_refits_to_each_replicates_optimum(windows, mod
         assert np.abs(np.delete(gb, b, 0).sum(0)).max() < 1e-6 * np.abs(H.sum(0)).max()
     set_theta(prior, theta)
     assert np.all(jackknife_se(reps) > 0)
+
+
+# --- the prior_h2 rule's path on demo-like data: Newton replicates against full refits ------------------------------
+
+WIN_LEN, WIN_STRIDE, CHROM_LEN = 150_000, 50_000, 600_000
+NEWTON_SE_RTOL = 0.05      # measured: total-h2 SE 0.06% (constant) and 2.7% (GLM) apart; README, RESULTS.md
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, msprime_chromosome, msprime_genotypes, torch_one_thread):
+    """Two msprime chromosomes of 300 people, ten 150-kb windows each on a 50-kb stride, a summary-level GWAS of
+    N = 5,000 with h2 = 0.3 spread over every variant (z = sqrt(N) R beta + R^1/2 e with the chromosome's R, as
+    the demo does), through the ld_factors, whiten and estimate_s2 steps. As in the demo, the chance correlations
+    of a 300-person panel carry the rest of the chromosome into each window as noise of the form s2 R: s2 is
+    fitted (about 4 here)."""
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from deepwas.formats.ukbb_ld import write_ld_window
+    from deepwas.ld_factors import PSDLimits
+    from deepwas.simulation.cohort import ld_matrix
+    from deepwas.windows import core_table, tile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+    import ld_factors as ld_factors_script
+    import whiten as whiten_script
+
+    root = tmp_path_factory.mktemp("h2pipe")
+    rng = np.random.default_rng(11)
+    n_gwas, h2 = 5_000.0, 0.3
+    harm, train, allf = [], [], []
+    for c, seed in (("1", 21), ("2", 22)):
+        chrom = msprime_chromosome(300, CHROM_LEN, seed)
+        X = msprime_genotypes(300, CHROM_LEN, seed)
+        M = X.shape[0]
+        v = pd.DataFrame({"rsid": [f"rs{c}_{k}" for k in range(M)], "chromosome": c, "position": chrom.positions,
+                          "allele1": chrom.allele1, "allele2": chrom.allele2})
+        beta = rng.normal(size=M) * np.sqrt(h2 / (2 * M))          # two chromosomes share h2
+        z = np.sqrt(n_gwas) * (X @ (X.T @ beta)) / X.shape[1] + X @ rng.normal(size=X.shape[1]) / np.sqrt(X.shape[1])
+        harm.append(v.assign(z=z, n=n_gwas, eaf=chrom.freq))
+        wins = tile(c, CHROM_LEN, WIN_LEN, WIN_STRIDE)
+        prefixes = []
+        for w in wins:
+            idx = np.flatnonzero((chrom.positions >= w.start) & (chrom.positions < w.end))
+            write_ld_window(root / "ld" / w.name, ld_matrix(X[idx]), v.iloc[idx].reset_index(drop=True))
+            prefixes.append(str(root / "ld" / w.name))
+        man = pd.DataFrame({"name": [w.name for w in wins], "chromosome": c, "start": [w.start for w in wins],
+                            "end": [w.end for w in wins], "kind": "npz"})
+        core_table(man, WIN_LEN, WIN_STRIDE).to_csv(root / f"cores{c}.tsv", sep="\t", index=False)
+        fdir, fman = root / f"factors/chr{c}", root / f"factors/chr{c}.manifest.tsv"
+        ld_factors_script.main(prefixes, root / f"cores{c}.tsv", fdir, fman, 1e-6, 1e-4, PSDLimits(), panel_size=300)
+        train.append((fdir, fman, root / f"stats{c}.npz"))
+        allf.append((fdir, fman))
+    pd.concat(harm, ignore_index=True).to_csv(root / "t.tsv.gz", sep="\t", index=False)
+    for fdir, fman, st in train:
+        whiten_script.main(str(root / "t.tsv.gz"), str(fdir), str(fman), str(st), rtol=1e-6)
+    M_all = sum(len(h) for h in harm)
+    from deepwas.s2 import estimate_trait_s2
+    estimate_trait_s2(train, [m for _, m in allf], None, 0.7, root / "s2.json", s2_range=(0.5, 100.0), trait="t",
+                      mismatch="none")
+    return root, train, allf, M_all
+
+
+def _model_file(path, model, train_inputs, s2_json):
+    """A prior at the fitted constant's scale (what training starts from; the jackknife refines it first)."""
+    import json
+
+    from deepwas.features.pred import FeatureScaler, pred_feature_names
+    from deepwas.formats.model_file import ModelFile
+    from deepwas.sources import load_windows
+
+    loaded = load_windows(train_inputs)
+    scaler = FeatureScaler.fit(pred_feature_names([], False), [p for *_, p in loaded])
+    c = json.loads(s2_json.read_text())["init_log_scale"]
+    torch.manual_seed(0)
+    prior = build_prior(model, d_pred=3, d_func=0, init_log_scale=c, alpha=0.7)
+    ModelFile(model=model, objective="deepwas", state=prior.state_dict(), scaler=scaler.state(), d_pred=3, d_func=0,
+              alpha=0.7, learn_alpha=False, init_log_scale=c).save(path)
+
+
+@pytest.mark.parametrize("model", ["constant", "glm"])
+def test_prior_h2_rule_newton_standard_errors_agree_with_refits(pipeline, model):
+    from deepwas.h2 import write_prior_h2
+
+    root, train, allf, M = pipeline
+    _model_file(root / f"{model}.pt", model, train, root / "s2.json")
+    tabs = {}
+    for method in ("newton", "refit"):
+        tabs[method] = write_prior_h2(root / f"{model}.pt", root / "s2.json", train, allf, None,
+                                      root / f"h2_{model}_{method}.tsv", 20, method,
+                                      harmonised=root / "t.tsv.gz").set_index("Category")
+    a, b = tabs["newton"], tabs["refit"]
+    assert a.loc["total", "n_blocks"] == 20 and a.loc["total", "M"] == M
+    assert a.loc["total", "se_method"] == "block jackknife, newton" and b.loc["total", "se_method"].endswith("refit")
+    rel = float(abs(a.loc["total", "h2_std_error"] / b.loc["total", "h2_std_error"] - 1))
+    print(f"\n{model}: h2 {a.loc['total', 'h2']:.4f} SE newton {a.loc['total', 'h2_std_error']:.5f} "
+          f"refit {b.loc['total', 'h2_std_error']:.5f} (relative difference {rel:.4f})")
+    assert 0 < b.loc["total", "h2_std_error"] < a.loc["total", "h2"]
+    np.testing.assert_allclose(a["h2_std_error"], b["h2_std_error"], rtol=NEWTON_SE_RTOL)
+    assert a.loc["total", "h2"] == b.loc["total", "h2"]                    # the point estimate is the trained prior's

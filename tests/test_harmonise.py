@@ -482,9 +482,8 @@ def _s2_pipeline(tmp_path, one_window, c, seed=0, **kw):
     cores = tmp_path / "cores.tsv"
     write_table(cores, core_table(pd.DataFrame({"name": ["chr1_1_300001"], "chromosome": "1", "start": [1],
                                                 "end": [300_001], "kind": "npz"}), 300_000, 100_000))
-    ld_factors_script.main([str(prefix)], [str(harm)], str(cores), str(fdir), str(man), 1e-6, 1e-4, PSDLimits(),
-                           panel_size=PANEL)
-    whiten_script.main(str(harm), str(fdir), str(man), str(st))
+    ld_factors_script.main([str(prefix)], str(cores), str(fdir), str(man), 1e-6, 1e-4, PSDLimits(), panel_size=PANEL)
+    whiten_script.main(str(harm), str(fdir), str(man), str(st), rtol=1e-6)
     out = tmp_path / "s2.json"
     estimate_trait_s2([(str(fdir), str(man), str(st))], [str(man)], None, 0.7, str(out), trait="t", **kw)
     with np.load(fdir / "chr1_1_300001.npz") as f:

@@ -85,3 +85,45 @@ def test_minimiser_for_a_constant_prior_recovers_h2(R):
     assert phi_hat == pytest.approx(slope, rel=1e-6)
     h2_hat = phi_hat * M / N
     assert abs(h2_hat - h2) < 0.06, h2_hat   # sd of h2_hat over seeds is 0.013 here
+
+
+def test_objective_inputs_bias_correct_r2_with_the_panel_size(R):
+    """ldsr_inputs: r2_ik = r_ik^2 - (1 - r_ik^2) / (n - 2) with n the LD panel size of the factor file (LD score
+    regression's correction), rebuilt from the stored factors; the loss moves by what the correction predicts."""
+    from deepwas.ld_factors import factorise
+    from deepwas.ldscore import unbiased_r2
+    from deepwas.ldsr import ldsr_inputs
+
+    # hand numbers: r = 0.5 in a panel of 102 people -> 0.25 - 0.75 / 100; r = 0 -> -1 / 100; the diagonal stays 1
+    np.testing.assert_allclose(r2_rows(np.array([[1.0, 0.5, 0.0]]), [0], panel_size=102), [[1.0, 0.2425, -0.01]],
+                               rtol=1e-14)
+    m = 60
+    Rw = 0.9 * R[:m, :m] + 0.1 * np.eye(m)        # full rank: the factors rebuild R[(i), (i)+] to rounding
+    core = np.arange(20, 40)
+    fac = factorise(Rw, core, rtol=1e-12)
+    z = np.random.default_rng(1).normal(size=core.size) * 1.5
+    factors = {"G": fac.G, "lam": fac.lam, "U": fac.U, "core": fac.core, "ldscore": fac.ldscore,
+               "panel_size": np.float64(200)}
+    r2, zc, l = ldsr_inputs(factors, z ** 2)
+    np.testing.assert_allclose(r2.numpy(), unbiased_r2(Rw[core] ** 2, 200), atol=1e-12)
+    np.testing.assert_allclose(r2.numpy(), Rw[core] ** 2 - (1 - Rw[core] ** 2) / 198, atol=1e-12)
+    assert float(r2[0, 20]) == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_array_equal(zc.numpy(), np.abs(z))
+    # the raw r^2 sum over the window is larger by (m - l_raw) / (n - 2) for every core variant
+    raw = (Rw[core] ** 2).sum(1)
+    np.testing.assert_allclose(raw - r2.numpy().sum(1), (m - raw) / 198, rtol=1e-10)
+    # an explicit n wins; a factor file without one is refused
+    np.testing.assert_allclose(ldsr_inputs(factors, z ** 2, panel_size=337_545)[0].numpy(),
+                               Rw[core] ** 2 - (1 - Rw[core] ** 2) / 337_543, atol=1e-12)
+    with pytest.raises(ValueError, match="do not record the LD panel size.*rerun the ld_factors rule"):
+        ldsr_inputs({k: v for k, v in factors.items() if k != "panel_size"}, z ** 2)
+    # the loss with the corrected r2: sum_i w_i (sum_k r2_ik phi_k + s2 - z_i^2)^2, term by term
+    N, h2, M, s2 = 50_000, 0.4, 100_000, 0.9
+    phi = np.full(m, N * h2 / M)
+    w = 1.0 / (np.maximum(l.numpy(), 1) * (N * h2 * np.maximum(l.numpy(), 1) / M + 1.0) ** 2)
+    expected = np.sum(w * (unbiased_r2(Rw[core] ** 2, 200) @ phi + s2 - z ** 2) ** 2)
+    got = ldsr_loss(torch.tensor(phi), s2, r2, zc, np.arange(core.size), N, h2, M, ldscore=l)
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+    uncorrected = ldsr_loss(torch.tensor(phi), s2, torch.tensor(Rw[core] ** 2), zc, np.arange(core.size), N, h2, M,
+                            ldscore=l)
+    assert abs(float(uncorrected) - expected) > 1e-3 * expected

@@ -267,13 +267,14 @@ def _s2_run(tmp_path, chrom, panel_idx, z, **kw):
     cores = tmp_path / "cores.tsv"
     write_table(cores, core_table(pd.DataFrame({"name": ["chr1_1_300001"], "chromosome": "1", "start": [1],
                                                 "end": [300_001], "kind": "npz"}), 300_000, 100_000))
-    ld_factors_script.main([str(tmp_path / "chr1_1_300001")], [str(harm)], str(cores), str(fdir), str(man), 1e-6,
-                           1e-4, PSDLimits(), panel_size=len(panel_idx))
-    whiten_script.main(str(harm), str(fdir), str(man), str(st))
+    ld_factors_script.main([str(tmp_path / "chr1_1_300001")], str(cores), str(fdir), str(man), 1e-6, 1e-4,
+                           PSDLimits(), panel_size=len(panel_idx))
+    trait_man = tmp_path / "t.chr1.manifest.tsv"          # the trait's manifest (its variants: M)
+    whiten_script.main(str(harm), str(fdir), str(man), str(st), str(trait_man), rtol=1e-6)
     out = {}
     for mode in ("none", "auto", "lambda"):
         path = tmp_path / f"s2_{mode}.json"
-        estimate_trait_s2([(str(fdir), str(man), str(st))], [str(man)], None, 0.7, str(path), trait="t",
+        estimate_trait_s2([(str(fdir), str(man), str(st))], [str(trait_man)], None, 0.7, str(path), trait="t",
                           accept_outside=True, mismatch=mode, **kw)
         out[mode] = json.loads(path.read_text())
     return out, (fdir, man, st)

@@ -68,12 +68,12 @@ def data(msprime_ld, tmp_path_factory, torch_one_thread):
 
 
 def _export(root, factor_inputs, plan, model_paths, name):
-    from export_priors import main
+    from deepwas.export import write_prior_files
 
     out_p = {c: root / name / f"chr{c}.parquet" for c in plan}
     out_t = {c: root / name / f"chr{c}.txt.gz" for c in plan}
-    main(plan, model_paths, {c: factor_inputs[c] for c in plan}, root / "harmonised.tsv.gz", None, None, None,
-         out_p, out_t, root / name / "summary.json")
+    write_prior_files(plan, model_paths, {c: factor_inputs[c] for c in plan}, root / "harmonised.tsv.gz", None, None,
+                      out_p, out_t, root / name / "summary.json")
     return {c: read_priors(out_p[c]) for c in plan}, {c: read_priors(out_t[c]) for c in plan}, out_t
 
 
@@ -158,16 +158,16 @@ def test_bad_prior_tables_are_refused(tmp_path):
 
 def test_apply_errors_name_the_problem(data, tmp_path):
     root, factor_inputs, harm, models = data
-    from export_priors import main
+    from deepwas.export import write_prior_files as main
 
     bad = tmp_path / "bad.tsv.gz"
     harm.drop(columns=["rsid", "_freq"]).to_csv(bad, sep="\t", index=False)
     args = ({"1": "m"}, {"m": models["glm"][0]}, {"1": factor_inputs["1"]})
     outs = ({"1": tmp_path / "a.parquet"}, {"1": tmp_path / "a.txt.gz"}, tmp_path / "s.json")
     with pytest.raises(ValueError, match=r"bad.tsv.gz: lacks column\(s\) \['rsid'\]"):
-        main(*args, bad, None, None, None, *outs)
+        main(*args, bad, None, None, *outs)
     other = tmp_path / "other.tsv.gz"
     harm.assign(position=harm["position"] + 1).drop(columns="_freq").to_csv(other, sep="\t", index=False)
     with pytest.raises(ValueError, match="none of the .* variants .* has an rsid"):
-        main(*args, other, None, None, None, *outs)
+        main(*args, other, None, None, *outs)
     assert not (tmp_path / "a.parquet").exists()

@@ -34,7 +34,8 @@ def tile(chrom, R, core_len=50, flank=25):
         fac = factorise(R[np.ix_(ext, ext)], core, rtol=1e-6)
         keys = np.array([f"{chrom}:{1000 + 10 * j}:A:G" for j in ext])
         out.append(FactorWindow(f"chr{chrom}_{lo}_{hi}", chrom, dict(G=fac.G, lam=fac.lam, U=fac.U, core=fac.core,
-                                ldscore=fac.ldscore, keys=keys, freq=freq[ext])))
+                                ldscore=fac.ldscore, keys=keys, freq=freq[ext],
+                                panel_size=200)))                   # msprime_ld's 200 people
         truth_windows.append((R[np.ix_(ext, ext)], ext, core))
     return out, truth_windows
 

@@ -10,6 +10,8 @@ parameters, and a run killed mid-epoch and resumed ends identical.
 """
 import csv
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,49 +20,61 @@ import pytest
 import torch
 
 from deepwas.features.pred import FeatureScaler, pred_feature_names
-from deepwas.formats.factors import save_factors
+from deepwas.formats.ukbb_ld import write_ld_window
+from deepwas.formats.whitened import WhitenedStats
+from deepwas.harmonise import variant_key
 from deepwas.ldsr import LdsrExtras
 from deepwas.sources import InMemoryWindows, StreamingWindows, fit_scaler_streaming, load_windows, use_streaming
 from deepwas.window import make_window
 from deepwas.features.normalise import write_normalisation
 from deepwas.features.tracks import build_track_store
 from deepwas.features.variants import VariantTracks
-from deepwas.ld_factors import factorise
+from deepwas.ld_factors import PSDLimits
 from deepwas.priors import build_prior
 from deepwas.training import TrainConfig, Trainer
+from deepwas.windows import Window, core_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+import ld_factors as ld_factors_script  # noqa: E402
+import whiten as whiten_script  # noqa: E402
 
 N, S2, W, L = 2_000.0, 0.8, 16, 9_000
+WIN_LENGTH, WIN_STRIDE = 2_400, 960             # 40 variants 60 bp apart, cores of 16
 
 
 @pytest.fixture(scope="module")
 def disk(msprime_ld, torch_one_thread, tmp_path_factory):
+    """Windows in the UKBB layout through the rule scripts (ld_factors, then whiten for a trait that lacks a few
+    variants, so that some windows carry the trait's restricted factors)."""
     root = tmp_path_factory.mktemp("stream")
     R = msprime_ld(n_people=100, length=100_000, seed=3)
     rng = np.random.default_rng(0)
     n_var = R.shape[0]
     pos37 = 100 + 60 * np.arange(n_var)
-    keys_all = np.array([f"1:{p}:A:G" for p in pos37])
+    variants = pd.DataFrame({"rsid": [f"rs{k}" for k in range(n_var)], "chromosome": "1", "position": pos37,
+                             "allele1": "A", "allele2": "G"})
+    keys_all = variant_key(variants).to_numpy()
     pos38 = (pos37 + 7).astype(float)
     pos38[::9] = np.nan                                            # unmapped
     pos38[-3:] = L + 50                                            # beyond the store's chromosome
     freq_all = rng.uniform(0.05, 0.95, size=n_var)
-    (root / "factors").mkdir()
-    rows, arrays = [], {}
-    m_win, n_core, step = 40, 16, 16
-    for start in range(0, n_var - m_win + 1, step)[:5]:
-        idx = np.arange(start, start + m_win)
-        fac = factorise(R[np.ix_(idx, idx)], np.arange(12, 12 + n_core), rtol=1e-6)
-        name = f"chr1_{start}_{start + m_win}"
-        save_factors(root / "factors" / f"{name}.npz", fac, pos37[idx], keys_all[idx], freq_all[idx])
-        z = rng.normal(size=n_core) * 1.3
-        arrays[f"y/{name}"] = fac.whiten(z)
-        arrays[f"z2/{name}"] = z ** 2
-        arrays[f"ldscore/{name}"] = fac.ldscore[fac.core]
-        arrays[f"n/{name}"] = np.full(n_core, N)
-        rows.append({"window": name, "status": "ok", "n_core": fac.n, "n_extended": fac.m, "rank": fac.rank})
-    rows.append({"window": "chr1_x", "status": "excluded: empty core", "n_core": 0, "n_extended": 3, "rank": 0})
-    pd.DataFrame(rows).to_csv(root / "manifest.tsv", sep="\t", index=False)
-    np.savez(root / "stats.npz", **arrays)
+    wins = [Window.parse(f"chr1_{s}_{s + WIN_LENGTH}") for s in range(1, 5 * WIN_STRIDE, WIN_STRIDE)]
+    prefixes = []
+    for w in wins:
+        idx = np.flatnonzero((pos37 >= w.start) & (pos37 < w.end))
+        write_ld_window(root / "ld" / w.name, R[np.ix_(idx, idx)], variants.iloc[idx].reset_index(drop=True))
+        prefixes.append(str(root / "ld" / w.name))
+    table = pd.DataFrame({"name": [w.name for w in wins], "chromosome": "1", "start": [w.start for w in wins],
+                          "end": [w.end for w in wins], "kind": "npz"})
+    core_table(table, WIN_LENGTH, WIN_STRIDE).to_csv(root / "cores.tsv", sep="\t", index=False)
+    ld_factors_script.main(prefixes, root / "cores.tsv", root / "factors", root / "manifest.tsv", 1e-6, 1e-4,
+                           PSDLimits(), panel_size=100)
+    keep = np.ones(n_var, dtype=bool)
+    keep[[20, 21, 50]] = False                                     # the trait lacks three core variants
+    variants.assign(z=rng.normal(size=n_var) * 1.3, n=N, eaf=freq_all)[keep].to_csv(root / "t.tsv", sep="\t",
+                                                                                   index=False)
+    whiten_script.main(str(root / "t.tsv"), str(root / "factors"), str(root / "manifest.tsv"),
+                       str(root / "stats.npz"), rtol=1e-6)
     ann = pd.DataFrame({"a": rng.normal(size=n_var), "b": rng.uniform(size=n_var)}, index=keys_all).iloc[5:]
     bws = []
     for t in ["t0", "t1"]:
@@ -117,6 +131,8 @@ def test_streamed_windows_equal_in_memory_windows(disk):
     assert counts["n_missing_tracks"] > 0 and counts["n_variants"] == sum(w.m for w in mem)
     src = StreamingWindows(chrom_inputs, ann, tracks, scaler=scaler, run_length=1, num_workers=0)
     assert len(src) == 5 and src.names == [w.name for w in mem] and src.order_key is None
+    with WhitenedStats(chrom_inputs[0][2]) as st:                 # the trait's own factors in some windows
+        assert 0 < sum(st.restricted(n) for n in src.names) < 5
     assert src.mean_n_core == np.mean([w.n_core for w in mem])
     by_name = {w.name: w for w in mem}
     got = list(src.iter_epoch(5, 0))
@@ -174,8 +190,7 @@ def test_use_streaming(disk):
 
 def test_shared_forward_on_streamed_windows(disk, tmp_path):
     # streamed windows carry the factor files' variant keys for the shared forward; killed mid-epoch and
-    # resumed it ends identical. Rows of one variant in two windows are NOT merged here: the LD-score
-    # feature is summed over each window's own LD matrix and differs between windows
+    # resumed it ends identical
     chrom_inputs, ann, tracks = disk
     mem, scaler = _in_memory(chrom_inputs, ann, tracks)
     src = StreamingWindows(chrom_inputs, ann, tracks, scaler=scaler, run_length=2, num_workers=2)
@@ -193,12 +208,16 @@ def test_shared_forward_on_streamed_windows(disk, tmp_path):
         return prior, out
 
     ref, out = train(tmp_path / "ref")
-    assert out["distinct_rows"] == out["rows"] == 2 * sum(w.m for w in mem)
-    by = {w.name: w for w in mem}
-    a, b = by["chr1_0_40"], by["chr1_16_56"]
-    ia = [list(a.variants).index(k) for k in b.variants[:24]]
-    assert torch.equal(a.inputs["tracks"][ia], b.inputs["tracks"][:24])
-    assert not torch.equal(a.inputs["pred"][ia, 4], b.inputs["pred"][:24, 4])     # the ldscore column
+    # a variant in two neighbouring windows has one row of features: the LD-score feature is its own core
+    # window's (the ld_factors rule), so the shared forward merges the rows of neighbours in one step
+    assert out["distinct_rows"] < out["rows"] == 2 * sum(w.m for w in mem)
+    a, b = mem[0], mem[1]
+    shared = [k for k in b.variants if k in set(a.variants)]
+    assert len(shared) > 10
+    ia = [list(a.variants).index(k) for k in shared]
+    ib = [list(b.variants).index(k) for k in shared]
+    for col in ("tracks", "pred", "freq"):
+        assert torch.equal(a.inputs[col][ia], b.inputs[col][ib])
     _, stopped = train(tmp_path / "run", kill_at=3)
     assert stopped == {"stopped": True}
     again, _ = train(tmp_path / "run")

@@ -12,8 +12,8 @@ rule ld_factors_ablation:
     """Reduced (i)+ (App. A.3): the training chromosomes' LD factors on random runs of variants (ablations.runs.{ablation}.reduced_windows)."""
     input:
         windows=lambda wc: ld_window_inputs(wc.chrom),
-        harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
         cores="results/windows/cores.tsv",
+        reference_frequencies=lambda wc: config["harmonise"]["reference_frequencies"] or [],
     output:
         factors=directory("results/ablations/{ablation}/ld_factors/chr{chrom}"),
         manifest="results/ablations/{ablation}/ld_factors/chr{chrom}.manifest.tsv",
@@ -52,11 +52,15 @@ rule whiten_ablation:
         factors="results/ablations/{ablation}/ld_factors/chr{chrom}",
         manifest="results/ablations/{ablation}/ld_factors/chr{chrom}.manifest.tsv",
     output:
-        "results/ablations/{ablation}/stats/{trait}/chr{chrom}.npz",
+        stats="results/ablations/{ablation}/stats/{trait}/chr{chrom}.npz",
+        manifest="results/ablations/{ablation}/stats/{trait}/chr{chrom}.manifest.tsv",
+        report="results/ablations/{ablation}/stats/{trait}/chr{chrom}.whiten.json",
     log:
         "logs/ablations/{ablation}/whiten/{trait}/chr{chrom}.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        rtol=config["ld"]["eig_rtol"],
     script:
         "../scripts/whiten.py"
 

@@ -1,4 +1,5 @@
-# LD-only precomputation once per window (grouped per chromosome), then the per-trait whitened statistics.
+# LD-only precomputation once per window (grouped per chromosome; it depends on the LD source alone, so adding a
+# trait reruns nothing here), then the per-trait whitened statistics (each trait's restriction to its variants).
 
 LD_FACTORS_MIN_PER_WINDOW = 2  # runtime budget per UKBB window (minutes), from benchmarks/scale.py
 
@@ -29,8 +30,8 @@ rule window_table:
 rule ld_factors:
     input:
         windows=lambda wc: ld_window_inputs(wc.chrom),
-        harmonised=expand("results/harmonised/{trait}.tsv.gz", trait=traits()),
         cores="results/windows/cores.tsv",
+        reference_frequencies=lambda wc: config["harmonise"]["reference_frequencies"] or [],
     output:
         factors=directory("results/ld_factors/chr{chrom}"),
         manifest=report(
@@ -74,11 +75,15 @@ rule whiten:
         factors="results/ld_factors/chr{chrom}",
         manifest="results/ld_factors/chr{chrom}.manifest.tsv",
     output:
-        "results/stats/{trait}/chr{chrom}.npz",
+        stats="results/stats/{trait}/chr{chrom}.npz",
+        manifest="results/stats/{trait}/chr{chrom}.manifest.tsv",
+        report="results/stats/{trait}/chr{chrom}.whiten.json",
     log:
         "logs/whiten/{trait}/chr{chrom}.log",
     conda:
         "../../envs/deepwas.yaml"
+    params:
+        rtol=config["ld"]["eig_rtol"],
     script:
         "../scripts/whiten.py"
 
@@ -88,7 +93,7 @@ rule estimate_s2:
         factors=expand("results/ld_factors/chr{chrom}", chrom=TRAIN_CHROMS),
         manifests_train=expand("results/ld_factors/chr{chrom}.manifest.tsv", chrom=TRAIN_CHROMS),
         stats=lambda wc: expand("results/stats/{trait}/chr{chrom}.npz", trait=wc.trait, chrom=TRAIN_CHROMS),
-        manifests=expand("results/ld_factors/chr{chrom}.manifest.tsv", chrom=CHROMS),
+        manifests=lambda wc: expand("results/stats/{trait}/chr{chrom}.manifest.tsv", trait=wc.trait, chrom=CHROMS),
     output:
         "results/stats/{trait}/s2.json",
     log:

@@ -62,7 +62,9 @@ rule export_priors:
         mem_mb=8000,
     params:
         plan=prior_plan(),
-        models=lambda wc: {l: scoring_model(wc.trait, wc.model, wc.objective, l) for l in set(prior_plan().values())},
+        models=lambda wc: {
+            l: scoring_model(wc.trait, wc.model, wc.objective, l) for l in sorted(set(prior_plan().values()))
+        },
         annotations=config["features"]["annotations"],
         tracks=track_params(list(prior_plan())),
     script:
@@ -74,6 +76,7 @@ rule prior_h2:
         unpack(lambda wc: {**chrom_inputs(TRAIN_CHROMS, wc.trait), **track_inputs(CHROMS)}),
         all_factors=[f"results/ld_factors/chr{c}" for c in CHROMS],
         all_manifests=[f"results/ld_factors/chr{c}.manifest.tsv" for c in CHROMS],
+        harmonised="results/harmonised/{trait}.tsv.gz",
         s2="results/stats/{trait}/s2.json",
         model="results/train/{trait}/{model}/{objective}/model.pt",
         priors="results/priors/{trait}/{model}/{objective}/summary.json",

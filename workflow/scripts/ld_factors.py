@@ -8,7 +8,6 @@ variants has its LD score, i.e. once the windows whose cores hold them (normally
 so at most the factors of one or two pending windows are held besides the current R.
 """
 from contextlib import nullcontext
-from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from tqdm.auto import tqdm
 
 from deepwas.formats.factors import save_factors, write_manifest
 from deepwas.formats.ukbb_ld import read_ld_variants, read_ld_window
-from deepwas.harmonise import variant_key
+from deepwas.formats.frequencies import read_reference_frequencies
+from deepwas.harmonise import panel_frequency, variant_key
 from deepwas.io import setup_logging
 from deepwas.ld_factors import PSDLimits, factorise_window, ld_scores
 from deepwas.ldscore import unbiased_ldscore
@@ -45,16 +45,20 @@ def bounds_from_table(cores: pd.DataFrame, names) -> dict[str, CoreBounds]:
     return out
 
 
-def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, diag_atol, limits: PSDLimits,
-         regions=(), factor_dtype="float64", compute_dtype="auto", threads=1, log_path=None, *, panel_size, reduced=None):
-    """reduced: ablations.runs.{name}.reduced_windows ({max_variants, core_margin, seed}), reduced (i)+ (App. A.3):
-    each window keeps a seeded random run of at most max_variants variants with statistics, its core the variants
-    at least core_margin bp inside the run and outside the long-range-LD regions (cores no longer tile the
-    chromosome); LD scores stay those of each variant's own core window."""
+def main(window_prefixes, cores_path, out_dir, out_manifest, rtol, diag_atol, limits: PSDLimits, regions=(),
+         factor_dtype="float64", compute_dtype="auto", threads=1, log_path=None, *, panel_size, reduced=None,
+         reference_frequencies=None):
+    """The factors depend on the LD source alone (never on the traits): (i)+ is every variant of the window file,
+    (i) the window's core; each trait's restriction to its variants is the whiten rule's (`deepwas.whitening`).
+    The stored `freq` is the LD panel's frequency of allele1 (the window file's `freq` column, else the
+    harmonise.reference_frequencies table, else NaN); training uses each trait's own frequencies.
+
+    reduced: ablations.runs.{name}.reduced_windows ({max_variants, core_margin, seed}), reduced (i)+ (App. A.3):
+    each window keeps a seeded random run of at most max_variants variants, its core the variants at least
+    core_margin bp inside the run and outside the long-range-LD regions (cores no longer tile the chromosome);
+    LD scores stay those of each variant's own core window."""
     log = setup_logging(log_path)
-    tables = [pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in harmonised]
-    shared = reduce(set.__and__, [set(variant_key(t)) for t in tables])
-    eaf = pd.concat([t.assign(key=variant_key(t))[["key", "eaf"]] for t in tables]).groupby("key")["eaf"].mean()
+    ref = read_reference_frequencies(reference_frequencies) if reference_frequencies else None
     windows = [Window.parse(Path(p).name) for p in window_prefixes]
     order = np.argsort(windows, kind="stable")
     windows = [windows[k] for k in order]
@@ -75,8 +79,8 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
             p = pending.pop(k)
             fac = p["fac"]
             fac.ldscore = np.array([ldscore_of[x] for x in p["keys"]])
-            save_factors(Path(out_dir) / f"{windows[k].name}.npz", fac, p["pos"], p["keys"],
-                         eaf.reindex(p["keys"]).to_numpy(), dtype=np.dtype(factor_dtype))
+            save_factors(Path(out_dir) / f"{windows[k].name}.npz", fac, p["pos"], p["keys"], p["freq"],
+                         dtype=np.dtype(factor_dtype), panel_size=panel_size)
 
     with thread_limit(threads):
         for k, (prefix, w) in enumerate(tqdm(list(zip(prefixes, windows)), desc="LD factors", unit="win", mininterval=5)):
@@ -84,10 +88,12 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
             vk = keys[k]
             own = np.flatnonzero(owners[k] == k)
             ldscore_of.update(zip(vk[own], unbiased_ldscore(ld_scores(R, own), R.shape[0], panel_size)))
-            sel = np.flatnonzero([x in shared for x in vk])        # set look-ups: shared is genome-wide
-            pos = variants["position"].to_numpy()[sel]
+            sel = np.arange(len(vk))
+            pos = variants["position"].to_numpy()
+            freq = panel_frequency(variants, ref)
             n_lr = int(in_regions(w.chrom, pos, excluded).sum())
-            row = {"window": w.name, "n_file": len(vk), "n_without_stats": len(vk) - len(sel), "n_long_range": n_lr}
+            row = {"window": w.name, "n_file": len(vk), "n_long_range": n_lr,
+                   "n_without_frequency": int(np.isnan(freq).sum())}
             if reduced:
                 block, in_core = random_block(pos, reduced["max_variants"], reduced["core_margin"],
                                               np.random.default_rng([int(reduced["seed"]), w.start]))
@@ -97,13 +103,14 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
                 core = np.flatnonzero((pos >= bounds[w.name].lo) & (pos < bounds[w.name].hi))
             if core.size == 0:
                 why = ("reduced run: no core variant outside long-range LD" if reduced else
-                       "long-range LD region" if bounds[w.name].clipped else "no core variant with statistics")
+                       "long-range LD region" if bounds[w.name].clipped else "no variant in the core")
                 rows[k] = row | {"status": f"excluded: empty core ({why})", "n_core": 0, "n_extended": len(sel), "rank": 0}
                 log.warning("%s: empty core (%s); window excluded", w.name, why)
             else:
                 fac, psd = factorise_window(R, sel, core, rtol=rtol, name=prefix + ".npz", limits=limits)
                 fac.name = w.name
-                pending[k] = {"fac": fac, "pos": pos, "keys": vk[sel], "needs": int(owners[k][sel].max())}
+                pending[k] = {"fac": fac, "pos": pos, "keys": vk[sel], "freq": freq[sel],
+                              "needs": int(owners[k][sel].max())}
                 rows[k] = row | {"status": "ok", "n_core": fac.n, "n_extended": fac.m, "rank": fac.rank,
                                  "psd_n_negative": psd.n_negative, "psd_min_eigenvalue": psd.min_eigenvalue,
                                  "psd_clipped_mass": psd.clipped_mass, "psd_max_abs_change": psd.max_abs_change}
@@ -113,15 +120,16 @@ def main(window_prefixes, harmonised, cores_path, out_dir, out_manifest, rtol, d
     write_manifest(out_manifest, rows)
     man = pd.DataFrame(rows)
     in_lr = {x for v, kk, w in zip(lists, keys, windows)
-             for x in kk[in_regions(w.chrom, v["position"].to_numpy(), excluded)] if x in shared}
-    log.info("%d windows, %d factorised; %d variants with statistics lie in long-range-LD regions (in no core)",
-             len(man), int((man["status"] == "ok").sum()), len(in_lr))
+             for x in kk[in_regions(w.chrom, v["position"].to_numpy(), excluded)]}
+    log.info("%d windows, %d factorised; %d LD variants lie in long-range-LD regions (in no core); %d window "
+             "rows without a panel frequency", len(man), int((man["status"] == "ok").sum()), len(in_lr),
+             int(man["n_without_frequency"].sum()))
 
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
     p = sm.params
-    main(p.prefixes, sm.input.harmonised, sm.input.cores, sm.output.factors, sm.output.manifest, p.rtol,
-         p.diag_atol, PSDLimits(p.max_clip, p.max_clipped_mass, p.max_abs_change), p.regions, p.factor_dtype,
-         p.compute_dtype, sm.threads, sm.log[0], panel_size=p.panel_size,
-         reduced=p.reduced if hasattr(p, "reduced") else None)
+    main(p.prefixes, sm.input.cores, sm.output.factors, sm.output.manifest, p.rtol, p.diag_atol,
+         PSDLimits(p.max_clip, p.max_clipped_mass, p.max_abs_change), p.regions, p.factor_dtype, p.compute_dtype,
+         sm.threads, sm.log[0], panel_size=p.panel_size, reduced=p.reduced if hasattr(p, "reduced") else None,
+         reference_frequencies=sm.input.get("reference_frequencies"))

@@ -25,8 +25,12 @@ import pandas as pd
 import torch
 
 from .features.pred import FeatureScaler, annotation_block, pred_features
+from .formats.annotations import read_annotations
 from .formats.factors import load_factors
 from .formats.model_file import ModelFile
+from .formats.priors import write_priors
+from .harmonise import variant_key
+from .io import write_json
 from .priors import build_prior
 from .windows import chrom_key
 
@@ -86,10 +90,13 @@ def prior_from_checkpoint(ck: ModelFile, track_names: list[str], source: str = "
 
 # -- per-variant features of the core variants ---------------------------------------------------------------
 
-def iter_core_features(factor_inputs, annotations=None, tracks=None):
+def iter_core_features(factor_inputs, annotations=None, tracks=None, freq: pd.Series | None = None):
     """Per window, the model inputs of its core variants (each variant with LD exactly once).
 
     factor_inputs: iterable of (factor_dir, manifest_tsv) of the `ld_factors` rule (no statistics needed).
+    freq: allele1 frequencies by variant key (a trait's harmonised EAF): then only the core variants it holds
+    are scored, with these frequencies (the variants the trait's model saw); None: every core variant, with
+    the LD panel's frequency of the factor files (an error where the LD source records none).
     Yields dicts: window, keys, positions, freq, pred (raw 'pred' features as in `dataset.pred_features`,
     computed on the window's rows of the core variants), ann (annotation values or None), tracks
     ([n, d_func, w] normalised windows or None).
@@ -99,8 +106,17 @@ def iter_core_features(factor_inputs, annotations=None, tracks=None):
         for name in man.loc[man["status"] == "ok", "window"]:
             fac = load_factors(Path(factor_dir) / f"{name}.npz", ("core", "ldscore", "positions", "freq", "keys"))
             core = np.asarray(fac["core"], dtype=np.int64)
+            if freq is not None:
+                f = freq.reindex(fac["keys"][core].astype(str)).to_numpy(dtype=np.float64)
+                core, f = core[np.isfinite(f)], f[np.isfinite(f)]
+            else:
+                f = np.asarray(fac["freq"], dtype=np.float64)[core]
+                if np.isnan(f).any():
+                    raise ValueError(f"{factor_dir}/{name}.npz: {int(np.isnan(f).sum())} core variants have no "
+                                     "LD-panel allele frequency; score a trait's variants (its harmonised table gives them) "
+                                     "or use an LD source that records frequencies (harmonise.reference_frequencies)")
             keys = fac["keys"][core].astype(str)
-            sub = {"freq": fac["freq"][core], "ldscore": fac["ldscore"][core]}
+            sub = {"freq": f, "ldscore": fac["ldscore"][core]}
             ann, _ = annotation_block(annotations, keys)
             win = missing = None
             if tracks is not None:
@@ -181,16 +197,17 @@ def split_by_chromosome(table: pd.DataFrame, chromosomes) -> dict[str, pd.DataFr
 
 
 def export_priors(plan: dict, priors: dict, factor_inputs: dict, rsid: pd.Series, pos38: pd.Series | None = None,
-                  annotations=None, tracks=None) -> tuple[pd.DataFrame, dict]:
+                  annotations=None, tracks=None, freq: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
     """The prior table of all chromosomes of `plan` ({chromosome: label}), each scored by priors[label].
 
     priors: {label: (prior, scaler)} (`prior_from_checkpoint`); factor_inputs: {chromosome: (factor_dir,
-    manifest)}. Returns `prior_table`'s (table, counts) with per-chromosome h2 and scoring model in counts."""
+    manifest)}; freq: the harmonised EAF by variant key (`iter_core_features`). Returns `prior_table`'s
+    (table, counts) with per-chromosome h2 and scoring model in counts."""
     scored = []
     for chrom, label in plan.items():
         prior, scaler = priors[label]
-        scored.append(score_variants(prior, scaler, iter_core_features([factor_inputs[chrom]], annotations, tracks),
-                                     label))
+        scored.append(score_variants(prior, scaler, iter_core_features([factor_inputs[chrom]], annotations, tracks,
+                                                                       freq), label))
     table, counts = prior_table(pd.concat(scored, ignore_index=True), rsid, pos38)
     if table.empty:
         raise ValueError(f"none of the {counts['no_rsid']} variants of the LD factors of chromosomes {list(plan)} has "
@@ -200,3 +217,53 @@ def export_priors(plan: dict, priors: dict, factor_inputs: dict, rsid: pd.Series
     counts["per_chromosome"] = {c: {"model": plan[c], "n_variants": int((chrom == c).sum()),
                                     "h2": float(table.loc[chrom == c, "SNPVAR"].sum())} for c in plan}
     return table, counts
+
+
+# -- the rules' entry points ----------------------------------------------------------------------------------
+
+HARMONISED_COLUMNS = ("chromosome", "position", "rsid", "allele1", "allele2", "eaf")
+
+
+def read_harmonised_variants(path) -> pd.DataFrame:
+    """A harmonised table (results/harmonised/{trait}.tsv.gz) with its variant keys as index."""
+    h = pd.read_csv(path, sep="\t", dtype={"chromosome": str, "rsid": str})
+    missing = [c for c in HARMONISED_COLUMNS if c not in h.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {missing}; give a table written by the harmonise rule "
+                         "(results/harmonised/{trait}.tsv.gz)")
+    return h.set_axis(variant_key(h).to_numpy())
+
+
+def variant_tracks(store, tracks_params: dict | None, normalisation):
+    """The rules' track features (`features.variants.VariantTracks`) from params.tracks, or None without tracks."""
+    if not tracks_params:
+        return None
+    from .features.variants import VariantTracks
+    return VariantTracks(store, tracks_params["liftover"], normalisation, tracks_params["window"])
+
+
+def write_prior_files(plan: dict, model_paths: dict, factor_inputs: dict, harmonised, annotations_path, tracks,
+                      out_parquet: dict, out_text: dict, out_summary, liftover: dict | None = None) -> dict:
+    """Rules export_priors / apply_prior: score the variants of a harmonised table with trained models and
+    write the PolyFun-layout prior files per chromosome and their summary JSON (`formats.priors`).
+
+    plan {chromosome: label}; model_paths {label: model.pt}; factor_inputs {chromosome: (dir, manifest)};
+    harmonised: the trait's table (rsid, EAF: the variants scored and their frequencies); tracks: a
+    `VariantTracks` or None; liftover {chromosome: table} for BP38, else the tracks' tables; out_parquet /
+    out_text {chromosome: path}. Returns the summary."""
+    have = tracks.track_names if tracks is not None else []
+    priors = {label: prior_from_checkpoint(ModelFile.load(p), have, str(p)) for label, p in model_paths.items()}
+    h = read_harmonised_variants(harmonised)
+    rsid = pd.Series(h["rsid"].to_numpy(), index=h.index)
+    freq = pd.Series(pd.to_numeric(h["eaf"]).to_numpy(dtype=np.float64), index=h.index)
+    pos38 = None
+    if liftover:
+        t = pd.concat([pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in liftover.values()])
+        pos38 = pd.Series(pd.to_numeric(t["POS38"]).to_numpy(), index=variant_key(t).to_numpy())
+    table, counts = export_priors(plan, priors, factor_inputs, rsid, pos38, read_annotations(annotations_path),
+                                  tracks, freq)
+    for chrom, part in split_by_chromosome(table, plan).items():
+        write_priors(part, out_parquet[chrom], out_text[chrom])
+    counts["models"] = {k: str(v) for k, v in model_paths.items()}
+    write_json(out_summary, counts)
+    return counts

@@ -126,6 +126,15 @@ def _ref_frequency(ld: pd.DataFrame, ref_freq: pd.DataFrame | None) -> pd.Series
     return pd.Series(f["freq"].to_numpy(dtype=float), index=ld.index)
 
 
+def panel_frequency(variants: pd.DataFrame, ref_freq: pd.DataFrame | None = None) -> np.ndarray:
+    """Frequency of allele1 of each LD window variant (`formats.ukbb_ld.read_ld_variants`): the window's own `freq`
+    column, else the reference table (`formats.frequencies`), else NaN. Depends on the LD source only."""
+    ld = variants.rename(columns={"chromosome": "CHR", "position": "POS"})
+    ld = ld.assign(CHR=ld["CHR"].astype(str).str.replace(r"^chr", "", regex=True, case=False),
+                   POS=ld["POS"].astype(np.int64), allele1=ld["allele1"].str.upper(), allele2=ld["allele2"].str.upper())
+    return _ref_frequency(ld, ref_freq).to_numpy(dtype=np.float64)
+
+
 def harmonise(stats: pd.DataFrame, ld_variants: pd.DataFrame, palindromic_max_maf: float = 0.4,
               source: str = "summary statistics", z_scale: str = "correlation", *, trait: str | None = None,
               ref_freq: pd.DataFrame | None = None, strand_flip_threshold: float = 0.9,

@@ -200,30 +200,6 @@ def factorise(R: np.ndarray, core: np.ndarray, rtol: float = 1e-8, name: str = "
     return factorise_window(R, np.arange(R.shape[0]), core, rtol, name, ldscore, limits)[0]
 
 
-def whiten(self, z_core: np.ndarray) -> np.ndarray:
-        return whiten(self.U, self.lam, z_core)
-
-
-def factorise(R: np.ndarray, core: np.ndarray, rtol: float = 1e-8, name: str = "window",
-              ldscore: np.ndarray | None = None) -> WindowFactors:
-    """Eigendecompose R[i,i] and form G = R[+,i] U lam^-1/2 (paper App. C.1).
-
-    `ldscore` defaults to sum_k R_mk^2 over R; pass the LD score over the whole window file when R is a
-    subset of it.
-    """
-    core = np.asarray(core, dtype=np.int64)
-    if core.size == 0:
-        raise LDMatrixError(f"{name}: empty core (i); nothing to factorise")
-    R_ec = R[:, core]
-    lam, U = np.linalg.eigh(R_ec[core])
-    keep = lam > rtol * lam.max()
-    lam, U = lam[keep], U[:, keep]
-    G = (R_ec @ U) / np.sqrt(lam)
-    if ldscore is None:
-        ldscore = (R * R).sum(1)
-    return WindowFactors(name=name, G=G, lam=lam, U=U, core=core, ldscore=ldscore)
-
-
 def whiten(U: np.ndarray, lam: np.ndarray, z_core: np.ndarray) -> np.ndarray:
     """y = lam^-1/2 U^T z_(i); z_(i) must be complete and finite."""
     z_core = np.asarray(z_core, dtype=np.float64)

@@ -7,8 +7,15 @@ In z units (z_i = sqrt(N) beta_hat_i, phi_k = N f_k, s2 = sigma^2 of the standar
 App. A.4 (after Finucane et al. 2015) fits this by weighted least squares over the core variants i of a
 window, with the extended variants k of the window on the right-hand side:
 
-    L_LDSR(phi) = sum_{i in (i)}  w_i ( sum_{k in (i)+} R_ik^2 phi_k + s2 - z_i^2 )^2 ,
-    w_i = 1 / ( l_i (N h2 l_i / M + 1)^2 ) ,      l_i = sum_k R_ik^2  (LD score),
+    L_LDSR(phi) = sum_{i in (i)}  w_i ( sum_{k in (i)+} r2_ik phi_k + s2 - z_i^2 )^2 ,
+    w_i = 1 / ( l_i (N h2 l_i / M + 1)^2 ) ,      l_i = sum_k r2_ik  (LD score),
+
+with r2_ik the bias-corrected squared correlation of LD score regression (Bulik-Sullivan et al. 2015),
+r2 = r_hat^2 - (1 - r_hat^2) / (n - 2) for LD estimated from a panel of n people (`ldscore.unbiased_r2`;
+n = 337,545 for UKBB LD, the .fam of a PLINK panel, ld.panel_size for local windows, the demo's cohort): the
+raw r_hat^2 is biased upwards by about 1/n per pair, which inflates sum_k r_hat_ik^2 phi_k by about
+sum_k phi_k / n and biases the fitted scale of phi and the intercept s2. The LD scores l_i of the factor files
+are corrected the same way (`ld_factors` rule).
 
 where h2 is a ballpark heritability fixed before training (not a function of theta) and M the number of
 variants genome-wide (so N h2 / M is the mean phi). The first factor down-weights variants in LD with many
@@ -36,13 +43,17 @@ import torch
 from .formats.factors import load_factors, ok_windows
 from .formats.whitened import WhitenedStats
 from .ld_factors import core_rows
+from .ldscore import unbiased_r2
+from .whitening import trait_factors
 from .window import WindowData
 
 
-def r2_rows(R, core) -> np.ndarray:
-    """Squared LD of the core variants against the whole window, R[(i), (i)+]^2 (n x m); precompute once."""
+def r2_rows(R, core, panel_size: float | None = None) -> np.ndarray:
+    """Squared LD of the core variants against the whole window, R[(i), (i)+]^2 (n x m); precompute once.
+    With `panel_size` (the LD panel's n) the bias-corrected r^2 - (1 - r^2) / (n - 2) (`ldscore.unbiased_r2`)."""
     R = np.asarray(R)
-    return R[np.asarray(core, dtype=np.int64)] ** 2
+    r2 = R[np.asarray(core, dtype=np.int64)] ** 2
+    return r2 if panel_size is None else unbiased_r2(r2, panel_size)
 
 
 def ldsr_weights(ldscore, N: float, h2_guess: float, M: float):
@@ -126,17 +137,24 @@ def ldsr_objective(extras: dict, N: float, h2_guess: float, M: int) -> Callable:
     return loss
 
 
-def ldsr_inputs(factors: dict, z2_core, ldscore_core=None) -> tuple:
-    """What `ldsr_objective` reads for one window: (R[(i), (i)+]^2, |z_(i)|, LD scores of (i)).
+def ldsr_inputs(factors: dict, z2_core, ldscore_core=None, panel_size: float | None = None) -> tuple:
+    """What `ldsr_objective` reads for one window: (bias-corrected r2[(i), (i)+], |z_(i)|, LD scores of (i)).
 
-    R[(i), (i)+] is rebuilt from the stored factors (`ld_factors.core_rows`: exact on the support of R[i,i]);
-    z2_core are the squared core z-scores (only z^2 enters the loss); ldscore_core defaults to the factor
-    file's whole-window LD score of the core variants.
+    R[(i), (i)+] is rebuilt from the stored factors (`ld_factors.core_rows`: exact on the support of R[i,i])
+    and its squares bias-corrected with the LD panel size n (`panel_size`, default the factor file's
+    'panel_size'); z2_core are the squared core z-scores (only z^2 enters the loss); ldscore_core defaults
+    to the factor file's whole-window (bias-corrected) LD score of the core variants.
     """
+    if panel_size is None:
+        if "panel_size" not in factors:
+            raise ValueError("LDSR objective: the LD factors do not record the LD panel size (needed for the r^2 bias "
+                             "correction r^2 - (1 - r^2)/(n - 2)); rerun the ld_factors rule, or pass panel_size")
+        panel_size = float(np.asarray(factors["panel_size"]))
     if ldscore_core is None:
         ldscore_core = np.asarray(factors["ldscore"])[np.asarray(factors["core"])]
-    return (torch.as_tensor(core_rows(factors["U"], factors["lam"], factors["G"]) ** 2),
-            torch.as_tensor(np.sqrt(np.asarray(z2_core))), torch.as_tensor(np.asarray(ldscore_core)))
+    r2 = unbiased_r2(core_rows(factors["U"], factors["lam"], factors["G"]) ** 2, panel_size)
+    return (torch.as_tensor(r2), torch.as_tensor(np.sqrt(np.asarray(z2_core))),
+            torch.as_tensor(np.asarray(ldscore_core)))
 
 
 class LdsrExtras:
@@ -150,4 +168,6 @@ class LdsrExtras:
         factor_path, stats_path = self.paths[name]
         with WhitenedStats(stats_path) as st:
             s = st.window(name, ("z2", "ldscore"))
-        return ldsr_inputs(load_factors(factor_path), s["z2"], s["ldscore"])
+            view = st.view(name)
+        fac = load_factors(factor_path)
+        return ldsr_inputs(fac if view is None else trait_factors(fac, view), s["z2"], s["ldscore"])

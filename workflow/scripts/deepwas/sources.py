@@ -32,6 +32,7 @@ from .features.tracks import gather_windows
 from .features.variants import gather_kept
 from .formats.factors import factor_path, load_factors, ok_rows, ok_windows
 from .formats.whitened import WhitenedStats
+from .whitening import trait_factors
 from .window import make_window
 
 
@@ -87,13 +88,23 @@ def iter_windows(chrom_inputs, annotations=None, tracks=None):
     """
     for factor_dir, manifest, stats_npz in chrom_inputs:
         with WhitenedStats(stats_npz) as stats:
+            have = set(stats.names())
             for name in ok_rows(manifest)["window"]:
-                yield _read_window(factor_dir, name, stats, annotations, tracks)
+                if name in have:            # else the trait has no statistics in the window's core
+                    yield _read_window(factor_dir, name, stats, annotations, tracks)
+
+
+def trait_window_factors(factor_file, stats: WhitenedStats, name: str, members=None) -> dict:
+    """A window's factor arrays as the trait sees them (`whitening.trait_factors`: its variants, its
+    frequencies, and its own factors where it lacks core variants)."""
+    fac = load_factors(factor_file, members)
+    view = stats.view(name, with_factors=members is None or "G" in members)
+    return fac if view is None else trait_factors(fac, view)
 
 
 def _read_window(factor_dir, name, stats: WhitenedStats, annotations, tracks):
     """One window of `iter_windows`."""
-    fac = load_factors(factor_path(factor_dir, name))
+    fac = trait_window_factors(factor_path(factor_dir, name), stats, name)
     ann, n_missing = annotation_block(annotations, fac["keys"])
     wstats = stats.window(name)
     wstats["n_missing_annotation"] = n_missing
@@ -122,8 +133,9 @@ def fit_scaler_streaming(chrom_inputs, annotations=None, tracks=None) -> tuple[F
     names = None
     n, mean, m2 = 0, None, None
     counts = {"n_variants": 0, "n_missing_tracks": 0, "n_missing_annotation": 0}
-    for name, path, _, _, _ in ok_windows(chrom_inputs):
-        fac = load_factors(path, ("freq", "ldscore", "keys"))
+    for name, path, stats_path, _, _ in ok_windows(chrom_inputs):
+        with WhitenedStats(stats_path) as st:
+            fac = trait_window_factors(path, st, name, ("freq", "ldscore", "keys"))
         ann, n_missing = annotation_block(annotations, fac["keys"])
         counts["n_missing_annotation"] += n_missing
         missing = None
@@ -170,17 +182,19 @@ class WindowReader:
     def __getstate__(self):
         return dict(self.__dict__, _stats={})
 
-    def _y(self, stats_path: Path, name: str) -> np.ndarray:
+    def _st(self, stats_path: Path) -> WhitenedStats:
         st = self._stats.get(stats_path)
         if st is None:
             st = self._stats[stats_path] = WhitenedStats(stats_path)
-        return st.window(name, ("y",))["y"]
+        return st
 
     def __call__(self, name: str) -> dict:
         factor_path, stats_path = self.windows[name]
-        fac = load_factors(factor_path)
+        st = self._st(stats_path)
+        fac = trait_window_factors(factor_path, st, name)
         item = {"G": fac["G"], "lam": fac["lam"], "core": fac["core"], "freq": fac["freq"], "keys": fac["keys"],
-                "y": self._y(stats_path, name), "pred": pred_features(fac, annotation_block(self.annotations, fac["keys"])[0])}
+                "y": st.window(name, ("y",))["y"],
+                "pred": pred_features(fac, annotation_block(self.annotations, fac["keys"])[0])}
         if self.with_u:
             item["U"] = fac["U"]
         if self.tracks is not None:

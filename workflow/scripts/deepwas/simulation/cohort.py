@@ -278,6 +278,8 @@ def write_demo_cohort(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: s
         for w in tile(c.chrom, cfg["chrom_length"], ld_cfg["window_length"], ld_cfg["window_stride"]):
             sel = (c.positions >= w.start) & (c.positions < w.end)
             R = ld_matrix(x[sel])
-            write_ld_window(out / "ld" / w.name, R, v.loc[sel].reset_index(drop=True), dtype=np.float32)
+            # the panel's allele1 frequency, as an LD source that records it (the LD factors' trait-independent freq)
+            table = v.loc[sel].reset_index(drop=True).assign(freq=np.round(c.freq[sel], 6))
+            write_ld_window(out / "ld" / w.name, R, table, dtype=np.float32)
             n_windows += 1
     log.info("wrote %d LD windows, %d traits, %d individuals", n_windows, len(cfg["traits"]), N)

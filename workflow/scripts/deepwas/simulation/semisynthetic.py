@@ -212,6 +212,10 @@ def variant_table(windows: Sequence[FactorWindow], tracks: Optional[Callable] = 
             track_rows.append((np.asarray(tw, dtype=np.float32), np.asarray(miss, dtype=bool)))
         ext_index.append(np.array([index[key] for key in k], dtype=np.int64))
     M = len(keys)
+    if not np.all(np.isfinite(freq)):
+        raise ValueError(f"{int((~np.isfinite(freq)).sum())} of {M} variants of the LD factors have no LD-panel allele "
+                         "frequency (the truth's frequency term needs it): use an LD source that records one (demo, "
+                         "plink) or give harmonise.reference_frequencies, then rerun ld_factors")
     preds = [pred_features(w.factors, None) for w in windows]
     pred = np.empty((M, preds[0].shape[1] if preds else 3))
     for g, (wi, j) in enumerate(first):
