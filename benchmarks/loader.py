@@ -7,8 +7,10 @@ windows overlap by two thirds, as the UKBB windows), each with about 13,000 exte
 them as one run of neighbours through `deepwas.features.loader.WindowDataset` (features [m, 165, 256]
 float32, 2.2 GB per window, normalised with per-track mean and sd) in these configurations:
 
-- plain:            every window gathered and normalised afresh, in the training process (the baseline);
-- reuse:            rows of the previous window's item copied, only new positions gathered and normalised;
+- plain:            every window gathered and normalised afresh into a freshly allocated array, in the
+                    training process (the baseline);
+- reuse:            rows of the previous window's item copied, only new positions gathered and normalised,
+                    output buffers of dropped items reused (no fresh pages to fault in);
 - reuse_thread:     reuse, assembled in a background thread `--prefetch` windows ahead (`make_loader`
                     with num_workers=0);
 - reuse_worker:     reuse in one DataLoader worker process (`make_loader` with num_workers=1; each window's
@@ -68,11 +70,19 @@ def make_windows(n_windows: int, variants: int, seed: int):
     return table, length
 
 
+def _no_spare(cache):
+    cache.max_spare = 0
+    return cache
+
+
 def iterate(config, names, table, gather, norm, prefetch, step_s):
     reuse = config != "plain"
     pin = config == "pinned"
     ds = WindowDataset(names, Windows(table), gather, seed=0, run_length=len(names), normalisation=norm,
                        pin_memory=pin, reuse=reuse)
+    if config == "plain":         # the baseline also allocates a fresh output per window (no buffer reuse)
+        make = ds._feature_cache
+        ds._feature_cache = lambda: _no_spare(make())
     if config in ("reuse_thread", "pinned"):
         source = make_loader(ds, num_workers=0, prefetch_factor=prefetch)
     elif config == "reuse_worker":

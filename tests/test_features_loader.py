@@ -147,6 +147,16 @@ def test_prefetching_reusing_loader_yields_the_plain_loaders_tensors(store, norm
             assert it["features"].dtype == torch.float32
             assert torch.equal(it["features"], ref["features"]), it["window"]
             assert torch.equal(it["features_missing"], ref["features_missing"]), it["window"]
+    # consumed one at a time (each item dropped before the next): the output buffers are recycled, and the
+    # items still equal the plain ones (every row of a recycled buffer is rewritten)
+    recycled = WindowDataset(names, Loader(table), gather, **kw)
+    n = 0
+    for it in make_loader(recycled, num_workers=0, prefetch_factor=1):
+        ref = plain[it["window"]]
+        assert torch.equal(it["features"], ref["features"]) and torch.equal(it["features_missing"], ref["features_missing"])
+        del it, ref
+        n += 1
+    assert n == len(names) and len(recycled.cache._pool) <= 5 < n
     # and the plain items are the direct gather (normalised, missing rows 0)
     for name, it in plain.items():
         direct, miss = gather_windows(store, table[name]["chrom"], table[name]["pos_grch38"], w=16)

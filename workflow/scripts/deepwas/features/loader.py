@@ -30,6 +30,7 @@ training mean) and ``features_missing`` [m] float32 (1 = no GRCh38 position / no
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable, Sequence
 
 import numpy as np
@@ -54,10 +55,16 @@ class FeatureCache:
     copied, so callers must not modify returned features in place (the loader's items do not). With
     ``pin=True`` the output is allocated in page-locked memory (a numpy view of a pinned torch tensor), so
     the host-to-GPU copy can be asynchronous; ``reuse=False`` gathers every window afresh (the plain loader).
+    Unpinned outputs are views of up to ``max_spare`` buffers that are reused once nothing refers to an
+    earlier item's features any more (reference count), which saves faulting in fresh pages per window; the
+    buffers stay allocated while the cache lives.
     """
 
-    def __init__(self, gather: Callable, transform: Callable | None = None, pin: bool = False, reuse: bool = True):
+    def __init__(self, gather: Callable, transform: Callable | None = None, pin: bool = False, reuse: bool = True,
+                 max_spare: int = 6):
         self.gather = gather
+        self._pool: list = []                        # output buffers, reused once no item refers to them
+        self.max_spare = int(max_spare)
         self.transform = transform
         self.pin = bool(pin)
         self.reuse = bool(reuse)
@@ -70,9 +77,23 @@ class FeatureCache:
         self.n_gathered = 0
 
     def _alloc(self, shape, dtype):
-        if self.pin:
+        if self.pin:              # torch's pinned host allocator caches and recycles freed blocks itself
             return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype=dtype)).dtype, pin_memory=True).numpy()
-        return np.empty(shape, dtype=dtype)
+        size = int(np.prod(shape))
+        pool = self._pool
+        for i in range(len(pool)):
+            # a buffer nobody else references (no item, view or tensor of it left: the list's reference and
+            # getrefcount's argument only) is reused: no fresh pages to fault in (2.2 GB per paper-size window)
+            if pool[i].dtype == dtype and pool[i].size >= size and sys.getrefcount(pool[i]) == 2:
+                return pool[i][:size].reshape(shape)
+        buf = np.empty(int(size * 1.1) + 1, dtype=dtype)     # room for the next windows' size variation
+        if len(pool) >= self.max_spare:
+            free = [i for i in range(len(pool)) if sys.getrefcount(pool[i]) == 2]
+            if not free:
+                return buf[:size].reshape(shape)
+            del pool[free[0]]
+        pool.append(buf)
+        return buf[:size].reshape(shape)
 
     def __call__(self, chrom: str, pos: np.ndarray):
         pos = np.asarray(pos, dtype=np.int64)
