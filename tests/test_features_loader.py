@@ -189,3 +189,22 @@ def test_features_pinned_when_cuda_is_available(store):
     table = _windows()
     ds = WindowDataset(list(table), Loader(table), functools.partial(gather_windows, store, w=16), seed=1)
     assert all(it["features"].is_pinned() for it in ds)
+
+
+def test_prefetch_thread_stops_when_the_consumer_drops_it():
+    import gc
+
+    from deepwas.features.loader import Prefetch
+
+    it = Prefetch(iter(range(10**9)), depth=2)
+    assert next(it) == 0
+    thread = it._thread
+    del it
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    closed = Prefetch(iter(range(10**9)), depth=1)
+    next(closed)
+    closed.close()
+    closed._thread.join(timeout=5)
+    assert not closed._thread.is_alive()

@@ -155,13 +155,38 @@ def normalise_rows(mean: np.ndarray, sd: np.ndarray):
     return transform
 
 
+def _put(q, stop, item) -> bool:
+    import queue
+
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(iterable, q, stop, end):
+    """The prefetch thread's body; it holds no reference to its `Prefetch`, so an abandoned one is collected
+    and its `__del__` stops the thread."""
+    try:
+        for item in iterable:
+            if not _put(q, stop, (True, item)):
+                return
+    except BaseException as err:  # noqa: BLE001 - handed to the consumer
+        _put(q, stop, (False, err))
+        return
+    _put(q, stop, (True, end))
+
+
 class Prefetch:
     """Iterate ``iterable`` in a background thread, keeping up to ``depth`` items ready.
 
     The loader's work (memmap reads, numpy indexing and copies) releases the GIL, so the next window is
     assembled while the training step runs. Items come out in the same order; an exception in the thread
-    is raised in the consumer at the item where it happened. Closing (or abandoning) the iterator stops
-    the thread after at most ``depth`` more items."""
+    is raised in the consumer at the item where it happened. Closing (or dropping) the iterator stops the
+    thread (it finishes at most the item it is assembling)."""
 
     _END = object()
 
@@ -172,34 +197,16 @@ class Prefetch:
         self.depth = max(1, int(depth))
         self._q = queue.Queue(maxsize=self.depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(iterable,), daemon=True, name="deepwas-prefetch")
+        self._thread = threading.Thread(target=_produce, args=(iterable, self._q, self._stop, self._END),
+                                        daemon=True, name="deepwas-prefetch")
         self._thread.start()
-
-    def _put(self, item) -> bool:
-        import queue
-
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, iterable):
-        try:
-            for item in iterable:
-                if not self._put((True, item)):
-                    return
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer
-            self._put((False, err))
-            return
-        self._put((True, self._END))
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if self._stop.is_set() and self._q.empty():
+            raise StopIteration
         ok, item = self._q.get()
         if not ok:
             self.close()
