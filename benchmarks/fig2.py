@@ -22,8 +22,11 @@ together with r per n and, for float64, where the iterative and exact lines cros
 size limit (--dense-max-n for reference and chol_A, --cg-a-max-n for CG on A, --cg-b-max-n for CG on B)
 are written as rows with seconds 'nan' and the reason in the iters column.
 
-`iterative` is the solver with its defaults (G products of the sketch, probes and batched CG in float32);
-`iterative_f64` does every G product in G's dtype, so in float32 rows the two are the same computation.
+`iterative` is the solver with its defaults (G products of the sketch, probes and batched CG in float32;
+preconditioner rank and probes chosen per window for a 2% estimated gradient error, `grad_error_target`);
+its iters column also gives the rank l and probes p it chose (last timed step). `iterative_fixed` is the
+previous default, a fixed rank 200 and 40 probes (`grad_error_target=None`). `iterative_f64` does every G
+product in G's dtype, so in float32 rows the two are the same computation.
 `--iterative-options k=v,...` and `--tag` time other settings as extra rows; `--append` adds them to an
 existing TSV and `--refit` only refits the summary lines.
 """
@@ -43,11 +46,13 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "workflow" / "scripts"))
 
-from deepwas.likelihood.baselines import WindowProblem, make_methods  # noqa: E402
+from deepwas.likelihood.baselines import WindowProblem, _Iterative, make_methods  # noqa: E402
 from deepwas.linalg.cg import NotConverged  # noqa: E402
 
 HEADER = "device dtype method n m seconds speedup_vs_reference rel_grad_err iters".split()
-METHODS = ["reference", "chol_A", "cg_A", "cg_A_nystrom", "cg_B", "exact", "iterative", "iterative_f64"]
+METHODS = ["reference", "chol_A", "cg_A", "cg_A_nystrom", "cg_B", "exact", "iterative", "iterative_fixed",
+           "iterative_f64"]
+FIXED = dict(precond_rank=200, probes=40, grad_error_target=None)     # the defaults before per-window settings
 NEEDS_R = {"reference", "chol_A", "cg_A", "cg_A_nystrom"}
 # CG on A is ill-conditioned (A carries the spread of R[i,i]'s spectrum): cap its iterations
 A_MAX_ITERS = 500
@@ -196,7 +201,7 @@ def run(args, out, extra=None):
     sizes = args.sizes
     t0 = time.time()
     cache = None if args.no_cache else Path(args.cache_dir)
-    X = simulate_genotypes(3 * max(sizes), n_samples=args.samples, cache_dir=cache)
+    X = simulate_genotypes(max(3 * max(sizes), args.sim_sites or 0), n_samples=args.samples, cache_dir=cache)
     print(f"# genotypes {X.shape} (people x sites) in {time.time() - t0:.1f}s", file=sys.stderr)
     rows, ranks = [], {}
     w = out.write
@@ -209,10 +214,13 @@ def run(args, out, extra=None):
         print(f"# n={n} m={pb64.m} r={pb64.r} window ready in {time.time() - t0:.1f}s", file=sys.stderr)
         phi64 = torch.tensor(phi_np, dtype=torch.float64)
         g_path = None if cache is None else cache / f"grad_exact_N{X.shape[0]}_S{X.shape[1]}_n{n}_seed0.npy"
+        exact_once = None      # the exact step that made g_exact, timed: above --warmup-max-n it is the exact row
         if g_path is not None and g_path.exists():
             g_exact = torch.from_numpy(np.load(g_path))
         else:
+            t_ex = time.perf_counter()
             _, g_exact = step(make_methods()["exact"], phi64, s2, pb64)
+            exact_once = time.perf_counter() - t_ex
             if g_path is not None:
                 np.save(g_path, g_exact.numpy())
         for device in devices:
@@ -226,6 +234,8 @@ def run(args, out, extra=None):
                 methods = make_methods(probes=args.probes, rtol=rtol if dtype != "float64" else args.rtol,
                                        precond_rank=args.precond_rank, a_max_iters=A_MAX_ITERS,
                                        iterative_options=args.iterative_options)
+                fixed_opts = {**FIXED, **({} if rtol is None else {"rtol": rtol})}
+                methods["iterative_fixed"] = _Iterative(seed=0, **fixed_opts)
                 results = {}
                 for name in args.methods:
                     meth = methods[name]
@@ -234,7 +244,11 @@ def run(args, out, extra=None):
                         results[name] = (float("nan"), float("nan"), reason)
                         continue
                     try:
-                        times, errs = time_method(meth, phi, s2, pb, g_exact, device, args, n)
+                        if (name == "exact" and exact_once is not None and device == "cpu" and dtype == "float64"
+                                and n > args.warmup_max_n):
+                            times, errs = [exact_once], [0.0]
+                        else:
+                            times, errs = time_method(meth, phi, s2, pb, g_exact, device, args, n)
                     except (NotConverged, torch.linalg.LinAlgError, FloatingPointError) as err:
                         note = "not_converged" if isinstance(err, NotConverged) else "failed:" + type(err).__name__
                         results[name] = (float("nan"), float("nan"), note)
@@ -244,6 +258,8 @@ def run(args, out, extra=None):
                     st = getattr(meth, "stats", None)
                     if st is not None:
                         iters = str(st.get("iterations_last", "-"))
+                        if st.get("probes_last"):
+                            iters += f"(l={st['precond_rank_last']},p={st['probes_last']})"
                         if st.get("fallbacks"):
                             iters += f"(fallbacks={st['fallbacks']})"
                     results[name] = (statistics.median(times), statistics.mean(errs), iters)
@@ -388,6 +404,9 @@ def main(argv=None):
                                                                     "method's own)")
     ap.add_argument("--rtol", type=float, default=None, help="CG tolerance (default 1e-6; float32: 1e-4)")
     ap.add_argument("--samples", type=int, default=10_000, help="diploid msprime samples for the LD")
+    ap.add_argument("--sim-sites", type=int, default=None,
+                    help="sites of the simulation (default 3 x the largest size; 24000 = the windows of the full "
+                         "sweep, so a run of some sizes measures the same windows as a run of all)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared machine)")
     ap.add_argument("--cache-dir", default=str(DEFAULT_CACHE),
                     help="where simulated genotypes and factored windows are cached (env DEEPWAS_FIG2_CACHE)")

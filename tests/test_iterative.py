@@ -120,7 +120,7 @@ def test_gradient_unbiased_and_shrinks(win, config):
     spreads = {}
     for probes in (5, 40):
         grads, values = [], []
-        s = IterativeSolver(probes=probes, precond_rank=5, seed=probes, **ESTIMATORS[config])
+        s = IterativeSolver(probes=probes, precond_rank=5, seed=probes, grad_error_target=None, **ESTIMATORS[config])
         for _ in range(60):
             v, g = solver_value_grad(s, win)
             grads.append(g)
@@ -230,3 +230,101 @@ def test_float32_products_change_only_rounding(win):
     # float32 is not used where its precision cannot reach the probe tolerance
     s = IterativeSolver(probe_rtol=1e-6)
     assert s._low_precision(win["G"])[0] is win["G"]
+
+
+# ---- rank and probes chosen per window (grad_error_target) ------------------------------------------
+
+def dense_value_grad(w, s2=None):
+    """Dense float64 reference: C = s2 I + G^T diag(phi) G formed, Cholesky, autograd to phi."""
+    G, y, lam = w["G"], w["y"], w["lam"]
+    phi = w["phi"].clone().requires_grad_(True)
+    s2 = w["s2"] if s2 is None else s2
+    C = s2 * torch.eye(G.shape[1], dtype=G.dtype) + G.T @ (phi.unsqueeze(1) * G)
+    L = torch.linalg.cholesky(C)
+    a = torch.cholesky_solve(y.unsqueeze(1), L).squeeze(1)
+    v = 0.5 * (y @ a + 2 * torch.log(torch.diagonal(L)).sum() + torch.log(lam).sum()
+               + G.shape[1] * np.log(2 * np.pi))
+    v.backward()
+    return v.item(), phi.grad.clone()
+
+
+@pytest.fixture(scope="module")
+def windows_by_size(msprime_ld):
+    R = np.array(msprime_ld(300, 600_000, 11, 0.02))      # 938 sites
+    return {n: make_window(R, n_core=n) for n in (150, 300)}
+
+
+@pytest.mark.parametrize("n_core", [150, 300])
+def test_adaptive_settings_hold_the_gradient_error(windows_by_size, n_core):
+    """Starting from rank 10 and 10 probes (about 10% gradient error at both sizes), the solver grows rank
+    (from the captured spectrum) and probes (from their variance) until its estimated error is below 2%; the measured error against a dense float64 reference
+    is then at most 3% for every seed, and the value is within the SLQ noise of the reference."""
+    w = windows_by_size[n_core]
+    vd, gd = dense_value_grad(w)
+    ve, ge = exact_value_grad(w)
+    assert abs(ve - vd) < 1e-9 * abs(vd) and ((ge - gd).norm() / gd.norm()).item() < 1e-9
+    fixed_errs, errs, vals = [], [], []
+    for seed in range(4):
+        fixed = IterativeSolver(seed=seed, precond_rank=10, probes=10, grad_error_target=None)
+        _, g = solver_value_grad(fixed, w)
+        fixed_errs.append(((g - gd).norm() / gd.norm()).item())
+        assert fixed.stats["precond_rank_last"] == 10 and fixed.stats["probes_last"] == 10
+        s = IterativeSolver(seed=seed, precond_rank=10, probes=10, grad_error_target=0.02)
+        v, g = solver_value_grad(s, w)
+        err = ((g - gd).norm() / gd.norm()).item()
+        errs.append(err)
+        vals.append(v)
+        assert s.stats["precond_rank_last"] > 10 or s.stats["probes_last"] > 10
+        assert s.stats["grad_err_est_last"] <= 0.02
+        # the error estimate (probe sample variance) tracks the measured error
+        assert 0.5 < s.stats["grad_err_est_last"] / err < 2.0
+    assert min(fixed_errs) > 0.05
+    assert max(errs) <= 0.03
+    assert abs(np.mean(vals) - vd) < 0.5
+
+
+def test_adaptive_estimator_unbiased(win):
+    """With the settings chosen per call (pooled probes included), the gradient's mean over seeds matches the
+    dense reference within its standard error."""
+    _, gd = dense_value_grad(win)
+    grads = []
+    for seed in range(40):
+        s = IterativeSolver(seed=seed, precond_rank=5, probes=5, grad_error_target=0.05)
+        grads.append(solver_value_grad(s, win)[1])
+    g = torch.stack(grads)
+    z = (g.mean(0) - gd) / (g.std(0) / np.sqrt(g.shape[0]) + 1e-12 * gd.abs().max())
+    assert z.abs().max() < 6.0 and z.abs().mean() < 1.2
+
+
+def test_adaptive_settings_stateless_spectrum_sized_and_bounded(win):
+    s = IterativeSolver(seed=0, precond_rank=5, probes=5, grad_error_target=0.02)
+    v1, g1 = solver_value_grad(s, win)
+    first = (s.stats["precond_rank_last"], s.stats["probes_last"])
+    assert first != (5, 5)
+    # nothing is remembered between calls: a fresh solver at the same call counter gives the same numbers
+    solver_value_grad(s, win)
+    again = IterativeSolver(seed=0, precond_rank=5, probes=5, grad_error_target=0.02)
+    again._counter = 1
+    ref = IterativeSolver(seed=0, precond_rank=5, probes=5, grad_error_target=0.02)
+    ref._counter = 1
+    va, ga = solver_value_grad(again, win)
+    vb, gb = solver_value_grad(ref, win)
+    assert va == vb and torch.equal(ga, gb)
+    # the captured spectrum sizes the preconditioner before any probe: a strict tail doubles the rank
+    K = win["G"].T @ (win["phi"].unsqueeze(1) * win["G"])
+    ev = torch.linalg.eigvalsh(K).flip(0)
+    assert ev[4] > 0.25 * win["s2"]                    # rank 5 leaves a large tail on this window
+    t = IterativeSolver(seed=0, precond_rank=5, probes=5, grad_error_target=1.0, precond_tail=1e-3)
+    solver_value_grad(t, win)
+    r = win["G"].shape[1]
+    assert t.stats["adapt_rounds_last"] == 0 and t.stats["precond_rank_last"] in (40, r // 2)
+    loose = IterativeSolver(seed=0, precond_rank=5, probes=5, grad_error_target=1.0, precond_tail=1e6)
+    solver_value_grad(loose, win)
+    assert loose.stats["precond_rank_last"] == 5 and loose.stats["probes_last"] == 5
+    # limits: never above max_probes / max_precond_rank, no error when the target is out of reach
+    b = IterativeSolver(seed=0, precond_rank=5, probes=5, grad_error_target=1e-4, max_probes=12, max_precond_rank=5)
+    solver_value_grad(b, win)
+    assert b.stats["precond_rank_last"] == 5 and b.stats["probes_last"] == 12
+    assert b.stats["grad_err_est_last"] > 1e-4
+    with pytest.raises(ValueError, match="grad_error_target"):
+        IterativeSolver(grad_error_target=0)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from .features.loader import FeatureCache, WindowDataset, make_loader, run_order
+from .features.loader import WindowDataset, make_loader, run_order
 from .features.pred import FeatureScaler, annotation_block, pred_feature_names, pred_features
 from .features.tracks import gather_windows
 from .features.variants import gather_kept
@@ -233,7 +233,7 @@ class EpochWindows(WindowDataset):
             return
         skip = np.bincount(np.asarray(seq[:self.start], dtype=np.int64), minlength=W)
         role = (seq[self.start] + i) % W
-        cache = FeatureCache(self.gather) if self.gather is not None else None
+        cache = self._feature_cache()
         self.cache = cache
         for x in per[role][skip[role]:]:
             yield self._item(self.windows[x], cache)
@@ -297,8 +297,8 @@ class StreamingWindows:
     def iter_epoch(self, seed: int, epoch: int, start: int = 0):
         """The epoch's `WindowData` from position `start` of `order(seed, epoch)`."""
         ds = self._dataset(seed, epoch, start)
-        if self.num_workers == 0:
-            yield from ds
+        if self.num_workers == 0:         # in this process, the next windows assembled in a background thread
+            yield from make_loader(ds, num_workers=0, prefetch_factor=self.prefetch)
             return
         # starting worker processes draws a base seed from the global torch RNG: restore it, so dropout in
         # training draws the same numbers as with in-memory windows (and as after a resume)
