@@ -54,7 +54,8 @@ def evaluate_windows(phi_of: Callable[[WindowData], torch.Tensor], windows: Iter
     return pd.DataFrame(rows, columns=WINDOW_COLUMNS)
 
 
-def prior_phi(prior: torch.nn.Module, N: float, inference: Inference | None = None) -> Callable[[WindowData], torch.Tensor]:
+def prior_phi(prior: torch.nn.Module, N: float,
+              inference: Inference | None = None) -> Callable[[WindowData], torch.Tensor]:
     """phi = N f of a window's variants, the prior run by `inference` (default: CPU, batches of 4096)."""
     inference = inference or Inference()
     inference.place(prior)

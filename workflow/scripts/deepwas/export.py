@@ -255,7 +255,7 @@ def write_prior_files(plan: dict, model_paths: dict, factor_inputs: dict, harmon
     batch size (`inference.Inference.from_config`). Returns the summary."""
     have = tracks.track_names if tracks is not None else []
     files = {label: ModelFile.load(p) for label, p in model_paths.items()}
-    kinds = {ck.model for ck in files.values()}
+    kinds = {ck.model for ck in files.values()}      # one model kind (the rules score a model and its folds)
     run = Inference.from_config(kinds.pop() if len(kinds) == 1 else "transformer", train, inference)
     priors = {label: prior_from_checkpoint(ck, have, str(model_paths[label])) for label, ck in files.items()}
     for prior, _ in priors.values():

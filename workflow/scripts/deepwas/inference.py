@@ -42,7 +42,8 @@ class Inference:
     @torch.no_grad()
     def __call__(self, prior: torch.nn.Module, inputs: dict) -> torch.Tensor:
         """f of every row of `inputs` (freq, pred, tracks: CPU tensors) as a float64 CPU tensor; `prior` must
-        be on the device (`place`)."""
+        be on the device (`place`). Eval mode (no dropout), as the held-out evaluation of Sec. 6.2."""
+        prior.eval()
         m = int(inputs["freq"].shape[0])
         size = self.batch_size if self.batch_size > 0 else max(m, 1)
         parts = []
