@@ -183,12 +183,12 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def _scenario(workdir: Path) -> Path:
+def _scenario(workdir: Path, device: str = "auto") -> Path:
     """tests/e2e/tracks.yaml with one objective, constant + transformer, device auto (the CPU here)."""
     cfg = yaml.safe_load((REPO / "tests/e2e/tracks.yaml").read_text())
     cfg["models"] = ["constant", "transformer"]
     cfg["objectives"] = ["deepwas"]
-    cfg["train"]["device"] = "auto"   # gpu_for requests a GPU for the transformer unless device is cpu
+    cfg["train"]["device"] = device   # gpu_for requests a GPU for the transformer unless device is cpu
     cfg["priors"] = {"folds": 0}      # no out-of-chromosome fold models: the one GPU job is the transformer's train
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "tests/e2e" / cfg["traits"], workdir / cfg["traits"])
@@ -287,9 +287,9 @@ def test_real_slurm_run_matches_local_run(cluster, tmp_path):
 # --- the profiles without a cluster: dry runs (need the plugin, not SLURM) ---
 
 def _dry_run(tmp_path, env_extra: dict, drop=("DEEPWAS_SLURM_PARTITION", "DEEPWAS_SLURM_ACCOUNT",
-                                               "DEEPWAS_SLURM_GPU_PARTITION")):
+                                               "DEEPWAS_SLURM_GPU_PARTITION"), device: str = "auto"):
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    _scenario(tmp_path)
+    _scenario(tmp_path, device)
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow/scripts"), env.get("PYTHONPATH", "")])
@@ -339,3 +339,13 @@ def test_profiles_plan_gpus_partitions_and_sizes(tmp_path):
     assert sizes["ld_factors"] == ("720", "32000") and sizes["summary"] == ("30", "2000")
     assert {(w["model"], r["runtime"], r["mem_mb"]) for w, r in train} == {("constant", "2400", "32000"),
                                                                           ("transformer", "1440", "64000")}
+
+
+def test_device_cpu_plans_no_gpu(tmp_path):
+    """train.device cpu: no job asks for a GPU (training, evaluation, export and h2 all run on the CPU)."""
+    rc, out = _dry_run(tmp_path, {"DEEPWAS_SLURM_PARTITION": "cpuq", "DEEPWAS_SLURM_ACCOUNT": "lab",
+                                  "DEEPWAS_SLURM_GPU_PARTITION": "gpuq"}, device="cpu")
+    assert rc == 0, out[-3000:]
+    jobs = _planned(out)
+    assert {"train", "evaluate"} <= {rule for rule, _, _ in jobs}
+    assert all(r.get("gpu", "0") == "0" and r["slurm_partition"] == "cpuq" for _, _, r in jobs), jobs
