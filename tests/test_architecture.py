@@ -92,6 +92,7 @@ def test_import_graph_is_acyclic():
 LAYERS = ["config", "io", "windows", "harmonise", "liftover", "encode", "downloads", "ldscore", "ld_factors",
           "whitening", "formats", "panel", "linalg",
           "likelihood", "window", "features", "ldsr", "sources", "networks", "priors", "s2", "shared_forward", "distributed", "training",
+          "inference",
           "evaluation", "export", "h2", "region", "plots", "simulation"]
 
 

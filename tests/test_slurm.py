@@ -183,12 +183,12 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def _scenario(workdir: Path) -> Path:
+def _scenario(workdir: Path, device: str = "auto") -> Path:
     """tests/e2e/tracks.yaml with one objective, constant + transformer, device auto (the CPU here)."""
     cfg = yaml.safe_load((REPO / "tests/e2e/tracks.yaml").read_text())
     cfg["models"] = ["constant", "transformer"]
     cfg["objectives"] = ["deepwas"]
-    cfg["train"]["device"] = "auto"   # gpu_for requests a GPU for the transformer unless device is cpu
+    cfg["train"]["device"] = device   # gpu_for requests a GPU for the transformer unless device is cpu
     cfg["priors"] = {"folds": 0}      # no out-of-chromosome fold models: the one GPU job is the transformer's train
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "tests/e2e" / cfg["traits"], workdir / cfg["traits"])
@@ -205,6 +205,15 @@ def _snakemake(workdir: Path, extra: list[str], env: dict):
     (workdir / "snakemake.out").write_text(out)
     assert rc == 0, out[-6000:]
     return out, time.time() - t0
+
+
+def _wants_gpu(rule: str, wildcards) -> bool:
+    """gpu_for (common.smk) with train.device auto: training of the transformer and of constant / GLM with the
+    deepwas objective (exact likelihood), and the transformer's evaluation, prior export and h2."""
+    wc = wildcards if isinstance(wildcards, str) else "_".join(wildcards.values())
+    if rule in ("train", "train_fold", "train_ablation"):
+        return "transformer" in wc or wc.endswith("deepwas")
+    return rule in ("evaluate", "export_priors", "prior_h2") and "transformer" in wc
 
 
 def _tables(workdir: Path) -> dict[str, pd.DataFrame]:
@@ -241,8 +250,7 @@ def test_real_slurm_run_matches_local_run(cluster, tmp_path):
     assert {"demo_cohort", "ld_factors", "train", "evaluate"} <= set(by_rule), sorted(by_rule)
     for rule, jobs in by_rule.items():
         for wildcards, c in jobs:
-            wants_gpu = rule == "train" and "transformer" in wildcards
-            assert ("--gpus=1" in c) == wants_gpu, c
+            assert ("--gpus=1" in c) == _wants_gpu(rule, wildcards), c
             assert "--gres" not in c and "-p debug" in c, c
             assert "-A " not in c, c     # DEEPWAS_SLURM_ACCOUNT=none: --slurm-no-account
     # threads and runtime come from the workflow profile (profiles/default): train asks for 8 CPUs
@@ -257,7 +265,9 @@ def test_real_slurm_run_matches_local_run(cluster, tmp_path):
     assert len(jobs) == len(calls), (len(jobs), len(calls))
     assert all(j["JobState"] == "COMPLETED" for j in jobs), [(j["Comment"], j["JobState"]) for j in jobs]
     gpu_jobs = sorted(j["Comment"] for j in jobs if "gpu" in j.get("TresPerJob", ""))
-    assert gpu_jobs == ["rule_train_wildcards_tracked_transformer_deepwas"], gpu_jobs
+    assert gpu_jobs == sorted(f"rule_{rule}_wildcards_{w}" for rule, ws in by_rule.items() for w, _ in ws
+                              if _wants_gpu(rule, w)), gpu_jobs
+    assert "rule_evaluate_wildcards_tracked_transformer_deepwas" in gpu_jobs, gpu_jobs
     ctld_log = (cluster.state / "slurmctld.log").read_text()
     assert len(re.findall(r"_job_complete: JobId=\d+ done", ctld_log)) == len(calls)
 
@@ -277,9 +287,9 @@ def test_real_slurm_run_matches_local_run(cluster, tmp_path):
 # --- the profiles without a cluster: dry runs (need the plugin, not SLURM) ---
 
 def _dry_run(tmp_path, env_extra: dict, drop=("DEEPWAS_SLURM_PARTITION", "DEEPWAS_SLURM_ACCOUNT",
-                                               "DEEPWAS_SLURM_GPU_PARTITION")):
+                                               "DEEPWAS_SLURM_GPU_PARTITION"), device: str = "auto"):
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    _scenario(tmp_path)
+    _scenario(tmp_path, device)
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow/scripts"), env.get("PYTHONPATH", "")])
@@ -317,11 +327,25 @@ def test_profiles_plan_gpus_partitions_and_sizes(tmp_path):
     train = [(w, r) for rule, w, r in jobs if rule == "train"]
     assert len(train) == 2 and len(jobs) > 15
     for rule, w, r in jobs:
-        gpu = rule == "train" and w["model"] == "transformer"
+        gpu = _wants_gpu(rule, w)
         assert r.get("gpu", "0") == ("1" if gpu else "0"), (rule, w, r)
         assert r["slurm_partition"] == ("gpuq" if gpu else "cpuq") and r["slurm_account"] == "lab", (rule, r)
+    gpu_rules = {(rule, w.get("model"), w.get("objective")) for rule, w, r in jobs if r.get("gpu", "0") != "0"}
+    assert {("train", "constant", "deepwas"), ("train", "transformer", "deepwas"),
+            ("evaluate", "transformer", "deepwas")} <= gpu_rules, gpu_rules
+    assert not {g for g in gpu_rules if g[0] == "evaluate" and g[1] == "constant"}, gpu_rules
     # workflow profile sizes (attempt 1) and the site profile's defaults for the rest
     sizes = {rule: (r["runtime"], r["mem_mb"]) for rule, w, r in jobs if rule != "train"}
     assert sizes["ld_factors"] == ("720", "32000") and sizes["summary"] == ("30", "2000")
     assert {(w["model"], r["runtime"], r["mem_mb"]) for w, r in train} == {("constant", "2400", "32000"),
                                                                           ("transformer", "1440", "64000")}
+
+
+def test_device_cpu_plans_no_gpu(tmp_path):
+    """train.device cpu: no job asks for a GPU (training, evaluation, export and h2 all run on the CPU)."""
+    rc, out = _dry_run(tmp_path, {"DEEPWAS_SLURM_PARTITION": "cpuq", "DEEPWAS_SLURM_ACCOUNT": "lab",
+                                  "DEEPWAS_SLURM_GPU_PARTITION": "gpuq"}, device="cpu")
+    assert rc == 0, out[-3000:]
+    jobs = _planned(out)
+    assert {"train", "evaluate"} <= {rule for rule, _, _ in jobs}
+    assert all(r.get("gpu", "0") == "0" and r["slurm_partition"] == "cpuq" for _, _, r in jobs), jobs

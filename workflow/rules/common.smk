@@ -220,12 +220,23 @@ def chrom_inputs(chroms, trait):
 # threads, runtime and memory of each rule are set in the workflow profile profiles/default/config.yaml.
 
 
-def gpu_for(wildcards):
-    """GPUs of one training job: `train.gpus` (default 1) for the transformer unless `train.device` is cpu,
-    else 0. The training script starts one process per GPU (torchrun) when there are several."""
-    if wildcards.model != "transformer" or str(config["train"]["device"]) == "cpu":
+def gpu_for(wildcards, job="train"):
+    """GPUs of one job of a prior (by its `model` wildcard); 0 for every job when `train.device` is cpu.
+
+    job 'train' (train, train_fold, ablations): the transformer `train.gpus` (default 1; the training script
+    starts one process per GPU, torchrun, when there are several); constant and GLM 1 for the deepwas
+    objective, whose cost is the exact likelihood: 17 s per window step on a CPU core (108 CPU-hours, about 27 h
+    on 8 threads at UKBB size) against 0.031 s per window on a GPU (benchmarks/RESULTS.md); 0 for ldsr (no
+    likelihood).
+    job 'inference' (evaluate, export_priors, apply_prior_*, prior_h2): the transformer 1, one process (its
+    forward is about 1,600 s per window on a CPU core: 207 CPU-hours to evaluate, about 1,500 to score the ~13M
+    variants); constant and GLM 0: their evaluation is 11 s per held-out window on a CPU (1.4 CPU-hours in
+    all), the GLM's scoring a linear map, and their jackknife runs in float64 on the CPU."""
+    if str(config["train"]["device"]) == "cpu":
         return 0
-    return int(config["train"]["gpus"])
+    if wildcards.model != "transformer":
+        return int(job == "train" and wildcards.objective == "deepwas")
+    return int(config["train"]["gpus"]) if job == "train" else 1
 
 
 def gpu_partition(gpus):
@@ -247,9 +258,9 @@ def gpu_partition(gpus):
     return {"slurm_partition": partition}
 
 
-def torch_env(wildcards):
-    """Conda environment of a training job (--sdm conda): the CUDA build of torch where the job gets a GPU."""
-    return "../../envs/deepwas-cuda.yaml" if gpu_for(wildcards) else "../../envs/deepwas.yaml"
+def torch_env(wildcards, job="train"):
+    """Conda environment of a job of a prior (--sdm conda): the CUDA build of torch where the job gets a GPU."""
+    return "../../envs/deepwas-cuda.yaml" if gpu_for(wildcards, job) else "../../envs/deepwas.yaml"
 
 
 # --- end cluster resources ---

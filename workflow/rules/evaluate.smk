@@ -18,7 +18,10 @@ rule evaluate:
     log:
         "logs/evaluate/{trait}/{model}/{objective}.log",
     conda:
-        "../../envs/deepwas.yaml"
+        lambda wc: torch_env(wc, "inference")
+    resources:
+        **gpu_partition(lambda wc: gpu_for(wc, "inference")),
+        gpu=lambda wc: gpu_for(wc, "inference"),
     params:
         annotations=config["features"]["annotations"],
         tracks=track_params(HELDOUT),

@@ -1,5 +1,8 @@
 # Outputs of trained priors: per-variant prior files in PolyFun's layout (each chromosome scored by a model not
 # trained on it), h2 and enrichment with block-jackknife standard errors, and priors applied to other variant sets.
+# The transformer's jobs get one GPU for its forward (gpu_for(..., "inference") in common.smk).
+
+from types import SimpleNamespace
 
 
 wildcard_constraints:
@@ -18,9 +21,10 @@ rule train_fold:
     benchmark:
         "benchmarks_runs/train_folds/{trait}/{model}/{objective}/fold{fold}.tsv"
     conda:
-        "../../envs/deepwas.yaml"
+        torch_env
     threads: 1
     resources:
+        **gpu_partition(gpu_for),
         mem_mb=8000,
         gpu=gpu_for,
     params:
@@ -56,10 +60,12 @@ rule export_priors:
     log:
         "logs/priors/{trait}/{model}/{objective}.log",
     conda:
-        "../../envs/deepwas.yaml"
+        lambda wc: torch_env(wc, "inference")
     threads: 1
     resources:
+        **gpu_partition(lambda wc: gpu_for(wc, "inference")),
         mem_mb=8000,
+        gpu=lambda wc: gpu_for(wc, "inference"),
     params:
         plan=prior_plan(),
         models=lambda wc: {
@@ -91,10 +97,12 @@ rule prior_h2:
     log:
         "logs/h2/{trait}/{model}/{objective}.log",
     conda:
-        "../../envs/deepwas.yaml"
+        lambda wc: torch_env(wc, "inference")
     threads: 1
     resources:
+        **gpu_partition(lambda wc: gpu_for(wc, "inference")),
         mem_mb=8000,
+        gpu=lambda wc: gpu_for(wc, "inference"),
     params:
         annotations=config["features"]["annotations"],
         tracks=track_params(CHROMS),
@@ -107,6 +115,9 @@ rule prior_h2:
 for _name, _a in priors_cfg("apply").items():
     _chroms = applied_chroms(_a)
     _factors = _a.get("factors", "results/ld_factors")
+    # the model named 'trait/model/objective' (a .pt path: possibly the transformer, so a GPU unless device cpu)
+    _kind = SimpleNamespace(model="transformer" if _a["model"].endswith(".pt") else _a["model"].split("/")[1])
+    _gpus = gpu_for(_kind, "inference")
 
     rule:
         name:
@@ -123,10 +134,12 @@ for _name, _a in priors_cfg("apply").items():
         log:
             f"logs/priors_applied/{_name}.log",
         conda:
-            "../../envs/deepwas.yaml"
+            torch_env(_kind, "inference")
         threads: 1
         resources:
+            **gpu_partition(_gpus),
             mem_mb=8000,
+            gpu=_gpus,
         params:
             plan={c: _a["model"] for c in _chroms},
             models={_a["model"]: applied_model(_a)},

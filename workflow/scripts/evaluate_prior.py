@@ -2,6 +2,7 @@
 `deepwas.evaluation.evaluate_prior`."""
 from deepwas.evaluation import evaluate_prior
 from deepwas.features.variants import VariantTracks
+from deepwas.inference import inference_config
 from deepwas.io import setup_logging
 
 
@@ -14,4 +15,5 @@ if "snakemake" in globals():
         if p.get("tracks") else None
     setup_logging(sm.log[0])
     evaluate_prior(chrom_inputs, sm.input.s2, p.annotations, sm.input.get("model"), sm.input.get("truth"),
-                   sm.wildcards.trait, sm.output.table, sm.output.summary, tracks=tracks)
+                   sm.wildcards.trait, sm.output.table, sm.output.summary, tracks=tracks,
+                   **inference_config(sm.config))

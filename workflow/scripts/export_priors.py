@@ -1,6 +1,7 @@
 """Rules export_priors / apply_prior: per-variant priors (PolyFun layout) of trained models, one file per chromosome
 (`deepwas.export.write_prior_files`)."""
 from deepwas.export import variant_tracks, write_prior_files
+from deepwas.inference import inference_config
 from deepwas.io import setup_logging
 
 if "snakemake" in globals():
@@ -13,6 +14,6 @@ if "snakemake" in globals():
                                {c: (f, m) for c, f, m in zip(chroms, sm.input.factors, sm.input.manifests)},
                                sm.input.harmonised, p.annotations, tracks, dict(zip(chroms, sm.output.parquet)),
                                dict(zip(chroms, sm.output.text)), sm.output.summary,
-                               liftover=p.tracks["liftover"] if p.tracks else None)
+                               liftover=p.tracks["liftover"] if p.tracks else None, **inference_config(sm.config))
     log.info("%d variants, h2 = sum SNPVAR = %.4f (%d without rsid dropped)", counts["n_variants"], counts["h2"],
              counts["no_rsid"])

@@ -5,7 +5,8 @@ For every held-out window, the exact NLL under the model and under the null (f =
     Delta = sum_i [NLL_i(0) - NLL_i(phi_theta)],    pct_per_person = 100 (exp(Delta / N) - 1),
 
 the percentage likelihood increase per person. Evaluation always uses the exact solver, whatever solver
-trained the model, with the prior in eval() mode.
+trained the model, with the prior in eval() mode. The prior runs on the training device in batches of
+variants (`inference.Inference`); on a GPU the window's float64 likelihood is computed there too.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .features.pred import FeatureScaler
 from .formats.annotations import read_annotations
 from .formats.model_file import ModelFile
 from .formats.truth import read_truth
+from .inference import Inference
 from .io import atomic_path, read_json, write_json, write_table
 from .likelihood import exact, nll_null
 from .likelihood.mismatch import Mismatch
@@ -34,22 +36,30 @@ SUMMARY_COLUMNS = ["trait", "model", "objective", "n_windows", "delta_nll", "pct
 
 
 @torch.no_grad()
-def evaluate_windows(phi_of: Callable[[WindowData], torch.Tensor], windows: Iterable[WindowData], s2: float) -> pd.DataFrame:
-    """Per-window table; `phi_of(window)` gives phi = N f for the window's extended variants."""
+def evaluate_windows(phi_of: Callable[[WindowData], torch.Tensor], windows: Iterable[WindowData], s2: float,
+                     device: torch.device | None = None) -> pd.DataFrame:
+    """Per-window table; `phi_of(window)` gives phi = N f for the window's extended variants. `device`: where
+    the model's float64 likelihood is computed (default: the CPU)."""
     rows = []
     for w in windows:
         phi = phi_of(w).double()
         if not torch.all(torch.isfinite(phi)) or bool((phi < 0).any()):
             raise FloatingPointError(f"window {w.name}: the prior produced negative or non-finite values")
-        model = float(exact.nll(phi, s2, w.G, w.y, w.lam))
+        if device is None or device.type == "cpu":
+            model = float(exact.nll(phi, s2, w.G, w.y, w.lam))
+        else:   # G, y, lam only: the window's track inputs stay on the CPU
+            model = float(exact.nll(phi.to(device), s2, w.G.to(device), w.y.to(device), w.lam.to(device)))
         null = float(nll_null(s2, w.y, w.lam))
         rows.append([w.name, w.n_core, w.m, w.rank, model, null, null - model])
     return pd.DataFrame(rows, columns=WINDOW_COLUMNS)
 
 
-def prior_phi(prior: torch.nn.Module, N: float) -> Callable[[WindowData], torch.Tensor]:
-    prior.eval()
-    return lambda w: N * prior(w.inputs)
+def prior_phi(prior: torch.nn.Module, N: float,
+              inference: Inference | None = None) -> Callable[[WindowData], torch.Tensor]:
+    """phi = N f of a window's variants, the prior run by `inference` (default: CPU, batches of 4096)."""
+    inference = inference or Inference()
+    inference.place(prior)
+    return lambda w: N * inference(prior, w.inputs)
 
 
 def pct_per_person(delta: float, N: float) -> float:
@@ -105,9 +115,11 @@ def write_summary(summaries, out_tsv, out_txt) -> pd.DataFrame:
 
 
 def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_path, trait, out_table, out_summary,
-                   tracks=None) -> dict:
+                   tracks=None, train: dict | None = None, inference: dict | None = None) -> dict:
     """The evaluate rule: exact held-out likelihood of a trained prior (model file `model_path`), or of the
-    demo's true f (`truth_path`, model 'oracle'); writes the per-window table and the summary (returned)."""
+    demo's true f (`truth_path`, model 'oracle'); writes the per-window table and the summary (returned).
+    train / inference: the config blocks that set the prior's device, autocast and batch size
+    (`inference.Inference.from_config`; absent keys take the schema's defaults)."""
     s2info = read_json(s2_json)
     s2, N = s2info["s2"], s2info["N"]
     mm = Mismatch.from_record(s2info)      # LD that is not the statistics' own (deepwas.s2): corrected windows
@@ -117,6 +129,7 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
         scale = None
         phi_of = lambda w: N * torch.as_tensor(f.reindex(keys[w.name]).to_numpy(), dtype=torch.float64)  # noqa: E731
         model, objective = "oracle", "truth"
+        device = None
     else:
         ck = ModelFile.load(model_path)
         have = tracks.track_names if tracks is not None else []
@@ -127,7 +140,10 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
         prior = build_prior(ck.model, d_pred=ck.d_pred, d_func=ck.d_func, init_log_scale=0.0,
                             alpha=ck.alpha, learn_alpha=ck.learn_alpha, network=ck.network)
         prior.load_state_dict(ck.state)
-        phi_of = prior_phi(prior, N)
+        run = Inference.from_config(ck.model, train, inference)
+        log.info("%s: prior on %s, batches of %d variants, autocast %s", ck.model, run.device, run.batch_size,
+                 run.autocast)
+        phi_of, device = prior_phi(prior, N, run), run.device
         model, objective = ck.model, ck.objective
     keys = {}
 
@@ -136,7 +152,7 @@ def evaluate_prior(chrom_inputs, s2_json, annotations_path, model_path, truth_pa
             keys[name] = fac["keys"]
             yield make_window(name, fac, st["y"], p if scale is None else scale(p), mismatch=mm)
 
-    table = evaluate_windows(phi_of, windows(), s2)
+    table = evaluate_windows(phi_of, windows(), s2, device)
     summary = dict(summarise(table, trait, model, objective, N), mismatch_lambda=mm.lam,
                    mismatch_panel_size=mm.panel_size, s2=s2)
     write_table(out_table, table)

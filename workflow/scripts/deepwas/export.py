@@ -30,6 +30,7 @@ from .formats.factors import load_factors
 from .formats.model_file import ModelFile
 from .formats.priors import write_priors
 from .harmonise import variant_key
+from .inference import Inference
 from .io import write_json
 from .priors import build_prior
 from .windows import chrom_key
@@ -134,24 +135,21 @@ def model_inputs(batch: dict, scaler: FeatureScaler, dtype=torch.float32) -> dic
     return inputs
 
 
-@torch.no_grad()
-def predict_f(prior, inputs: dict, chunk: int = 4096) -> np.ndarray:
-    """f of every variant of `inputs` (eval mode; chunked so that track windows of many variants fit)."""
-    prior.eval()
-    m = inputs["freq"].shape[0]
-    parts = [prior({k: v[i:i + chunk] for k, v in inputs.items()}).double().cpu().numpy()
-             for i in range(0, m, chunk)]
-    f = np.concatenate(parts) if parts else np.zeros(0)
+def predict_f(prior, inputs: dict, inference: Inference | None = None) -> np.ndarray:
+    """f of every variant of `inputs`, the prior run by `inference` (default: CPU, batches of 4096 variants so
+    that track windows of many variants fit); `prior` must be on its device (`Inference.place`)."""
+    f = (inference or Inference())(prior, inputs).numpy()
     if not np.all(np.isfinite(f)) or (f < 0).any():
         raise FloatingPointError("the prior produced negative or non-finite f")
     return f
 
 
-def score_variants(prior, scaler: FeatureScaler, batches, label: str = "") -> pd.DataFrame:
+def score_variants(prior, scaler: FeatureScaler, batches, label: str = "",
+                   inference: Inference | None = None) -> pd.DataFrame:
     """Columns key, chromosome, position, allele1, allele2, window, F, MODEL: one row per core variant."""
     frames = []
     for b in batches:
-        f = predict_f(prior, model_inputs(b, scaler))
+        f = predict_f(prior, model_inputs(b, scaler), inference)
         parts = pd.Series(b["keys"]).str.split(":", expand=True)
         frames.append(pd.DataFrame({"key": b["keys"], "chromosome": parts[0].to_numpy() if len(parts) else [],
                                     "position": np.asarray(b["positions"], dtype=np.int64),
@@ -197,17 +195,19 @@ def split_by_chromosome(table: pd.DataFrame, chromosomes) -> dict[str, pd.DataFr
 
 
 def export_priors(plan: dict, priors: dict, factor_inputs: dict, rsid: pd.Series, pos38: pd.Series | None = None,
-                  annotations=None, tracks=None, freq: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
+                  annotations=None, tracks=None, freq: pd.Series | None = None,
+                  inference: Inference | None = None) -> tuple[pd.DataFrame, dict]:
     """The prior table of all chromosomes of `plan` ({chromosome: label}), each scored by priors[label].
 
     priors: {label: (prior, scaler)} (`prior_from_checkpoint`); factor_inputs: {chromosome: (factor_dir,
-    manifest)}; freq: the harmonised EAF by variant key (`iter_core_features`). Returns `prior_table`'s
+    manifest)}; freq: the harmonised EAF by variant key (`iter_core_features`); inference: device and batch size
+    of the priors' forward (they must be on its device). Returns `prior_table`'s
     (table, counts) with per-chromosome h2 and scoring model in counts."""
     scored = []
     for chrom, label in plan.items():
         prior, scaler = priors[label]
         scored.append(score_variants(prior, scaler, iter_core_features([factor_inputs[chrom]], annotations, tracks,
-                                                                       freq), label))
+                                                                       freq), label, inference))
     table, counts = prior_table(pd.concat(scored, ignore_index=True), rsid, pos38)
     if table.empty:
         raise ValueError(f"none of the {counts['no_rsid']} variants of the LD factors of chromosomes {list(plan)} has "
@@ -243,16 +243,23 @@ def variant_tracks(store, tracks_params: dict | None, normalisation):
 
 
 def write_prior_files(plan: dict, model_paths: dict, factor_inputs: dict, harmonised, annotations_path, tracks,
-                      out_parquet: dict, out_text: dict, out_summary, liftover: dict | None = None) -> dict:
+                      out_parquet: dict, out_text: dict, out_summary, liftover: dict | None = None,
+                      train: dict | None = None, inference: dict | None = None) -> dict:
     """Rules export_priors / apply_prior: score the variants of a harmonised table with trained models and
     write the PolyFun-layout prior files per chromosome and their summary JSON (`formats.priors`).
 
     plan {chromosome: label}; model_paths {label: model.pt}; factor_inputs {chromosome: (dir, manifest)};
     harmonised: the trait's table (rsid, EAF: the variants scored and their frequencies); tracks: a
     `VariantTracks` or None; liftover {chromosome: table} for BP38, else the tracks' tables; out_parquet /
-    out_text {chromosome: path}. Returns the summary."""
+    out_text {chromosome: path}; train / inference: the config blocks that set the priors' device, autocast and
+    batch size (`inference.Inference.from_config`). Returns the summary."""
     have = tracks.track_names if tracks is not None else []
-    priors = {label: prior_from_checkpoint(ModelFile.load(p), have, str(p)) for label, p in model_paths.items()}
+    files = {label: ModelFile.load(p) for label, p in model_paths.items()}
+    kinds = {ck.model for ck in files.values()}      # one model kind (the rules score a model and its folds)
+    run = Inference.from_config(kinds.pop() if len(kinds) == 1 else "transformer", train, inference)
+    priors = {label: prior_from_checkpoint(ck, have, str(model_paths[label])) for label, ck in files.items()}
+    for prior, _ in priors.values():
+        run.place(prior)
     h = read_harmonised_variants(harmonised)
     rsid = pd.Series(h["rsid"].to_numpy(), index=h.index)
     freq = pd.Series(pd.to_numeric(h["eaf"]).to_numpy(dtype=np.float64), index=h.index)
@@ -261,7 +268,7 @@ def write_prior_files(plan: dict, model_paths: dict, factor_inputs: dict, harmon
         t = pd.concat([pd.read_csv(p, sep="\t", dtype={"chromosome": str}) for p in liftover.values()])
         pos38 = pd.Series(pd.to_numeric(t["POS38"]).to_numpy(), index=variant_key(t).to_numpy())
     table, counts = export_priors(plan, priors, factor_inputs, rsid, pos38, read_annotations(annotations_path),
-                                  tracks, freq)
+                                  tracks, freq, run)
     for chrom, part in split_by_chromosome(table, plan).items():
         write_priors(part, out_parquet[chrom], out_text[chrom])
     counts["models"] = {k: str(v) for k, v in model_paths.items()}

@@ -46,6 +46,7 @@ import torch
 
 from .formats.annotations import read_annotations
 from .formats.model_file import ModelFile
+from .inference import Inference
 from .io import read_json, write_table
 from .ldsr import ldsr_inputs
 from .likelihood import exact
@@ -295,7 +296,7 @@ def jackknife_f(prior, windows, loss, eval_inputs: dict, n_blocks: int, method: 
     return out, thetas
 
 
-def eval_set(prior, scaler, batches, track_names=()) -> dict:
+def eval_set(prior, scaler, batches, track_names=(), inference=None) -> dict:
     """Over all core variants of `batches` (`export.iter_core_features`): point f (as in the prior files),
     chromosome, float64 model inputs for jackknife replicates (track windows reduced to their mean over
     positions, all the GLM reads) and the categories: annotation columns, then each track's mean over the
@@ -304,7 +305,7 @@ def eval_set(prior, scaler, batches, track_names=()) -> dict:
 
     f, chrom, freq, pred, tr, ann = [], [], [], [], [], []
     for b in batches:
-        f.append(predict_f(prior, model_inputs(b, scaler)))
+        f.append(predict_f(prior, model_inputs(b, scaler), inference))
         chrom.append(np.array([k.split(":", 1)[0] for k in b["keys"]]))
         freq.append(b["freq"])
         pred.append(scaler.transform(b["pred"]))
@@ -343,14 +344,17 @@ def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_block
 
 
 def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotations_path, out, n_blocks: int,
-                   method: str, harmonised=None, priors_summary=None, tracks=None) -> pd.DataFrame:
+                   method: str, harmonised=None, priors_summary=None, tracks=None, train: dict | None = None,
+                   inference: dict | None = None) -> pd.DataFrame:
     """Rule prior_h2: the h2 / enrichment table of a trained prior (`prior_h2`), written to `out`.
 
     train_inputs: (factor_dir, manifest, stats) of the training chromosomes (the jackknife refits the
     training objective there); all_factor_inputs: (factor_dir, manifest) of every chromosome, whose core
     variants held by the trait's harmonised table (with its frequencies) make the M variants of h2;
     priors_summary: the prior files' summary JSON (their sum of SNPVAR, beside h2); tracks: a
-    `features.variants.VariantTracks` or None. Returns the table."""
+    `features.variants.VariantTracks` or None; train / inference: the config blocks that set the device,
+    autocast and batch size of the transformer's forward (`inference.Inference.from_config`; the constant and
+    GLM priors, whose jackknife refits run in float64 on the CPU, are scored on the CPU). Returns the table."""
     from .export import iter_core_features, prior_from_checkpoint, read_harmonised_variants
 
     s2info = read_json(s2_json)
@@ -362,7 +366,11 @@ def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotat
     if harmonised is not None:
         h = read_harmonised_variants(harmonised)
         freq = pd.Series(pd.to_numeric(h["eaf"]).to_numpy(dtype=np.float64), index=h.index)
-    ev = eval_set(prior, scaler, iter_core_features(all_factor_inputs, annotations, tracks, freq), have)
+    run = Inference.from_config(ck.model, train, inference)
+    if ck.model in ("constant", "glm"):
+        run = Inference(batch_size=run.batch_size)
+    ev = eval_set(run.place(prior), scaler, iter_core_features(all_factor_inputs, annotations, tracks, freq), have,
+                  run)
     windows = loss = None
     if ck.model in ("constant", "glm"):
         loaded = list(iter_windows(train_inputs, annotations, tracks))
