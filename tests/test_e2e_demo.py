@@ -45,3 +45,36 @@ def test_per_window_tables_and_reports(run_dir):
     text = (run_dir / "results/summary.txt").read_text()
     assert "enriched:" in text and "oracle" in text
     assert (run_dir / "logs/train/enriched/glm/deepwas.log").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_in_sample_s2_is_about_one(run_dir):
+    """The scenario's statistics are a GWAS of its own LD panel (demo.n_gwas: null): the maximum-likelihood s2
+    of the window likelihood is about 1 - h2 of one window (here one chromosome of six: h2 0.1), the range the
+    default demo must reach too."""
+    s2 = json.load(open(run_dir / "results/stats/enriched/s2.json"))
+    assert 0.8 <= s2["s2_ml"] <= 1.25
+
+
+@pytest.mark.slow
+def test_rerun_gives_an_identical_summary(run_dir):
+    """Same config, same seed: retraining every prior (one thread per training job) and rescoring gives
+    byte-identical models and summary."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.rmtree(run_dir / "results/checkpoints")            # a real retraining, not a resume at its end
+    repo = Path(__file__).resolve().parents[1]
+    before = {p: (run_dir / p).read_bytes() for p in
+              ("results/evaluation/summary.tsv", "results/train/enriched/glm/deepwas/model.pt")}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(run_dir),
+           "--configfile", str(repo / "tests/e2e/config.yaml"), "--cores", "2", "--quiet", "rules",
+           "--forcerun", "train", "--", "results/evaluation/summary.tsv"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    log = (run_dir / "logs/train/enriched/glm/deepwas.log").read_text()
+    assert "training glm/deepwas" in log and "resumed from" not in log
+    for p, b in before.items():
+        assert (run_dir / p).read_bytes() == b, p
