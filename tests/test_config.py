@@ -211,7 +211,7 @@ DEMO = {   # the demo's own settings (config/config.yaml), unchanged
     "train.lr": {"constant": 0.02, "glm": 0.02, "transformer": 0.002}, "train.accumulate": 1, "train.seed": 1,
     "train.weight_decay": {"constant": 0.01, "glm": 0.01, "transformer": 0.1},
     "features.track_manifest": "resources/demo/tracks/manifest.tsv", "simulation.threshold.dims": [0, 1, 2, 3],
-    "simulation.epochs": 8, "demo.n_gwas": 50000,
+    "simulation.epochs": 8, "demo.n_gwas": None,
 }
 
 

@@ -45,3 +45,60 @@ def test_per_window_tables_and_reports(run_dir):
     text = (run_dir / "results/summary.txt").read_text()
     assert "enriched:" in text and "oracle" in text
     assert (run_dir / "logs/train/enriched/glm/deepwas.log").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_in_sample_s2_is_about_one(run_dir):
+    """The scenario's statistics are a GWAS of its own LD panel (demo.n_gwas: null): the maximum-likelihood s2
+    of the window likelihood is about 1 - h2 of one window (here one chromosome of six: h2 0.1), the range the
+    default demo must reach too."""
+    s2 = json.load(open(run_dir / "results/stats/enriched/s2.json"))
+    assert 0.8 <= s2["s2_ml"] <= 1.25
+
+
+@pytest.mark.slow
+def test_rerun_retrains_identically(run_dir):
+    """Same config, same seed: retraining a prior from scratch (threads pinned by the rule) gives the same
+    parameters and the same metrics, bit for bit; evaluation is exact float64 without randomness, so the
+    summary follows."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    repo = Path(__file__).resolve().parents[1]
+    target = "results/train/enriched/glm/deepwas/model.pt"            # relative to --directory
+    out = run_dir / "results/train/enriched/glm/deepwas"
+    metrics = lambda: pd.read_csv(out / "metrics.tsv", sep="\t").drop(columns="seconds")   # noqa: E731
+    before = torch.load(out / "model.pt", weights_only=False), metrics()
+    shutil.rmtree(run_dir / "results/checkpoints/enriched/glm/deepwas")   # a real retraining, not a resume
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(run_dir),
+           "--configfile", str(repo / "tests/e2e/config.yaml"), "--cores", "2", "--quiet", "rules",
+           "--forcerun", target, "--", target]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    log = (run_dir / "logs/train/enriched/glm/deepwas.log").read_text()
+    assert "training glm/deepwas" in log and "resumed from" not in log
+    after = torch.load(out / "model.pt", weights_only=False), metrics()
+    assert len(after[1]) == len(before[1]) > 0
+    pd.testing.assert_frame_equal(after[1], before[1], check_exact=True)   # every step's loss, bit for bit
+    _assert_same(after[0], before[0])
+
+
+def _assert_same(a, b):
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        assert a == b

@@ -60,3 +60,101 @@ def test_track_truth_config_errors_are_named():
         simulate.track_enrichment(W, [0, 1], [0.5], [1.0, 2.0])
     with pytest.raises(ValueError, match="track index 3 >= 3 demo tracks"):
         simulate.track_enrichment(W, [3], [0.5], [1.0])
+
+
+# --- the in-sample demo: GWAS of the simulated cohort, LD windows from the same people ---------------------
+
+def test_simulate_chromosome_filters_on_the_trees_like_the_dense_matrix():
+    """The frequency filter on the tree sequence and the site-by-site decoding give the variants and allele
+    counts of the dense reference: all sites' haplotype matrix, biallelic sites with MAF >= maf_min."""
+    import msprime
+
+    n, length, seed, maf = 300, 200_000, 5, 0.05
+    ch = simulate.simulate_chromosome("1", length, n, seed, recombination_rate=1e-7, mutation_rate=2e-8,
+                                      maf_min=maf)
+    rng = np.random.default_rng(seed)
+    ts = msprime.sim_ancestry(samples=n, ploidy=2, population_size=1e4, sequence_length=length,
+                              recombination_rate=1e-7, random_seed=int(rng.integers(1, 2**31)))
+    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=int(rng.integers(1, 2**31)))
+    H = ts.genotype_matrix()
+    bi = np.array([len(s.mutations) == 1 for s in ts.sites()])
+    G = H[:, 0::2] + H[:, 1::2]
+    p = G.mean(1) / 2
+    keep = bi & (np.minimum(p, 1 - p) >= maf)
+    assert 50 < keep.sum() < len(keep)                        # the filter removes something and keeps enough
+    np.testing.assert_array_equal(ch.positions, ts.tables.sites.position[keep].astype(np.int64) + 1)
+    np.testing.assert_array_equal(ch.genotypes, G[keep])
+    assert ch.genotypes.dtype == np.uint8
+
+
+def test_window_ld_equals_each_windows_dense_ld(msprime_chromosome):
+    """Shared segment products give every overlapping window the R = X_s X_s^T / n of its own variants."""
+    from deepwas.windows import tile
+
+    ch = msprime_chromosome(400, 600_000, 3)
+    ws = tile("1", 600_000, 150_000, 50_000)
+    out = list(simulate.window_ld(ch, ws))
+    assert [w.name for w, _, _ in out] == [w.name for w in ws] and len(out) == 10
+    for w, sel, R in out:
+        assert sel.sum() == ((ch.positions >= w.start) & (ch.positions < w.end)).sum() > 20
+        ref = simulate.ld_matrix(ch.standardised(sel))
+        np.testing.assert_allclose(R, ref, atol=1e-5, rtol=0)  # float32 product: far below 1 / sqrt(n)
+        np.testing.assert_array_equal(R, R.T)
+
+
+def test_gwas_in_chunks_is_per_variant_ols(msprime_chromosome):
+    ch = msprime_chromosome(300, 300_000, 4)
+    G = ch.genotypes
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(G.shape[1], 2)) + 0.3 * ch.standardised()[:2].T
+    both = simulate.gwas(G, Y)
+    assert G.shape[0] > simulate.CHUNK                          # more than one chunk
+    for k in range(2):
+        one = simulate.gwas(G, Y[:, k])
+        pd.testing.assert_frame_equal(one, both[k])
+        for m in (0, 1, G.shape[0] - 1):
+            A = np.c_[np.ones(G.shape[1]), G[m].astype(float)]
+            coef, rss, *_ = np.linalg.lstsq(A, Y[:, k], rcond=None)
+            se = np.sqrt(rss[0] / (G.shape[1] - 2) * np.linalg.inv(A.T @ A)[1, 1])
+            assert one["Beta"][m] == pytest.approx(coef[1], rel=1e-9)
+            assert one["se"][m] == pytest.approx(se, rel=1e-9)
+    assert one["EAF"].to_numpy() == pytest.approx(ch.freq)
+
+
+def test_in_sample_z_lies_in_the_column_space_of_the_windows_ld(msprime_chromosome):
+    """z of an actual GWAS of the panel's own people (on the harmoniser's correlation scale) is
+    X_s y / (sqrt(n) sd(y)): inside the column space of R even where R is rank-deficient (m > n)."""
+    from deepwas.harmonise import correlation_z
+
+    ch = msprime_chromosome(120, 300_000, 6)
+    X = ch.standardised()
+    m, n = X.shape
+    assert m > n                                          # R = X X^T / n has rank < m
+    y = X.T @ np.random.default_rng(0).normal(0, 0.05, m) + np.random.default_rng(1).normal(size=n)
+    res = simulate.gwas(ch.genotypes, y)
+    z = correlation_z(res["Beta"] / res["se"], n)
+    np.testing.assert_allclose(z, X @ (y - y.mean()) / (np.sqrt(n) * y.std()), rtol=1e-8)
+    lam, U = np.linalg.eigh(simulate.ld_matrix(X))
+    keep = lam > 1e-9 * lam.max()
+    assert keep.sum() < m
+    resid = z - U[:, keep] @ (U[:, keep].T @ z)
+    assert np.abs(resid).max() < 1e-6 * np.abs(z).max()
+
+
+def test_in_sample_noise_is_s2_r_with_s2_near_one(msprime_chromosome):
+    """Paper Sec. 2 in the biobank regime: for a window (chromosome A) of an in-sample GWAS, the effects
+    elsewhere (chromosome B) reach z_A only through the cohort's chance correlations. Over beta_B ~ N(0, F_B)
+    and eps ~ N(0, 1 - h2), Cov(z_A | beta_A) = X_A (X_B^T F_B X_B + (1 - h2) I) X_A^T / n, which is
+    s2 R_A with s2 = 1 - h2_A (about 1), not the (1 - h2) of the whole trait."""
+    a, b = msprime_chromosome(1500, 300_000, 8), msprime_chromosome(1500, 600_000, 9)
+    XA, XB = a.standardised(), b.standardised()
+    n = XA.shape[1]
+    h2_a, h2_b = 0.05, 0.45
+    f_b = np.random.default_rng(2).gamma(0.5, 1.0, XB.shape[0])
+    f_b *= h2_b / f_b.sum()
+    RA = XA @ XA.T / n
+    XBA = XB @ XA.T / np.sqrt(n)                               # [M_B, M_A]
+    C = XBA.T @ (f_b[:, None] * XBA) + (1 - h2_a - h2_b) * RA
+    s2 = np.sum(C * RA) / np.sum(RA * RA)                      # least-squares s2 of C = s2 R_A
+    assert s2 == pytest.approx(1 - h2_a, abs=0.05)
+    assert abs(s2 - (1 - h2_a - h2_b)) > 0.4                # not the whole trait's 1 - h2

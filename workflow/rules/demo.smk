@@ -31,7 +31,7 @@ rule demo_cohort:
         ld=[f"resources/demo/ld/{w}.{ext}" for c in CHROMS for w in windows(c) for ext in ("npz", "gz")],
         sumstats=[f"resources/demo/sumstats/{t}.sumstats.gz" for t in config["demo"]["traits"]],
         truth=[f"resources/demo/truth/{t}.tsv.gz" for t in config["demo"]["traits"]],
-        genotypes=[f"resources/demo/genotypes/chr{c}.npz" for c in CHROMS],
+        genotypes=[f"resources/demo/genotypes/chr{c}.npz" for c in CHROMS] if config["demo"]["genotypes"] else [],
         annotations="resources/demo/annotations.tsv.gz",
         phenotypes=[] if config["demo"]["n_gwas"] else "resources/demo/phenotypes.tsv",
     log:
@@ -42,7 +42,7 @@ rule demo_cohort:
         "../../envs/deepwas.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=6000,
     params:
         demo=config["demo"],
         track_truth=demo_track_truth(),

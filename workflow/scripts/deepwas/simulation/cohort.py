@@ -8,13 +8,16 @@ structure. Effects follow the model of paper Eqn 1 with a known prior that depen
 
 where a_m are per-variant annotations and t_m the App. B.1 threshold enrichment of the functional tracks
 in a window around the variant's GRCh38 position (`track_enrichment`), so a model that reads tracks can
-beat one that cannot. Summary statistics come either from an actual GWAS of the simulated cohort
-(per-variant ordinary least squares of y on allele counts, `gwas`) or, to reach biobank-like power with a
-small reference panel, from the summary-level model at a larger GWAS size N (`summary_gwas`):
+beat one that cannot. By default the summary statistics are an actual GWAS of the simulated cohort
+(per-variant ordinary least squares of y on allele counts, `gwas`) and the LD windows are computed from the
+same people, as for UK Biobank, whose LD comes from nearly the cohort of its statistics. Then
+z = X_s^T y / (sqrt(n) sd(y)) lies in the column space of every window's R, and the effects outside a window
+reach its z only through the cohort's chance correlations, as noise of covariance about h2_outside R
+(paper Sec. 2: the window likelihood's s2 is then about 1 - h2_window, close to 1). The alternative
+summary-level model at a GWAS size N above the panel (`summary_gwas`) is kept for experiments; it is not
+in that regime (its s2 exceeds 1 by about (N / n) h2_outside).
 
-    z = sqrt(N) R beta + e,   e ~ N(0, (1 - h2) R),   R = X_s X_s^T / n   (the panel's in-sample LD)
-
-drawn exactly through the genotypes (see `summary_gwas`, also for what N > n does to the per-window s2).
+Whole chromosomes are held as uint8 allele counts; every float64 computation runs on chunks of variants.
 Everything is a pure function of a seed; `write_demo_cohort` writes the files (the demo_cohort rule).
 """
 from __future__ import annotations
@@ -41,6 +44,9 @@ log = logging.getLogger("deepwas.simulation.cohort")
 BASES = np.array(list("ACGT"))
 
 
+CHUNK = 256      # variants per float64 block (256 x 50,000 people: 100 MB)
+
+
 @dataclass
 class Chromosome:
     chrom: str
@@ -53,32 +59,83 @@ class Chromosome:
     def freq(self) -> np.ndarray:
         return self.genotypes.mean(1) / 2.0
 
-    def standardised(self) -> np.ndarray:
-        g = self.genotypes.astype(np.float64)
-        g -= g.mean(1, keepdims=True)
-        g /= g.std(1, keepdims=True)
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-variant mean and (population) sd of the allele counts, without a float copy of the chromosome."""
+        if not hasattr(self, "_moments"):
+            mean = np.empty(len(self.positions))
+            sd = np.empty(len(self.positions))
+            for s in range(0, len(self.positions), CHUNK):
+                g = self.genotypes[s:s + CHUNK].astype(np.float64)
+                mean[s:s + CHUNK] = g.mean(1)
+                sd[s:s + CHUNK] = g.std(1)
+            self._moments = (mean, sd)
+        return self._moments
+
+    def standardised(self, rows=slice(None)) -> np.ndarray:
+        """X_s of the selected variants (rows: a slice, mask or index array), float64 [m, N]."""
+        mean, sd = self.moments()
+        g = self.genotypes[rows].astype(np.float64)
+        g -= mean[rows][:, None]
+        g /= sd[rows][:, None]
         return g
+
+    def genetic_value(self, beta: np.ndarray) -> np.ndarray:
+        """X_s^T beta: [N] for beta [M], [N, T] for beta [M, T]; accumulated over chunks of variants."""
+        out = np.zeros((self.genotypes.shape[1], *beta.shape[1:]))
+        for s in range(0, len(self.positions), CHUNK):
+            out += self.standardised(slice(s, s + CHUNK)).T @ beta[s:s + CHUNK]
+        return out
 
 
 def simulate_chromosome(chrom: str, length: int, n_individuals: int, seed: int, population_size: float = 1e4,
                         recombination_rate: float = 1e-8, mutation_rate: float = 1.5e-8,
-                        maf_min: float = 0.01) -> Chromosome:
+                        maf_min: float = 0.01, block_length: int | None = None) -> Chromosome:
+    """Biallelic sites with minor-allele frequency >= maf_min of an msprime sample of n diploids.
+
+    block_length: the chromosome is a row of independent simulations of this length (free recombination
+    between them, like strong recombination hotspots), so LD ends at the block edges instead of decaying as
+    1 / (4 N_e r d) along the whole chromosome; None: one simulation. The filter runs on the tree sequence
+    (derived-allele counts from the trees) before any genotype is decoded, and genotypes are decoded site
+    by site into uint8 diploid counts, so a biobank-size cohort costs its common variants only."""
     import msprime
 
     rng = np.random.default_rng(seed)
-    ts = msprime.sim_ancestry(samples=n_individuals, ploidy=2, population_size=population_size,
-                              sequence_length=length, recombination_rate=recombination_rate,
-                              random_seed=int(rng.integers(1, 2**31)))
-    ts = msprime.sim_mutations(ts, rate=mutation_rate, random_seed=int(rng.integers(1, 2**31)))
-    biallelic = np.array([len(s.mutations) == 1 for s in ts.sites()], dtype=bool)
-    H = ts.genotype_matrix()[biallelic]                       # (sites, 2N) 0/1
-    pos = ts.tables.sites.position[biallelic].astype(np.int64) + 1
-    G = (H[:, 0::2] + H[:, 1::2]).astype(np.uint8)
-    p = G.mean(1) / 2
-    keep = (np.minimum(p, 1 - p) >= maf_min) & (np.diff(np.r_[-1, pos]) > 0)
-    G, pos = G[keep], pos[keep]
+    starts = range(0, length, block_length or length)
+    G, pos = [], []
+    for start in starts:
+        span = min(length - start, block_length or length)
+        ts = msprime.sim_ancestry(samples=n_individuals, ploidy=2, population_size=population_size,
+                                  sequence_length=span, recombination_rate=recombination_rate,
+                                  random_seed=int(rng.integers(1, 2**31)))
+        ts = msprime.sim_mutations(ts, rate=mutation_rate, random_seed=int(rng.integers(1, 2**31)))
+        g, p = _common_sites(ts, n_individuals, maf_min)
+        G.append(g)
+        pos.append(p + start)
+    G, pos = np.concatenate(G), np.concatenate(pos)
     pairs = np.array([rng.choice(4, 2, replace=False) for _ in range(len(pos))]).reshape(-1, 2)
     return Chromosome(str(chrom), pos, G, BASES[pairs[:, 0]], BASES[pairs[:, 1]])
+
+
+def _common_sites(ts, n_individuals: int, maf_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 diploid counts [sites, n] and 1-based positions of the single-mutation sites with MAF >= maf_min."""
+    n_hap = ts.num_samples
+    keep = []
+    for tree in ts.trees():
+        for site in tree.sites():
+            if len(site.mutations) == 1:
+                p = tree.num_samples(site.mutations[0].node) / n_hap
+                if min(p, 1 - p) >= maf_min:
+                    keep.append(site.id)
+    keep = np.asarray(keep, dtype=np.int64)
+    pos = ts.tables.sites.position[keep].astype(np.int64) + 1
+    unique = np.diff(np.r_[-1, pos]) > 0
+    keep, pos = keep[unique], pos[unique]
+    ts = ts.delete_sites(np.setdiff1d(np.arange(ts.num_sites), keep))
+    G = np.empty((len(keep), n_individuals), dtype=np.uint8)
+    for v in ts.variants(copy=False):
+        h = v.genotypes
+        G[v.site.id] = h[0::2] + h[1::2]
+    return G, pos
 
 
 def simulate_annotations(positions: np.ndarray, length: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -118,18 +175,28 @@ def truth_f(freq: np.ndarray, annotations: pd.DataFrame, weights: dict[str, floa
     return h2 * f / f.sum()
 
 
-def gwas(genotypes: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    """Per-variant OLS of y on allele counts: Beta, se, P (t-test), EAF of the counted allele."""
-    N = y.shape[0]
-    g = genotypes.astype(np.float64)
-    gc = g - g.mean(1, keepdims=True)
-    yc = y - y.mean()
-    sxx = (gc * gc).sum(1)
-    beta = gc @ yc / sxx
-    rss = yc @ yc - beta**2 * sxx
-    se = np.sqrt(rss / (N - 2) / sxx)
-    p = 2 * sps.t.sf(np.abs(beta / se), N - 2)
-    return pd.DataFrame({"Beta": beta, "se": se, "P": p, "EAF": g.mean(1) / 2})
+def gwas(genotypes: np.ndarray, y: np.ndarray) -> pd.DataFrame | list[pd.DataFrame]:
+    """Per-variant OLS of y on allele counts: Beta, se, P (t-test), EAF of the counted allele. y [N], or
+    [N, T] for T traits at once (a list of T tables). Runs in chunks of variants, so a biobank-size cohort
+    needs no float copy of its genotypes."""
+    Y = np.asarray(y, dtype=np.float64)
+    N = Y.shape[0]
+    Yc = (Y - Y.mean(0)).reshape(N, -1)
+    M = genotypes.shape[0]
+    beta, sxx, eaf = np.empty((M, Yc.shape[1])), np.empty(M), np.empty(M)
+    for s in range(0, M, CHUNK):
+        g = genotypes[s:s + CHUNK].astype(np.float64)
+        eaf[s:s + CHUNK] = g.mean(1) / 2
+        g -= g.mean(1, keepdims=True)
+        sxx[s:s + CHUNK] = np.einsum("ij,ij->i", g, g)
+        beta[s:s + CHUNK] = g @ Yc / sxx[s:s + CHUNK, None]
+    out = []
+    for k in range(Yc.shape[1]):
+        rss = Yc[:, k] @ Yc[:, k] - beta[:, k] ** 2 * sxx
+        se = np.sqrt(rss / (N - 2) / sxx)
+        p = 2 * sps.t.sf(np.abs(beta[:, k] / se), N - 2)
+        out.append(pd.DataFrame({"Beta": beta[:, k], "se": se, "P": p, "EAF": eaf}))
+    return out[0] if Y.ndim == 1 else out
 
 
 def track_enrichment(track_windows: np.ndarray, dims, active_fractions, values) -> np.ndarray:
@@ -169,6 +236,44 @@ def sumstats_from_z(z: np.ndarray, freq: np.ndarray, N: float) -> pd.DataFrame:
 def ld_matrix(Xs: np.ndarray) -> np.ndarray:
     """R = X_s X_s^T / N for standardised genotypes (rows = variants)."""
     return Xs @ Xs.T / Xs.shape[1]
+
+
+def window_ld(chrom: Chromosome, windows):
+    """(window, variant mask, R) of every window in order, R = X_s X_s^T / n of the window's variants.
+
+    Overlapping windows share blocks: the chromosome is cut at every window edge into segments, and each
+    product X_a X_b^T of two segments is computed once and dropped once no later window needs it (with the
+    demo's 3 x stride windows, a third of the per-window cost). The product runs in float32 on float64-
+    standardised genotypes: its rounding (about 1e-6) is far below the chance correlations (1 / sqrt(n)) and
+    the float32 the window files hold."""
+    windows = list(windows)
+    pos, n = chrom.positions, chrom.genotypes.shape[1]
+    edges = np.unique([e for w in windows for e in (w.start, w.end)])
+    seg = np.searchsorted(pos, edges, side="left")          # variant index of each edge
+    blocks: dict[tuple[int, int], np.ndarray] = {}
+    xs: dict[int, np.ndarray] = {}
+    for w in windows:
+        a, b = np.searchsorted(edges, [w.start, w.end])      # segments a .. b-1
+        for k in [k for k in xs if k < a]:
+            del xs[k]
+        for key in [key for key in blocks if key[0] < a]:
+            del blocks[key]
+        for i in range(a, b):
+            if i not in xs:
+                xs[i] = chrom.standardised(slice(seg[i], seg[i + 1])).astype(np.float32)
+        for i in range(a, b):
+            for j in range(i, b):
+                if (i, j) not in blocks:
+                    blocks[(i, j)] = (xs[i] @ xs[j].T).astype(np.float64) / n
+        sizes = [seg[i + 1] - seg[i] for i in range(a, b)]
+        offs = np.r_[0, np.cumsum(sizes)]
+        R = np.empty((offs[-1], offs[-1]))
+        for i in range(a, b):
+            for j in range(i, b):
+                B = blocks[(i, j)]
+                R[offs[i - a]:offs[i - a + 1], offs[j - a]:offs[j - a + 1]] = B
+                R[offs[j - a]:offs[j - a + 1], offs[i - a]:offs[i - a + 1]] = B.T
+        yield w, (pos >= w.start) & (pos < w.end), R
 
 
 def sumstats_table(chrom: Chromosome, rsid: np.ndarray, res: pd.DataFrame, N: int, rng: np.random.Generator,
@@ -225,7 +330,8 @@ def write_demo_cohort(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: s
         ch = simulate_chromosome(c, cfg["chrom_length"], cfg["n_individuals"], seed=cfg["seed"] * 1000 + k,
                                           population_size=cfg["population_size"],
                                           recombination_rate=cfg["recombination_rate"],
-                                          mutation_rate=cfg["mutation_rate"], maf_min=cfg["maf_min"])
+                                          mutation_rate=cfg["mutation_rate"], maf_min=cfg["maf_min"],
+                                          block_length=cfg["ld_block_length"])
         log.info("chr%s: %d variants after the MAF >= %g filter", c, len(ch.positions), cfg["maf_min"])
         chroms.append(ch)
         annots.append(simulate_annotations(ch.positions, cfg["chrom_length"], rng))
@@ -234,52 +340,57 @@ def write_demo_cohort(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: s
     variants = [pd.DataFrame({"rsid": r, "chromosome": c.chrom, "position": c.positions,
                               "allele1": c.allele1, "allele2": c.allele2}) for r, c in zip(rsids, chroms)]
 
-    # genotypes (kept for tests and evaluation) and annotations
-    for c in chroms:
+    # genotypes (on request: demo.genotypes) and annotations
+    for c in chroms if cfg.get("genotypes") else []:
         write_genotypes(out / "genotypes" / f"chr{c.chrom}.npz", c.genotypes, c.positions, c.allele1, c.allele2)
     ann = pd.concat([pd.concat([v[["chromosome", "position", "allele1", "allele2"]], a], axis=1)
                      for v, a in zip(variants, annots)], ignore_index=True)
     write_table(out / "annotations.tsv.gz", ann)
 
-    # effects from the known prior, then summary statistics per trait: an actual GWAS of the cohort, or the
-    # summary-level model at GWAS size n_gwas (`summary_gwas`)
-    Xs = [c.standardised() for c in chroms]
+    # effects from the known prior, then summary statistics per trait: an actual GWAS of the cohort (default),
+    # or the summary-level model at GWAS size n_gwas (`summary_gwas`)
     freq = np.concatenate([c.freq for c in chroms])
     A = pd.concat(annots, ignore_index=True)
     t_track = track_term(chroms, store, chain, track_cfg) if track_cfg else None
     n_gwas = cfg["n_gwas"]
     splits = np.cumsum([len(c.positions) for c in chroms])[:-1]
-    phenos = {}
+    traits = list(cfg["traits"])
+    betas = []
     for trait, tc in cfg["traits"].items():
-        scale = tc["track_scale"]
         f = truth_f(freq, A, tc["weights"], cfg["alpha"], tc["h2"],
-                             None if t_track is None else scale * t_track)
-        beta = rng.normal(0.0, np.sqrt(f))
+                    None if t_track is None else tc["track_scale"] * t_track)
+        betas.append(rng.normal(0.0, np.sqrt(f)))
         write_truth(out / "truth" / f"{trait}.tsv.gz", pd.concat(variants, ignore_index=True), f)
-        if n_gwas:
-            res = [sumstats_from_z(summary_gwas(x, b, n_gwas, 1 - tc["h2"], rng), c.freq, n_gwas)
-                   for x, b, c in zip(Xs, np.split(beta, splits), chroms)]
-            log.info("%s: h2 target %.3f, summary-level GWAS of N = %d on the panel's LD", trait, tc["h2"], n_gwas)
-        else:
-            g = sum(x.T @ b for x, b in zip(Xs, np.split(beta, splits)))
-            y = g + rng.normal(0.0, np.sqrt(1 - tc["h2"]), N)
-            phenos[trait] = y
-            res = [gwas(c.genotypes, y) for c in chroms]
-            log.info("%s: h2 target %.3f, realised genetic variance %.3f", trait, tc["h2"], g.var())
-        ss = pd.concat([sumstats_table(c, r, st, n_gwas or N, rng) for c, r, st in zip(chroms, rsids, res)],
+    if n_gwas:
+        results = {t: [sumstats_from_z(summary_gwas(c.standardised(), b, n_gwas, 1 - tc["h2"], rng), c.freq, n_gwas)
+                       for b, c in zip(np.split(beta, splits), chroms)]
+                   for (t, tc), beta in zip(cfg["traits"].items(), betas)}
+        log.info("summary-level GWAS of N = %d on the panel's LD", n_gwas)
+    else:
+        # all traits in one pass over the genotypes: y = X_s^T beta + eps, then the GWAS of every trait
+        B = np.stack(betas, 1)
+        g = sum(c.genetic_value(b) for c, b in zip(chroms, np.split(B, splits)))
+        h2 = np.array([cfg["traits"][t]["h2"] for t in traits])
+        Y = g + rng.normal(0.0, 1.0, g.shape) * np.sqrt(1 - h2)
+        per_chrom = [gwas(c.genotypes, Y) for c in chroms]
+        results = {t: [r[k] for r in per_chrom] for k, t in enumerate(traits)}
+        for k, t in enumerate(traits):
+            log.info("%s: h2 target %.3f, realised genetic variance %.3f; in-sample GWAS of the %d people",
+                     t, h2[k], g[:, k].var(), N)
+        write_table(out / "phenotypes.tsv", pd.DataFrame(Y, columns=traits))
+    for t in traits:
+        ss = pd.concat([sumstats_table(c, r, st, n_gwas or N, rng) for c, r, st in zip(chroms, rsids, results[t])],
                        ignore_index=True)
-        write_table(out / "sumstats" / f"{trait}.sumstats.gz", ss, float_format="%.6g")
-    if not n_gwas:
-        write_table(out / "phenotypes.tsv", pd.DataFrame(phenos))
+        write_table(out / "sumstats" / f"{t}.sumstats.gz", ss, float_format="%.6g")
 
-    # LD windows in the UKBB layout
+    # LD windows in the UKBB layout, from the same people
     n_windows = 0
-    for c, x, v in zip(chroms, Xs, variants):
-        for w in tile(c.chrom, cfg["chrom_length"], ld_cfg["window_length"], ld_cfg["window_stride"]):
-            sel = (c.positions >= w.start) & (c.positions < w.end)
-            R = ld_matrix(x[sel])
+    for c, v in zip(chroms, variants):
+        p = np.round(c.freq, 6)
+        for w, sel, R in window_ld(c, tile(c.chrom, cfg["chrom_length"], ld_cfg["window_length"],
+                                           ld_cfg["window_stride"])):
             # the panel's allele1 frequency, as an LD source that records it (the LD factors' trait-independent freq)
-            table = v.loc[sel].reset_index(drop=True).assign(freq=np.round(c.freq[sel], 6))
+            table = v.loc[sel].reset_index(drop=True).assign(freq=p[sel])
             write_ld_window(out / "ld" / w.name, R, table, dtype=np.float32)
             n_windows += 1
     log.info("wrote %d LD windows, %d traits, %d individuals", n_windows, len(cfg["traits"]), N)
