@@ -256,7 +256,7 @@ def test_real_slurm_run_matches_local_run(cluster, tmp_path):
     # threads and runtime come from the workflow profile (profiles/default): train asks for 8 CPUs
     train_calls = [c for _, c in by_rule["train"]]
     assert all("--cpus-per-task=8" in c for c in train_calls), train_calls
-    assert all(" -t 480 " in c for w, c in by_rule["train"] if "constant" in w), train_calls
+    assert all(" -t 2400 " in c for w, c in by_rule["train"] if "constant" in w), train_calls
     assert all(" -t 1440 " in c for w, c in by_rule["train"] if "transformer" in w), train_calls
 
     # the controller ran those jobs (finished jobs stay listed for MinJobAge), the GPU only on the transformer

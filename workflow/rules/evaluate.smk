@@ -19,6 +19,7 @@ rule evaluate:
         "logs/evaluate/{trait}/{model}/{objective}.log",
     conda:
         lambda wc: torch_env(wc, "inference")
+    threads: config["threads"]["inference"]
     resources:
         **gpu_partition(lambda wc: gpu_for(wc, "inference")),
         gpu=lambda wc: gpu_for(wc, "inference"),

@@ -61,7 +61,7 @@ rule export_priors:
         "logs/priors/{trait}/{model}/{objective}.log",
     conda:
         lambda wc: torch_env(wc, "inference")
-    threads: 1
+    threads: config["threads"]["inference"]
     resources:
         **gpu_partition(lambda wc: gpu_for(wc, "inference")),
         mem_mb=8000,

@@ -14,7 +14,7 @@ rule train:
         "benchmarks_runs/train/{trait}/{model}/{objective}.tsv"
     conda:
         torch_env
-    threads: 1
+    threads: config["threads"]["train"]
     resources:
         **gpu_partition(gpu_for),
         mem_mb=8000,
