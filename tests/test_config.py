@@ -207,7 +207,7 @@ PAPER = {   # Sec. 6.2, App. A.1, A.3, B.1, D
 }
 DEMO = {   # the demo's own settings (config/config.yaml), unchanged
     "heldout_chromosomes": ["4"], "ld.source": "demo", "features.track_window": 64, "network.size": "tiny",
-    "network.norm": "layer", "network.dropout": 0.3, "train.epochs": 8, "train.warmup_steps": 20,
+    "network.norm": "layer", "network.dropout": 0.3, "train.epochs": 6, "train.warmup_steps": 20,
     "train.lr": {"constant": 0.02, "glm": 0.02, "transformer": 0.002}, "train.accumulate": 1, "train.seed": 1,
     "train.weight_decay": {"constant": 0.01, "glm": 0.01, "transformer": 0.1},
     "features.track_manifest": "resources/demo/tracks/manifest.tsv", "simulation.threshold.dims": [0, 1, 2, 3],
