@@ -86,7 +86,7 @@ def test_a_failed_process_names_the_log(tmp_path):
 
 def test_train_gpus_sets_the_gpu_request_of_transformer_training(tmp_path):
     """`train.gpus: 2` in a dry run: the transformer's train jobs ask for 2 GPUs (the training script then starts
-    2 processes), constant training for none."""
+    2 processes), constant DeepWAS training for one (its exact likelihood on the GPU, never torchrun)."""
     repo = SCRIPT.parents[2]
     cfg = yaml.safe_load((repo / "tests/e2e/tracks.yaml").read_text())
     cfg.update(models=["constant", "transformer"], objectives=["deepwas"], priors={"folds": 0})
@@ -102,7 +102,7 @@ def test_train_gpus_sets_the_gpu_request_of_transformer_training(tmp_path):
     jobs = re.findall(r"rule train:\n(?:\s+\w+: .*\n)*?\s+wildcards: (.*)\n\s+resources: (.*)", text)
     pairs = lambda s: dict(kv.split("=", 1) for kv in s.split(", "))  # noqa: E731
     got = {pairs(wc)["model"]: pairs(res).get("gpu") for wc, res in jobs}
-    assert got == {"constant": "0", "transformer": "2"}, text[-3000:]
+    assert got == {"constant": "1", "transformer": "2"}, text[-3000:]   # constant: one GPU for its exact likelihood
 
 
 def test_the_rule_script_relaunches_itself_with_two_gpus(disk, tmp_path, monkeypatch):  # noqa: F811

@@ -80,7 +80,7 @@ def test_rerun_retrains_identically(run_dir):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]
     log = (run_dir / "logs/train/enriched/glm/deepwas.log").read_text()
-    assert "training glm/deepwas" in log and "resumed from" not in log
+    assert "/glm/deepwas on" in log and "resumed from" not in log
     after = torch.load(out / "model.pt", weights_only=False), metrics()
     assert len(after[1]) == len(before[1]) > 0
     pd.testing.assert_frame_equal(after[1], before[1], check_exact=True)   # every step's loss, bit for bit
