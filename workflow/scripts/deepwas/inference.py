@@ -6,8 +6,9 @@ transformer, its own track window; App. A), so it can be run on any batch of var
 batches of `batch_size` variants (bounded memory: the [batch, d_func, w] track block and the network's
 activations of one batch), run on the training device (`train.device`: CUDA when there is one), and gathered
 in float64 on the CPU. On CUDA the transformer's network runs under `train.autocast` as in training; the
-constant and GLM priors and every likelihood stay float64. On the CPU nothing is cast and the result is
-the same, bit for bit, as one forward over all rows (tests/test_inference.py).
+constant and GLM priors and every likelihood stay float64. On the CPU nothing is cast and the result
+equals one forward over all rows to float32 rounding (bit for bit where the CPU's kernels block the rows the
+same way at every batch size, as on the CI machine; tests/test_inference.py).
 """
 from __future__ import annotations
 

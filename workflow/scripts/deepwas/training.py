@@ -65,7 +65,7 @@ from .io import read_json
 from .ldsr import LdsrExtras, ldsr_inputs, ldsr_objective
 from .likelihood.mismatch import Mismatch
 from .priors import build_prior
-from .shared_forward import NeighbourRuns, group_backward
+from .shared_forward import NeighbourRuns, compile_prior, group_backward
 from .sources import StreamingWindows, as_window_source, load_windows, use_streaming
 from .window import WindowData, make_window
 
@@ -208,7 +208,8 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.rank)    # rank 0 draws what a single process draws
         self.prior.to(self.device)
         distributed.broadcast_parameters(self.prior)
-        self.forward_prior = torch.compile(self.prior, dynamic=True) if cfg.compile else self.prior
+        self.forward_prior = compile_prior(self.prior, cfg.variant_chunk if cfg.shared_forward else 0) \
+            if cfg.compile else self.prior
         self.opt = torch.optim.AdamW(_param_groups(prior, cfg.weight_decay), lr=cfg.lr)
         warm = max(1, cfg.warmup_steps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
