@@ -85,8 +85,8 @@ def main():
                 r = decompose(reg, reg.lds[label], n, N, h2, M_genome, core_size, flank, ws)
                 print(f"| {seed} | {label[0]} | {name} | {r['directions']} | {r['noise']:.3f} | {r['true_core']:.3f} / "
                       f"{r['true_flank']:.3f} / {r['true_beyond']:.3f} | {r['model_core']:.3f} / "
-                      f"{r['model_flank']:.3f} | {r['expected_excess']:+.3f} | {r['excess']:+.3f} ({r['top5_share']:.0%}) | {r['as_s2']:+.2f} / "
-                      f"{r['as_h2']:+.0%} |", flush=True)
+                      f"{r['model_flank']:.3f} | {r['expected_excess']:+.3f} | {r['excess']:+.3f} "
+                      f"({r['top5_share']:.0%}) | {r['as_s2']:+.2f} / {r['as_h2']:+.0%} |", flush=True)
 
 
 if __name__ == "__main__":
