@@ -53,7 +53,7 @@ def user_data(tmp_path_factory):
     shutil.copy(gen / "resources/demo/sumstats/enriched.sumstats.gz", mine / "enriched.sumstats.gz")
     shutil.copy(gen / "resources/demo/annotations.tsv.gz", mine / "annotations.tsv.gz")
     (work / "traits.tsv").write_text("trait\tpath\tformat\tn\ts2\nenriched\tmydata/enriched.sumstats.gz\tauto\t\t0.9\n")
-    cfg = _config(source="local", dir="mydata/ld")
+    cfg = _config(source="local", dir="mydata/ld", panel_size=400)    # the demo cohort's 400 people
     cfg["features"]["annotations"] = "mydata/annotations.tsv.gz"
     return work, cfg
 
@@ -84,16 +84,22 @@ def test_local_ld_runs_offline_and_leaves_user_files_untouched(user_data):
     assert _sha256s(mine) == before
 
 
-def test_local_ld_listing_errors(tmp_path):
-    """The listing names what is wrong: a window without its variant table, a window off the grid, a
-    chromosome without windows, a missing directory."""
-    shutil.copy(E2E / "traits.tsv", tmp_path / "traits.tsv")
-    ld = tmp_path / "ld"
+def _placeholder_windows(work: Path) -> Path:
+    """The e2e trait sheet in `work` and ld/ with one placeholder window (not read by a dry run) per chromosome."""
+    shutil.copy(E2E / "traits.tsv", work / "traits.tsv")
+    ld = work / "ld"
     ld.mkdir()
     for c in ("1", "2", "3"):
         for e in ("npz", "gz"):
             (ld / f"chr{c}_1_600001.{e}").write_bytes(b"x")
-    cfg = _config(source="local", dir="ld")
+    return ld
+
+
+def test_local_ld_listing_errors(tmp_path):
+    """The listing names what is wrong: a window without its variant table, a window off the grid, a
+    chromosome without windows, a missing directory."""
+    ld = _placeholder_windows(tmp_path)
+    cfg = _config(source="local", dir="ld", panel_size=400)
     r = _snakemake(tmp_path, cfg, "-n")
     assert r.returncode == 0, r.stderr[-3000:]
     (ld / "chr3_1_600001.gz").unlink()
@@ -112,12 +118,43 @@ def test_local_ld_listing_errors(tmp_path):
         tmp_path / "m.tsv", sep="\t", index=False)
     (ld / "chr3_1_600001.npz").write_bytes(b"x")
     (ld / "chr3_1_600001.gz").write_bytes(b"x")
-    r = _snakemake(tmp_path, _config(source="local", dir="ld", manifest="m.tsv"), "-n")
+    r = _snakemake(tmp_path, _config(source="local", dir="ld", manifest="m.tsv", panel_size=400), "-n")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "ld/chr3_1_600001.npz" in r.stdout and "chr3_1_500001" not in r.stdout
     (ld / "chr3_1_600001.npz").unlink()
     (ld / "chr3_1_600001.gz").unlink()
-    r = _snakemake(tmp_path, _config(source="local", dir="nowhere"), "-n")
+    r = _snakemake(tmp_path, _config(source="local", dir="nowhere", panel_size=400), "-n")
     assert "ld.source is local but ld.dir nowhere is not a directory" in r.stdout + r.stderr
     assert sorted(p.name for p in ld.iterdir()) == ["chr1_1_600001.gz", "chr1_1_600001.npz", "chr2_1_600001.gz",
                                                      "chr2_1_600001.npz", "chr3_1_500001.gz", "chr3_1_500001.npz"]
+
+
+def test_panel_size_is_required_for_local_ld_only():
+    """The config helper (the Snakefile's validation) refuses local LD without ld.panel_size; UKBB LD keeps its
+    own 337,545 (null in the config: the source's size), and a given size is kept as given."""
+    from deepwas.config import ConfigError, load_config
+    from deepwas.downloads import UKBB_LD_PANEL_SIZE
+
+    with pytest.raises(ConfigError, match=r"'ld.panel_size' is required with ld.source: local: .* ld.dir \(mine\)"):
+        load_config(overrides={"ld": {"source": "local", "dir": "mine"}})
+    assert load_config(overrides={"ld": {"source": "local", "dir": "mine", "panel_size": 503}})["ld"]["panel_size"] == 503
+    assert load_config(overrides={"ld": {"source": "ukbb"}})["ld"]["panel_size"] is None
+    assert load_config(ROOT / "config/ukbb.yaml")["ld"]["panel_size"] == UKBB_LD_PANEL_SIZE == 337_545
+    for source in ("demo", "plink"):                       # their sizes come from demo.n_individuals / the .fam
+        assert load_config(overrides={"ld": {"source": source}})["ld"]["panel_size"] is None
+
+
+def test_local_ld_needs_its_panel_size(tmp_path):
+    """ld.source local has no default panel size (UK Biobank's 337,545 for a panel of a few hundred people
+    would make the LD-score bias correction and the finite-panel correction silently wrong): the workflow stops
+    at start, naming the key and what to put, before anything is planned or written; with the key it plans."""
+    _placeholder_windows(tmp_path)
+    r = _snakemake(tmp_path, _config(source="local", dir="ld"), "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "'ld.panel_size' is required with ld.source: local: set it" in out, out[-3000:]
+    assert "number of people the LD windows in ld.dir (ld) were computed on" in out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+    r = _snakemake(tmp_path, _config(source="local", dir="ld", panel_size=503), "-n")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert yaml.safe_load((tmp_path / "results/config.yaml").read_text())["ld"]["panel_size"] == 503

@@ -10,7 +10,7 @@ import torch
 from deepwas import likelihood
 from deepwas.ld_factors import factorise, whiten
 from deepwas.s2 import (choose_mismatch_windows, constant_prior_statistics, fit_constant_and_s2,
-                        fit_constant_streamed, fit_mismatch, streamed_constant_nll)
+                        fit_constant_streamed, fit_mismatch, resolve_mismatch_mode, streamed_constant_nll)
 from deepwas.window import make_window
 
 ALPHA = 0.7
@@ -125,9 +125,9 @@ def test_choose_mismatch_windows_is_seeded_and_ordered():
     assert choose_mismatch_windows(names, 40, 0) == names
 
 
-def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(msprime_chromosome, torch_one_thread):
-    """Panel LD (R from 150 people, z of 450 others): lambda, s2 and c of `fit_mismatch` on 6 of 12 windows
-    (seeded subset) are those of all 12 windows within the sampling error of half the data."""
+@pytest.fixture(scope="module")
+def panel_like(msprime_chromosome, torch_one_thread):
+    """Twelve overlapping windows (m = 160, n = 60) with LD from a panel of 150 people and z of 450 others."""
     chrom = msprime_chromosome(600, 600_000, 41)
     G = chrom.genotypes.astype(np.float64)
     rng = np.random.default_rng(2)
@@ -140,6 +140,13 @@ def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(msprime_chromos
     assert G.shape[0] >= 160 + 11 * 60
     windows, aux = _windows(Xp * math.sqrt(150 / Xp.shape[1]), freq, 160, 60, 60, 12, z)
     c0 = math.log(0.05 / 160 / N) - math.log(np.mean(np.clip(freq * (1 - freq), 1e-12, None) ** ALPHA))
+    return windows, c0, aux
+
+
+def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(panel_like):
+    """Panel LD (R from 150 people, z of 450 others): lambda, s2 and c of `fit_mismatch` on 6 of 12 windows
+    (seeded subset) are those of all 12 windows within the sampling error of half the data."""
+    windows, c0, aux = panel_like
     full = fit_mismatch(windows, aux, N, ALPHA, c0, mode="lambda")
     names = choose_mismatch_windows([w.name for w in windows], 6, 0)
     pick = [i for i, w in enumerate(windows) if w.name in names]
@@ -147,6 +154,61 @@ def test_mismatch_fit_on_a_window_subset_agrees_with_all_windows(msprime_chromos
     assert full["lambda"] > 0.01 and sub["lambda"] > 0.01            # both find the mismatch, significantly
     assert sub["lambda"] == pytest.approx(full["lambda"], rel=0.35)
     assert sub["s2"] == pytest.approx(full["s2"], rel=0.1)
+
+
+@pytest.mark.parametrize("case, panel_size", [("panel_like", 150), ("demo_like", 600)])
+def test_panel_mode_is_the_exact_fit_on_the_corrected_windows(case, panel_size, request):
+    """fit_mismatch(mode='panel') (the rule's streamed fit, `fit_panel`) is the maximum of the exact likelihood
+    of the finite-panel-corrected windows held in memory: s2 and c within 1e-6, the NLL within 1e-10. The
+    in-memory fit that it replaces (`fit_constant_and_s2` on the corrected windows, L-BFGS at its default
+    tolerances) stopped 1.2-1.6e-6 (s2) and 1e-6-5e-6 (c) away, at an NLL higher by 5e-11-5e-10 (measured)."""
+    from deepwas.likelihood.mismatch import correct_panel
+    from deepwas.window import WindowData
+
+    windows, c0, aux = request.getfixturevalue(case)
+    fit = fit_mismatch(windows, aux, N, ALPHA, c0, mode="panel", panel_size=panel_size)
+    corrected = []
+    for w in windows:
+        G, y, lam = correct_panel(w.G, w.y, w.lam, w.n_core, panel_size)
+        corrected.append(WindowData(w.name, G, lam, y, w.inputs, w.n_core))
+    assert fit["panel_size"] == panel_size and fit["lambda"] == 0.0
+    assert fit["kept_directions"] == sum(w.rank for w in corrected) < fit["directions"] == sum(w.rank for w in windows)
+    s2_ref, c_ref = _exact_fit(corrected, c0)
+    assert abs(fit["s2"] - s2_ref) < 1e-6 * s2_ref and abs(fit["init_log_scale"] - c_ref) < 1e-6 * abs(c_ref)
+    with torch.no_grad():
+        ref = sum(likelihood.exact.nll(N * torch.exp(ALPHA * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"]))
+                                                                       .clamp_min(1e-12)) + fit["init_log_scale"]),
+                                       fit["s2"], w.G, w.y, w.lam) for w in corrected)
+    assert fit["nll"] == pytest.approx(float(ref), rel=1e-10)
+    s2_old, c_old = fit_constant_and_s2(corrected, N, ALPHA, c0)
+    assert abs(fit["s2"] - s2_old) < 1e-5 * s2_old and abs(fit["init_log_scale"] - c_old) < 1e-5 * abs(c_old)
+    # the uncorrected fit beside it is that of mode 'none'
+    none = fit_mismatch(windows, aux, N, ALPHA, c0, mode="none")
+    assert (fit["s2_lambda0"], fit["nll_lambda0"]) == (none["s2"], none["nll"])
+
+
+@pytest.mark.parametrize("setting, panel_size, mode", [
+    ("auto", 0, "none"), ("auto", 500, "panel"), ("none", 500, "none"), ("panel", 500, "panel"),
+    ("lambda", 0, "lambda"), ("lambda", 500, "lambda"), (0.0, 500, "none"), (0, 0, "none"), (None, 500, "none"),
+    (0.05, 0, 0.05), (0.05, 500, 0.05)])
+def test_resolve_mismatch_mode(setting, panel_size, mode):
+    assert resolve_mismatch_mode(setting, panel_size) == mode
+
+
+@pytest.mark.parametrize("setting, panel_size, match", [
+    ("panel", 0, "needs the LD panel's size"), ("fit", 500, "use auto, none, panel, lambda"),
+    (1.0, 500, r"must be in \[0, 1\)"), (-0.1, 0, r"must be in \[0, 1\)")])
+def test_bad_mismatch_settings_stop_both_fits_before_any_work(setting, panel_size, match, demo_like):
+    """fit_mismatch and the rule's estimate_trait_s2 read likelihood.mismatch through `resolve_mismatch_mode`: a
+    bad setting stops them with the same message, before any window or manifest is read."""
+    from deepwas.s2 import estimate_trait_s2
+
+    windows, c0, aux = demo_like
+    with pytest.raises(ValueError, match=match):
+        fit_mismatch(windows, aux, N, ALPHA, c0, mode=setting, panel_size=panel_size)
+    with pytest.raises(ValueError, match=match):
+        estimate_trait_s2([("/nonexistent", "/nonexistent.tsv", "/nonexistent.npz")], ["/nonexistent.tsv"], None,
+                          ALPHA, "/nonexistent/s2.json", mismatch=setting, panel_size=panel_size)
 
 
 def test_estimate_trait_s2_streams_the_windows_and_fits_lambda_on_a_subset(demo_like, tmp_path):

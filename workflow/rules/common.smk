@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepwas.config import validate_config, validate_traits, write_effective_config
+from deepwas.downloads import UKBB_LD_PANEL_SIZE
 from deepwas.export import HELDOUT_LABEL, fold_training_chromosomes, scoring_plan
 from deepwas.formats.plink import normalise_chrom, plink_paths, read_fam_size
 from deepwas.panel import bim_positions, memory_mb, panel_windows, window_sizes
@@ -107,13 +108,13 @@ def plink_mem_mb(wildcards):
 
 def ld_panel_size(chrom):
     """People the LD of a chromosome was computed on (LD-score bias correction): the demo cohort, the PLINK
-    panel's .fam, else ld.panel_size (UKBB: 337,545; set it for source local)."""
+    panel's .fam, else ld.panel_size (null: UKBB's 337,545; required for source local, see validate_config)."""
     ld = config["ld"]
     if ld["source"] == "demo":
         return config["demo"]["n_individuals"]
     if ld["source"] == "plink":
         return read_fam_size(plink_paths(plink_prefix(), chrom)["fam"])
-    return ld["panel_size"]
+    return UKBB_LD_PANEL_SIZE if ld["panel_size"] is None else ld["panel_size"]
 
 
 def mismatch_panel_size():

@@ -5,7 +5,8 @@ App. A, B.1, D, where the paper gives one); `config/schema/traits.schema.yaml` d
 Every object of the schema is closed, so a mistyped key is an error; `validate_config` reports it in a few
 lines (the key, where it is, the closest valid name) instead of the schema dump of a raw jsonschema error.
 
-- `validate_config(config)`: fill the defaults in place and validate (Snakefile: workflow/rules/common.smk).
+- `validate_config(config)`: fill the defaults in place and validate, with the one rule across keys that the
+  schema cannot state (ld.source local needs ld.panel_size) (Snakefile: workflow/rules/common.smk).
 - `load_config(*paths)`: the effective config of config files merged in order, as the Snakefile builds it.
 - `block_defaults(name)`: one block filled from the schema, for package code called outside Snakemake.
 - `validate_traits(frame)`: the trait sheet, columns and values, with its defaults filled.
@@ -140,7 +141,23 @@ def validate_config(config: dict, schema_path=CONFIG_SCHEMA, sources: Iterable =
                 parts.append(text)
         raise ConfigError("\n".join(parts) + f"\n  (every key is documented in config/README.md; schema: "
                                              f"{_rel(schema_path)})")
+    _check_ld(config, what)
     return config
+
+
+def _check_ld(config: Mapping, what: str) -> None:
+    """What the schema cannot say of the `ld` block: ld.source local needs ld.panel_size. It has no default:
+    UK Biobank's 337,545 for a panel of a few hundred people leaves the LD scores uncorrected and makes the
+    finite-panel correction silently wrong (the LD-mismatch simulation's 500-person panel: s2 0.64 and h2 0.88
+    of 0.5 with n = 337,545, against 1.17 and 0.43 with n = 500)."""
+    ld = config.get("ld")
+    if not isinstance(ld, Mapping) or ld["source"] != "local" or ld["panel_size"] is not None:
+        return
+    raise ConfigError(
+        f"{what}: 'ld.panel_size' is required with ld.source: local: set it to the number of people the LD windows in ld.dir ({ld.get('dir')}) were computed on, e.g. "
+        "`ld: {source: local, panel_size: 503}` for 1000 Genomes Europeans. It is the n of the LD-score bias "
+        "correction r^2 - (1 - r^2) / (n - 2) and of the finite-panel correction (likelihood.mismatch: auto); "
+        "for LD computed on the GWAS sample itself give the sample's size and set likelihood.mismatch: none.")
 
 
 def _rel(path) -> str:

@@ -510,6 +510,7 @@ def fetch(remote: Remote, dest, *, name: str | None = None, retries: int = 5, ba
 # ------------------------------------------------------------------------------- UKBB LD windows
 UKBB_LD_BUCKET = "broad-alkesgroup-ukbb-ld"
 UKBB_LD_PREFIX = "UKBB_LD/"
+UKBB_LD_PANEL_SIZE = 337_545     # the people the UKBB LD windows were computed on (Weissbrod et al. 2020)
 WINDOW_KINDS = ("npz", "npz2", "absent")
 
 

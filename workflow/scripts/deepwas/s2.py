@@ -14,7 +14,8 @@ LD that is not the statistics' own (a reference panel of n people) is corrected 
 finite-panel correction of `likelihood.mismatch` (`panel_correction`: the residual variance of each
 whitened direction rescaled by the Ledoit-Wolf shrinkage estimate of its true variance, and directions
 below the Marchenko-Pastur lower edge or 1 / n dropped; computed from n and the spectrum, nothing fitted), after
-which s2 and the constant prior are fitted as for in-sample LD. Alternatively (`likelihood.mismatch:
+which s2 and the constant prior are fitted as for in-sample LD, streamed like them (`panel_statistics`,
+`fit_panel`; `resolve_mismatch_mode` reads the setting). Alternatively (`likelihood.mismatch:
 lambda`) it is modelled by R~ = (1 - l) R + l I (SuSiE-RSS's lambda). `fit_mismatch` then estimates l by
 maximum likelihood jointly with s2
 and the constant prior: the profile likelihood over a log grid of l (each point an L-BFGS fit of (c, s2)),
@@ -134,22 +135,29 @@ def _report_panel(trait, s2, s2_uncorrected, panel_size, kept, total):
                     "downwards, read the results with care.", trait, s2, panel_size, s2_uncorrected)
 
 
-def _fit_panel(windows, base, N, alpha, init_log_scale, s2_init, panel_size, trait):
-    """The finite-panel correction (`likelihood.mismatch.panel_correction`), then (s2, c) by maximum likelihood."""
-    corrected, kept, total = [], 0, 0
-    for w in windows:
-        G, y, lam = mm_lik.correct_panel(w.G, w.y, w.lam, w.n_core, panel_size)
-        corrected.append(WindowData(w.name, G, lam, y, w.inputs, w.n_core, w.variants))
-        kept, total = kept + lam.shape[0], total + w.lam.shape[0]
-    s2, c = fit_constant_and_s2(corrected, N, alpha, init_log_scale, s2_init)
-    logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in corrected]
-    with torch.no_grad():
-        value = float(_constant_nll(corrected, None, logpq, N, torch.tensor(c, dtype=torch.float64), s2, 0.0))
-    out = {**base, "s2": s2, "init_log_scale": c, "nll": value, "panel_size": int(panel_size),
-           "kept_directions": kept, "directions": total,
-           "lambda_source": f"none: finite-panel correction for a panel of {int(panel_size)} people"}
-    _report_panel(trait, s2, base["s2_lambda0"], panel_size, kept, total)
-    return out
+MISMATCH_MODES = ("auto", "none", "panel", "lambda")
+
+
+def resolve_mismatch_mode(setting, panel_size: int = 0):
+    """The mismatch model that `likelihood.mismatch` (`setting`) selects for LD from a panel of `panel_size`
+    people (0: the statistics' own LD, or a panel of unknown size). 'auto' is 'panel' (the finite-panel
+    correction) when the panel size is known, i.e. LD from a reference panel (ld.source plink or local), else
+    'none'; a lambda of 0 (or None) is 'none'. Returns 'none', 'panel', 'lambda' or a lambda in (0, 1)."""
+    if setting is None:
+        return "none"
+    if isinstance(setting, str):
+        if setting not in MISMATCH_MODES:
+            raise ValueError(f"likelihood.mismatch = {setting!r}: use auto, none, panel, lambda or a number in [0, 1)")
+        if setting == "auto":
+            return "panel" if panel_size else "none"
+        if setting == "panel" and not panel_size:
+            raise ValueError("likelihood.mismatch: panel needs the LD panel's size (ld.panel_size, or ld.source: "
+                             "plink)")
+        return setting
+    mm = float(setting)
+    if not 0.0 <= mm < 1.0:
+        raise ValueError(f"likelihood.mismatch = {setting}: the mismatch lambda must be in [0, 1), or auto / none")
+    return "none" if mm == 0.0 else mm
 
 
 def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.Tensor]], N: float, alpha: float,
@@ -157,37 +165,33 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
                  panel_size: int = 0) -> dict:
     """s2 and the constant prior scale c with LD that may not be the statistics' own (module docstring).
 
-    aux: per window (U, core) of its factors (used by 'lambda'). mode: 'auto' ('panel' when `panel_size` > 0,
-    i.e. LD from a reference panel of that many people, else 'none'), 'panel' (the finite-panel correction,
-    then (s2, c) by maximum likelihood), 'lambda' (l of R~ = (1 - l) R + l I by profile + refine +
+    aux: per window (U, core) of its factors (used by 'lambda'). mode: the config's likelihood.mismatch, read by
+    `resolve_mismatch_mode`: 'auto' ('panel' when `panel_size` > 0, LD from a reference panel of that many
+    people, else 'none'), 'panel' (the finite-panel correction, then (s2, c) by `fit_panel`: the streamed fit
+    of the rule), 'lambda' (l of R~ = (1 - l) R + l I by profile + refine +
     likelihood-ratio choice), 'none' (l = 0: the fit of `fit_constant_and_s2`), or a number (l fixed).
     Returns a dict with the chosen 'lambda', 's2', 'init_log_scale', 'panel_size' (0: no panel correction),
     the uncorrected fit ('s2_lambda0', ...), and for 'lambda' the fitted 'lambda_ml', the profile
     [{lambda, nll, s2, init_log_scale}], the NLL gain over l = 0 and the likelihood-ratio statistic.
     """
-    if mode == "auto":
-        mode = "panel" if panel_size else "none"
-    if mode == "panel" and not panel_size:
-        raise ValueError("likelihood.mismatch: panel needs the LD panel's size (ld.panel_size, or ld.source: plink)")
+    mode = resolve_mismatch_mode(mode, panel_size)
     s2_0, c_0 = fit_constant_and_s2(windows, N, alpha, init_log_scale, s2_init)
     logpq = [alpha * torch.log((w.inputs["freq"] * (1 - w.inputs["freq"])).clamp_min(1e-12)) for w in windows]
     with torch.no_grad():
         nll_0 = float(_constant_nll(windows, None, logpq, N, torch.tensor(c_0, dtype=torch.float64), s2_0, 0.0))
     base = {"lambda": 0.0, "s2": s2_0, "init_log_scale": c_0, "nll": nll_0, "s2_lambda0": s2_0,
             "init_log_scale_lambda0": c_0, "nll_lambda0": nll_0}
-    if mode in ("none", None) or (not isinstance(mode, str) and float(mode) == 0.0):
+    if mode == "none":
         return {**base, "panel_size": 0, "lambda_source": "none (likelihood.mismatch: none)"}
     if mode == "panel":
-        return _fit_panel(windows, base, N, alpha, init_log_scale, s2_init, panel_size, trait)
+        pstats = [panel_statistics(w.G, w.y, w.lam, w.n_core, w.inputs["freq"], alpha, panel_size) for w in windows]
+        return {**base, **fit_panel(pstats, N, init_log_scale, panel_size, sum(w.rank for w in windows), s2_0, trait,
+                                    s2_init)}
     if not isinstance(mode, str):
-        mm = float(mode)
-        if not 0.0 <= mm < 1.0:
-            raise ValueError(f"likelihood.mismatch = {mode}: the mismatch lambda must be in [0, 1), or auto / none")
+        mm = mode
         nll_mm, s2, c, _ = _fit(windows, aux, N, alpha, c_0, s2_0, mm)
         return {**base, "lambda": mm, "s2": s2, "init_log_scale": c, "nll": nll_mm, "panel_size": 0,
                 "lambda_source": "config (likelihood.mismatch)", "nll_gain": nll_0 - nll_mm}
-    if mode != "lambda":
-        raise ValueError(f"likelihood.mismatch = {mode!r}: use auto, none, panel, lambda or a number in [0, 1)")
     profile = [{"lambda": 0.0, "nll": nll_0, "s2": s2_0, "init_log_scale": c_0}]
     for mm in MISMATCH_GRID:     # each from the starting point, not the last fit: a collapsed c (h2 -> 0) stays
         v, s2_w, c_w, _ = _fit(windows, aux, N, alpha, init_log_scale, s2_init, mm)
@@ -303,6 +307,28 @@ def fit_constant_streamed(stats: list[ConstantPriorStatistics], N: float, init_l
     return math.exp(log_s2.item()), c.item(), value
 
 
+def panel_statistics(G, y, lam, n_core: int, freq, alpha: float, panel_size: int) -> ConstantPriorStatistics:
+    """One window's finite-panel correction (`likelihood.mismatch.correct_panel`, a fixed transform of its
+    factors) reduced to the `constant_prior_statistics` of the corrected window (numpy or CPU torch arrays)."""
+    Gc, yc, lc = mm_lik.correct_panel(G, y, lam, n_core, panel_size)
+    return constant_prior_statistics(Gc, yc, lc, freq, alpha)
+
+
+def fit_panel(pstats: list[ConstantPriorStatistics], N: float, init_log_scale: float, panel_size: int,
+              directions: int, s2_uncorrected: float, trait: str = "trait", s2_init: float = 1.0) -> dict:
+    """(s2, c) by maximum likelihood on finite-panel-corrected windows (`panel_statistics` of each, fitted by
+    `fit_constant_streamed`), logged with a warning when s2 says the panel does not fit (`S2_PANEL_WARN`).
+    `directions`: the whitened directions before the correction; `s2_uncorrected`: the fit without it.
+    Returns the record's 'lambda' (0), 's2', 'init_log_scale', 'nll', 'panel_size', 'kept_directions',
+    'directions' and 'lambda_source'."""
+    s2, c, value = fit_constant_streamed(pstats, N, init_log_scale, s2_init)
+    kept = sum(st.rank for st in pstats)
+    _report_panel(trait, s2, s2_uncorrected, panel_size, kept, directions)
+    return {"lambda": 0.0, "s2": s2, "init_log_scale": c, "nll": value, "panel_size": int(panel_size),
+            "kept_directions": kept, "directions": int(directions),
+            "lambda_source": f"none: finite-panel correction for a panel of {int(panel_size)} people"}
+
+
 def choose_mismatch_windows(names: list[str], k: int, seed: int) -> list[str]:
     """The seeded random subset of `k` training windows on which `fit_mismatch` runs (all when k >= their
     number), in the given (genomic) order. Depends only on the window names, k and the seed."""
@@ -311,12 +337,6 @@ def choose_mismatch_windows(names: list[str], k: int, seed: int) -> list[str]:
         return names
     pick = np.sort(np.random.default_rng(seed).choice(len(names), size=k, replace=False))
     return [names[i] for i in pick]
-
-
-def _mismatch_active(mode) -> bool:
-    if mode in ("none", None):
-        return False
-    return isinstance(mode, str) or float(mode) != 0.0
 
 
 def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0.5, 2.0), accept_outside=False,
@@ -334,25 +354,22 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     panel that is not the statistics' own; else 'none'), 'none', 'panel' (the finite-panel correction
     `likelihood.mismatch.correct_panel` of every window, a fixed transform, so still streamed), 'lambda' or a
     fixed lambda of R~ = (1 - l) R + l I (`fit_mismatch`, on `mismatch_windows` training windows drawn with
-    `mismatch_seed`, `choose_mismatch_windows`; they are held in memory together). The chosen 'lambda' and
+    `mismatch_seed`, `choose_mismatch_windows`; they are held in memory together); read by
+    `resolve_mismatch_mode`. The chosen 'lambda' and
     'panel_size' are recorded and used by training and evaluation (`likelihood.mismatch.Mismatch.from_record`).
     'h2_constant' is the fitted constant prior's heritability M mean_m (p_m(1 - p_m))^alpha e^c (App. A.5)."""
+    mode = resolve_mismatch_mode(mismatch, panel_size)
     # M: every variant that has LD and statistics lies in exactly one core
     M = int(sum(read_manifest(m)["n_core"].sum() for m in manifests))
-    mode = ("panel" if panel_size else "none") if mismatch == "auto" else mismatch
-    if mode == "panel" and not panel_size:
-        raise ValueError("likelihood.mismatch: panel needs the LD panel's size (ld.panel_size, or ld.source: plink)")
-    use_mm = mode != "panel" and _mismatch_active(mode)
+    use_mm = mode not in ("none", "panel")
     names = [n for n, *_ in ok_windows(chrom_inputs)]
     subset = set(choose_mismatch_windows(names, int(mismatch_windows), int(mismatch_seed))) if use_mm else set()
-    stats, pstats, kept, total, z2, l, ns, freq, held = [], [], 0, 0, [], [], [], [], []
+    stats, pstats, z2, l, ns, freq, held = [], [], [], [], [], [], []
     for name, fac, st, p in iter_windows(chrom_inputs):
         stats.append(constant_prior_statistics(fac["G"], st["y"], fac["lam"], fac["freq"], alpha))
         if mode == "panel":
-            Gc, yc, lc = mm_lik.correct_panel(fac["G"], st["y"], fac["lam"], int(fac["core"].shape[0]), panel_size)
-            pstats.append(constant_prior_statistics(Gc, yc, lc, fac["freq"], alpha))
-            kept, total = kept + lc.shape[0], total + len(fac["lam"])
-            del Gc
+            pstats.append(panel_statistics(fac["G"], st["y"], fac["lam"], int(fac["core"].shape[0]), fac["freq"],
+                                           alpha, panel_size))
         z2.append(st["z2"])
         l.append(st["ldscore"])
         ns.append(st["n"])
@@ -370,7 +387,7 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     c0 = init_log_scale(freq, min(max(h2_ldsr, 0.01), 0.9), M, alpha)
     given = s2_sheet is not None and not (isinstance(s2_sheet, float) and math.isnan(s2_sheet))
     s2_all, c_all, nll_all = fit_constant_streamed(stats, N, c0)
-    n_windows = len(stats)
+    n_windows, directions = len(stats), sum(st.rank for st in stats)
     del stats
     if use_mm:
         sub = fit_mismatch([w for w, _ in held], [x for _, x in held], N, alpha, c0, mode=mode, trait=trait)
@@ -381,14 +398,11 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
         mm_info.update(windows=[w.name for w, _ in held], n_windows=len(held), seed=int(mismatch_seed))
         fit = {"lambda": lam_mm, "lambda_source": sub["lambda_source"], "panel_size": 0}
     elif mode == "panel":
-        s2_ml, c_ml, nll_p = fit_constant_streamed(pstats, N, c0)
+        fit = fit_panel(pstats, N, c0, panel_size, directions, s2_all, trait)
         del pstats
-        lam_mm = 0.0
-        mm_info = {"nll": nll_p, "s2_lambda0": s2_all, "init_log_scale_lambda0": c_all, "nll_lambda0": nll_all,
-                   "kept_directions": kept, "directions": total}
-        fit = {"lambda": 0.0, "panel_size": int(panel_size),
-               "lambda_source": f"none: finite-panel correction for a panel of {int(panel_size)} people"}
-        _report_panel(trait, s2_ml, s2_all, panel_size, kept, total)
+        s2_ml, c_ml, lam_mm = fit["s2"], fit["init_log_scale"], 0.0
+        mm_info = {"nll": fit["nll"], "s2_lambda0": s2_all, "init_log_scale_lambda0": c_all, "nll_lambda0": nll_all,
+                   "kept_directions": fit["kept_directions"], "directions": directions}
     else:
         s2_ml, c_ml, lam_mm = s2_all, c_all, 0.0
         mm_info = {"nll": nll_all, "s2_lambda0": s2_all, "init_log_scale_lambda0": c_all, "nll_lambda0": nll_all}

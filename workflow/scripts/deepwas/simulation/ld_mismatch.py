@@ -108,16 +108,26 @@ def heldout_gain(windows, aux, N, alpha, c, s2, mm, panel_size: int = 0) -> floa
     return total
 
 
-def run(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_000_000, core_size=150, flank=300,
-        seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8,
-        modes=("none", "auto", "lambda")) -> list[dict]:
-    """Rows (ld source, mismatch mode) with fitted s2, lambda, h2 of the constant prior vs truth and held-out gain.
+@dataclass
+class Region:
+    """One simulated region: allele frequencies of the kept variants in the cohort, the LD matrices by label
+    ('a: cohort (in-sample)', 'b: panel, same population', 'c: panel, diverged population'), the standardised
+    effects beta (z units: sqrt(N) beta) and the statistics z = sqrt(N) R beta + noise, noise ~ N(0, R)."""
+    freq: np.ndarray
+    lds: dict
+    beta: np.ndarray
+    noise: np.ndarray
+    z: np.ndarray
 
-    The first half of the region's windows is the training set, the second half the held-out set. `flank`
-    extended variants on each side of a core (300, about 350 kb here): with 100 the effects of variants in LD
-    beyond (i)+ inflate the in-sample h2 by about 30 %. Variants
-    are those common in the cohort (MAF > maf) and polymorphic in every panel (the same set in all cases).
-    """
+    @property
+    def M(self) -> int:
+        return int(self.z.shape[0])
+
+
+def simulate_region(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_000_000, seed=1,
+                    maf=0.01, split_gens=4000.0, recombination_rate=1e-8) -> Region:
+    """The region of `run` (module docstring). Variants are those common in the cohort (MAF > maf) and
+    polymorphic in every panel (the same set for every LD source)."""
     g = simulate_genotypes(n_cohort, n_panel, length, seed, split_gens, recombination_rate=recombination_rate)
     freq = g.cohort.mean(1) / 2
     maf_c = np.minimum(freq, 1 - freq)
@@ -126,18 +136,31 @@ def run(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_00
         f = P.mean(1) / 2
         ok &= (f > 0) & (f < 1)
     X = g.cohort[ok]
-    freq = freq[ok]
     M = int(ok.sum())
     rng = np.random.default_rng(seed + 17)
     R_true = _ld(X)
     beta = rng.normal(size=M) * math.sqrt(h2 / M_genome)
     e = _standardise(X) @ rng.normal(size=X.shape[1]) / math.sqrt(X.shape[1])
     z = math.sqrt(N) * R_true @ beta + e
-    h2_region_true = h2 * M / M_genome
     lds = {"a: cohort (in-sample)": R_true, "b: panel, same population": _ld(g.panel_a[ok]),
            "c: panel, diverged population": _ld(g.panel_b[ok])}
+    return Region(freq[ok], lds, beta, e, z)
+
+
+def run(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_000_000, core_size=150, flank=300,
+        seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8,
+        modes=("none", "auto", "lambda")) -> list[dict]:
+    """Rows (ld source, mismatch mode) with fitted s2, lambda, h2 of the constant prior vs truth and held-out gain.
+
+    The first half of the region's windows is the training set, the second half the held-out set. `flank`
+    extended variants on each side of a core (300, about 350 kb here): with 100 the effects of variants in LD
+    beyond (i)+ inflate the in-sample h2 by about 30 %. The region: `simulate_region`.
+    """
+    reg = simulate_region(n_cohort, n_panel, length, N, h2, M_genome, seed, maf, split_gens, recombination_rate)
+    freq, z, M = reg.freq, reg.z, reg.M
+    h2_region_true = h2 * M / M_genome
     rows = []
-    for label, R in lds.items():
+    for label, R in reg.lds.items():
         windows, aux = make_windows(R, z, freq, core_size, flank)
         half = len(windows) // 2
         tr, ho = (windows[:half], aux[:half]), (windows[half:], aux[half:])
