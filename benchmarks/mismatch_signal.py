@@ -1,20 +1,22 @@
 """Where the finite-panel-corrected likelihood misses: its whitened statistic y' against the model at the truth.
 
-For the region of `deepwas.simulation.ld_mismatch` (`simulate_region`, the windows of `run`: cores of 150
-variants, 300 flanking variants each side) and LD from (a) the cohort or (b) the same-population panel with the
-finite-panel correction (`likelihood.mismatch.panel_correction`), per set of windows (training = first half,
-held out = second half), averaged over the whitened directions that are kept:
+For the blocks of `deepwas.simulation.ld_mismatch` (`simulate_region`, the windows of `run`: cores of about 150
+variants inside one independent msprime block, flanks to the block's edges or `--flank` variants each side) and
+LD from (a) the cohort or (b) the same-population panel with the finite-panel correction
+(`likelihood.mismatch.panel_correction`), per set of windows (training = the first half of the blocks, held
+out = the rest), averaged over the whitened directions that are kept:
 
 - noise: the true variance of the noise part of y' (1 when the correction of the residual term is right);
 - signal true / model: the variance of the signal part of y' at the truth (phi = N h2 / M_genome), true (from
-  the cohort's R, split into the rows of the core, of the flanks of (i)+ and of the variants beyond (i)+)
+  the cohort's R, split into the rows of the core, of the flanks of (i)+ and of the block's variants beyond (i)+;
+  the other blocks add none: the simulated signal has no LD between blocks)
   against the model's (from the LD source, core and flanks: all the likelihood sees);
 - excess: expected (noise - 1 + signal true - signal model: what the fit absorbs at the truth) and realized
   (mean of y'^2 - 1 - signal model over the directions, with the share of its 5 largest terms), and the
   realized excess split by least squares on the model's signal per direction into an intercept (taken up
   by s2) and a slope (taken up by the prior's scale: the relative change of h2).
 
-    PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch_signal.py --seeds 1 4
+    PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch_signal.py --seeds 1 4 [--blocks 200] [--flank 300]
 """
 from __future__ import annotations
 
@@ -23,36 +25,19 @@ import argparse
 import numpy as np
 
 from deepwas.likelihood.mismatch import panel_correction
-from deepwas.simulation.ld_mismatch import simulate_region
+from deepwas.simulation.ld_mismatch import LABELS, core_bounds, simulate_region
 
 
-def decompose(reg, R_src, n_panel: int, N: float, h2: float, M_genome: float, core_size: int, flank: int,
-              window_starts) -> dict:
-    """The averages of the module docstring over the windows starting at `window_starts` (n_panel 0: no
-    correction, the LD source is the statistics' own)."""
-    R, M, phi = reg.lds["a: cohort (in-sample)"], reg.M, N * h2 / M_genome
+def decompose(blocks, label: str, n_panel: int, N: float, h2: float, M_genome: float, core_size: int,
+              flank: int | None) -> dict:
+    """The averages of the module docstring over the windows of `blocks` (n_panel 0: no correction, the LD source
+    is the statistics' own)."""
+    phi = N * h2 / M_genome
     acc = {k: [] for k in ("noise", "true_core", "true_flank", "true_beyond", "model_core", "model_flank", "excess")}
-    for s in window_starts:
-        e = min(s + core_size, M)
-        core, flank_idx = np.arange(s, e), np.r_[max(0, s - flank):s, e:min(M, e + flank)]
-        beyond = np.setdiff1d(np.arange(M), np.r_[core, flank_idx])
-        lam, U = np.linalg.eigh(R_src[np.ix_(core, core)])
-        keep = lam > 1e-8 * lam.max()
-        lam, U, d = lam[keep], U[:, keep], np.ones(int(keep.sum()))
-        if n_panel:
-            keep, d = panel_correction(lam, len(core), n_panel)
-            lam, U = lam[keep], U[:, keep]
-        w2 = 1.0 / (lam * d)                                      # y' = w2^1/2 U^T z_core
-
-        def signal(RR, rows):
-            return phi * w2 * np.sum((RR[rows][:, core] @ U) ** 2, 0)
-
-        acc["noise"].append(w2 * np.einsum("ik,ij,jk->k", U, R[np.ix_(core, core)], U))
-        for k, RR, rows in (("true_core", R, core), ("true_flank", R, flank_idx), ("true_beyond", R, beyond),
-                            ("model_core", R_src, core), ("model_flank", R_src, flank_idx)):
-            acc[k].append(signal(RR, rows))
-        y = np.sqrt(w2) * (U.T @ reg.z[core])
-        acc["excess"].append(y ** 2 - 1.0 - acc["model_core"][-1] - acc["model_flank"][-1])
+    for blk in blocks:
+        for s, e in core_bounds(blk.M, core_size):
+            _window(blk, blk.lds[LABELS[0]], blk.lds[label], n_panel, phi, s, e, blk.M if flank is None else flank,
+                    acc)
     out = {k: np.concatenate(v) for k, v in acc.items()}
     ex = np.sort(out["excess"])[::-1]
     # least squares of the realized excess on the model's signal: the intercept is what s2 takes up, the slope
@@ -66,23 +51,47 @@ def decompose(reg, R_src, n_panel: int, N: float, h2: float, M_genome: float, co
             "top5_share": float(ex[:5].sum() / ex.sum())}
 
 
+def _window(blk, R, R_src, n_panel, phi, s, e, flank, acc):
+    """One window's terms (module docstring), appended to acc."""
+    M = blk.M
+    core, flank_idx = np.arange(s, e), np.r_[max(0, s - flank):s, e:min(M, e + flank)]
+    beyond = np.setdiff1d(np.arange(M), np.r_[core, flank_idx])
+    lam, U = np.linalg.eigh(R_src[np.ix_(core, core)])
+    keep = lam > 1e-8 * lam.max()
+    lam, U, d = lam[keep], U[:, keep], np.ones(int(keep.sum()))
+    if n_panel:
+        keep, d = panel_correction(lam, len(core), n_panel)
+        lam, U = lam[keep], U[:, keep]
+    w2 = 1.0 / (lam * d)                                      # y' = w2^1/2 U^T z_core
+
+    def signal(RR, rows):
+        return phi * w2 * np.sum((RR[rows][:, core] @ U) ** 2, 0)
+
+    acc["noise"].append(w2 * np.einsum("ik,ij,jk->k", U, R[np.ix_(core, core)], U))
+    for k, RR, rows in (("true_core", R, core), ("true_flank", R, flank_idx), ("true_beyond", R, beyond),
+                        ("model_core", R_src, core), ("model_flank", R_src, flank_idx)):
+        acc[k].append(signal(RR, rows))
+    y = np.sqrt(w2) * (U.T @ blk.z[core])
+    acc["excess"].append(y ** 2 - 1.0 - acc["model_core"][-1] - acc["model_flank"][-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--panel", type=int, default=500)
+    ap.add_argument("--blocks", type=int, default=200)
+    ap.add_argument("--flank", type=int, default=None, help="flanking variants each side (default: the block)")
     a = ap.parse_args()
-    N, h2, M_genome, core_size, flank = 100_000, 0.5, 1_000_000, 150, 300
+    N, h2, M_genome, core_size = 100_000, 0.5, 1_000_000, 150
     print("| seed | LD | windows | kept directions | noise | signal true: core / flanks / beyond (i)+ | "
           "signal model: core / flanks | excess expected | excess realized (top 5 share) | "
           "realized: as s2 / as h2 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in a.seeds:
-        reg = simulate_region(n_panel=a.panel, N=N, h2=h2, M_genome=M_genome, seed=seed)
-        starts = list(range(0, reg.M, core_size))
-        half = len(starts) // 2
-        for label, n in (("a: cohort (in-sample)", 0), ("b: panel, same population", a.panel)):
-            for name, ws in (("training", starts[:half]), ("held out", starts[half:])):
-                r = decompose(reg, reg.lds[label], n, N, h2, M_genome, core_size, flank, ws)
+        reg = simulate_region(n_panel=a.panel, n_blocks=a.blocks, N=N, h2=h2, M_genome=M_genome, seed=seed)
+        for label, n in ((LABELS[0], 0), (LABELS[1], a.panel)):
+            for name, bs in (("training", reg.blocks[:reg.n_train]), ("held out", reg.blocks[reg.n_train:])):
+                r = decompose(bs, label, n, N, h2, M_genome, core_size, a.flank)
                 print(f"| {seed} | {label[0]} | {name} | {r['directions']} | {r['noise']:.3f} | {r['true_core']:.3f} / "
                       f"{r['true_flank']:.3f} / {r['true_beyond']:.3f} | {r['model_core']:.3f} / "
                       f"{r['model_flank']:.3f} | {r['expected_excess']:+.3f} | {r['excess']:+.3f} "

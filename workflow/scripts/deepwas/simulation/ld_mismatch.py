@@ -2,17 +2,25 @@
 (paper Sec. 4.1 and App. A.5; the mismatch model of `likelihood.mismatch`).
 
 One msprime population A (the GWAS cohort and a panel) and a population B that split from A `split_gens`
-generations ago (a panel of another ancestry). Summary statistics of a GWAS of N people are simulated from
-the cohort's own LD R (App. A.5): with standardised effects beta_m ~ N(0, h2 / M_genome) (h2 spread over a
-genome of M_genome variants, of which this region holds M),
+generations ago (a panel of another ancestry). The genome of the simulation is a row of `n_blocks` independent
+msprime blocks of `block_length` bp (free recombination between them, like strong recombination hotspots: the
+design of the demo's `demo.ld_block_length`), and every window lies inside one block with flanks that reach the
+block's edges, so the extended set (i)+ of a core holds all of its LD: the regime of the per-window likelihood
+(Sec. 4.1: LD does not reach past the extended window; UK Biobank windows have 1 Mb flanks). Summary statistics
+of a GWAS of N people are simulated from the cohort's own LD R within each block (App. A.5): with standardised
+effects beta_m ~ N(0, h2 / M_genome) (h2 spread over a genome of M_genome variants, of which the blocks hold M),
 
-    z = sqrt(N) R beta + e,   e = X xi / sqrt(n) ~ N(0, R)     (X: the cohort's standardised genotypes)
+    z_b = sqrt(N) R_b beta_b + e_b,   e = X xi / sqrt(n) ~ N(0, R)     (X: the cohort's standardised genotypes)
 
-so that the per-window s2 is 1 (every other variant of the genome is noise of the phenotype and of z).
-The likelihood is then fitted with LD from (a) the cohort itself, (b) a panel of the same population,
-(c) a panel of population B, without a correction (none), with the workflow's default (auto: the finite-panel
-correction for (b) and (c), nothing for (a)) and with the fitted lambda of R~ (lambda), and scored on
-held-out windows.
+so that the per-window s2 is 1 (every other variant of the genome is noise of the phenotype and of z). The
+signal term uses no LD between blocks: it is zero in the population, and a GWAS of N people sees it to 1 / N per
+pair, whereas the cohort of n people that stands in for the GWAS's LD has chance correlations of 1 / n, which
+would add the other blocks' signal (M / n x N h2 / M_genome per whitened direction: 0.1 for 8,000 variants and
+n = 4,000) to every window as extra variance. The likelihood is then fitted with LD from (a) the cohort itself,
+(b) a panel of the same population, (c) a panel of population B, without a correction (none), with the
+workflow's default (auto: the finite-panel correction for (b) and (c), nothing for (a)) and with the fitted
+lambda of R~ (lambda), and scored on held-out windows (the first half of the blocks trains, the second half
+is held out).
 """
 from __future__ import annotations
 
@@ -41,12 +49,12 @@ class Genotypes:
 
 def simulate_genotypes(n_cohort: int, n_panel: int, length: float, seed: int, split_gens: float = 4000.0,
                        ne: float = 10_000, recombination_rate: float = 1e-8) -> Genotypes:
-    """Diploid genotypes of the cohort and panel (population A) and a panel of population B.
+    """Diploid genotypes of one block: the cohort and panel (population A) and a panel of population B.
 
-    At the human rate 1e-8 the LD score of a variant keeps growing with distance (E r^2 ~ 1 / (1 + 4 Ne c)):
-    over a 10 Mb region a third of it lies beyond 450 kb, outside (i)+ with 300 flanking variants, and the
-    per-window likelihood counts that signal as s2 and h2 (measured: in-sample s2 1.35, h2 0.74 of 0.5).
-    Over 3 Mb the missing part is small."""
+    At the human rate 1e-8 the LD of one long simulation keeps growing with distance (E r^2 ~ 1 / (1 + 4 Ne c)):
+    along a 3 Mb region, windows with 300 flanking variants (about 350 kb) missed 0.13-0.16 of variance per
+    whitened direction in-sample (0.18-0.25 with a 500-person panel) that the per-window likelihood counted as
+    s2 and h2. `simulate_region` therefore uses blocks that the windows' flanks cover."""
     import msprime
 
     dem = msprime.Demography()
@@ -74,15 +82,24 @@ def _ld(X: np.ndarray) -> np.ndarray:
     return R
 
 
-def make_windows(R: np.ndarray, z: np.ndarray, freq: np.ndarray, core_size: int, flank: int, rtol: float = 1e-8):
-    """Cut the region into consecutive cores with `flank` extended variants on each side; factorise each."""
+def core_bounds(M: int, core_size: int) -> list[tuple[int, int]]:
+    """A block of M variants cut into max(1, round(M / core_size)) consecutive cores of near-equal size."""
+    k = max(1, round(M / core_size))
+    edges = np.linspace(0, M, k + 1).round().astype(int)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def make_windows(R: np.ndarray, z: np.ndarray, freq: np.ndarray, core_size: int, flank: int | None = None,
+                 rtol: float = 1e-8, name: str = "w"):
+    """Cut one block into cores (`core_bounds`) with `flank` extended variants on each side, clipped at the
+    block's edges (None: the whole block is every core's extended set); factorise each."""
     M = len(z)
+    flank = M if flank is None else flank
     windows, aux = [], []
-    for s in range(0, M, core_size):
-        e = min(s + core_size, M)
+    for s, e in core_bounds(M, core_size):
         lo, hi = max(0, s - flank), min(M, e + flank)
         core = np.arange(s - lo, e - lo)
-        fac = factorise(R[lo:hi, lo:hi], core, rtol=rtol, name=f"w{s}")
+        fac = factorise(R[lo:hi, lo:hi], core, rtol=rtol, name=f"{name}_{s}")
         y = whiten(fac.U, fac.lam, z[s:e])
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
         windows.append(WindowData(fac.name, t(fac.G), t(fac.lam), t(y), {"freq": t(freq[lo:hi])}, len(core)))
@@ -108,11 +125,14 @@ def heldout_gain(windows, aux, N, alpha, c, s2, mm, panel_size: int = 0) -> floa
     return total
 
 
+LABELS = ("a: cohort (in-sample)", "b: panel, same population", "c: panel, diverged population")
+
+
 @dataclass
-class Region:
-    """One simulated region: allele frequencies of the kept variants in the cohort, the LD matrices by label
-    ('a: cohort (in-sample)', 'b: panel, same population', 'c: panel, diverged population'), the standardised
-    effects beta (z units: sqrt(N) beta) and the statistics z = sqrt(N) R beta + noise, noise ~ N(0, R)."""
+class Block:
+    """One independent msprime block: allele frequencies of the kept variants in the cohort, the LD matrices by
+    label (`LABELS`), the standardised effects beta (z units: sqrt(N) beta), the noise ~ N(0, R) and the
+    statistics z = sqrt(N) R beta + noise (R: the cohort's LD of the block)."""
     freq: np.ndarray
     lds: dict
     beta: np.ndarray
@@ -124,46 +144,66 @@ class Region:
         return int(self.z.shape[0])
 
 
-def simulate_region(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_000_000, seed=1,
-                    maf=0.01, split_gens=4000.0, recombination_rate=1e-8) -> Region:
-    """The region of `run` (module docstring). Variants are those common in the cohort (MAF > maf) and
-    polymorphic in every panel (the same set for every LD source)."""
-    g = simulate_genotypes(n_cohort, n_panel, length, seed, split_gens, recombination_rate=recombination_rate)
-    freq = g.cohort.mean(1) / 2
-    maf_c = np.minimum(freq, 1 - freq)
-    ok = maf_c > maf
-    for P in (g.panel_a, g.panel_b):
-        f = P.mean(1) / 2
-        ok &= (f > 0) & (f < 1)
-    X = g.cohort[ok]
-    M = int(ok.sum())
+@dataclass
+class Region:
+    """The simulated genome: independent blocks; the first `n_train` train, the others are held out."""
+    blocks: list
+    n_train: int
+
+    @property
+    def M(self) -> int:
+        return sum(b.M for b in self.blocks)
+
+
+def simulate_region(n_cohort=4000, n_panel=500, n_blocks=200, block_length=5e5, N=100_000, h2=0.5,
+                    M_genome=1_000_000, seed=1, maf=0.01, split_gens=4000.0, recombination_rate=1e-8) -> Region:
+    """The blocks of `run` (module docstring). Variants are those common in the cohort (MAF > maf) and
+    polymorphic in every panel (the same set for every LD source). One phenotype: the noise of every block
+    comes from the same cohort residual xi."""
     rng = np.random.default_rng(seed + 17)
-    R_true = _ld(X)
-    beta = rng.normal(size=M) * math.sqrt(h2 / M_genome)
-    e = _standardise(X) @ rng.normal(size=X.shape[1]) / math.sqrt(X.shape[1])
-    z = math.sqrt(N) * R_true @ beta + e
-    lds = {"a: cohort (in-sample)": R_true, "b: panel, same population": _ld(g.panel_a[ok]),
-           "c: panel, diverged population": _ld(g.panel_b[ok])}
-    return Region(freq[ok], lds, beta, e, z)
+    xi = rng.normal(size=n_cohort)
+    seeds = np.random.default_rng(seed).integers(1, 2**31, size=n_blocks)
+    blocks = []
+    for bs in seeds:
+        g = simulate_genotypes(n_cohort, n_panel, block_length, int(bs), split_gens,
+                               recombination_rate=recombination_rate)
+        freq = g.cohort.mean(1) / 2
+        ok = np.minimum(freq, 1 - freq) > maf
+        for P in (g.panel_a, g.panel_b):
+            f = P.mean(1) / 2
+            ok &= (f > 0) & (f < 1)
+        X = g.cohort[ok]
+        R_true = _ld(X)
+        beta = rng.normal(size=X.shape[0]) * math.sqrt(h2 / M_genome)
+        e = _standardise(X) @ xi / math.sqrt(n_cohort)
+        z = math.sqrt(N) * R_true @ beta + e
+        lds = dict(zip(LABELS, (R_true, _ld(g.panel_a[ok]), _ld(g.panel_b[ok]))))
+        blocks.append(Block(freq[ok], lds, beta, e, z))
+    return Region(blocks, n_blocks // 2)
 
 
-def run(n_cohort=4000, n_panel=500, length=3e6, N=100_000, h2=0.5, M_genome=1_000_000, core_size=150, flank=300,
-        seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8,
-        modes=("none", "auto", "lambda")) -> list[dict]:
+def run(n_cohort=4000, n_panel=500, n_blocks=200, block_length=5e5, N=100_000, h2=0.5, M_genome=1_000_000,
+        core_size=150, flank=None, seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8,
+        modes=("none", "auto", "lambda"), labels=LABELS) -> list[dict]:
     """Rows (ld source, mismatch mode) with fitted s2, lambda, h2 of the constant prior vs truth and held-out gain.
 
-    The first half of the region's windows is the training set, the second half the held-out set. `flank`
-    extended variants on each side of a core (300, about 350 kb here): with 100 the effects of variants in LD
-    beyond (i)+ inflate the in-sample h2 by about 30 %. The region: `simulate_region`.
+    The windows of the first half of the blocks are the training set, those of the second half the held-out set.
+    Cores of about `core_size` variants; `flank` extended variants on each side, clipped at the block's edges
+    (None: the whole block, so that (i)+ holds all the LD of its core). The blocks: `simulate_region`; `labels`:
+    the LD sources to fit (a subset of `LABELS`).
     """
-    reg = simulate_region(n_cohort, n_panel, length, N, h2, M_genome, seed, maf, split_gens, recombination_rate)
-    freq, z, M = reg.freq, reg.z, reg.M
+    reg = simulate_region(n_cohort, n_panel, n_blocks, block_length, N, h2, M_genome, seed, maf, split_gens,
+                          recombination_rate)
+    M = reg.M
     h2_region_true = h2 * M / M_genome
     rows = []
-    for label, R in reg.lds.items():
-        windows, aux = make_windows(R, z, freq, core_size, flank)
-        half = len(windows) // 2
-        tr, ho = (windows[:half], aux[:half]), (windows[half:], aux[half:])
+    for label in labels:
+        tr, ho = ([], []), ([], [])
+        for k, b in enumerate(reg.blocks):
+            w, a = make_windows(b.lds[label], b.z, b.freq, core_size, flank, name=f"b{k}")
+            dest = tr if k < reg.n_train else ho
+            dest[0].extend(w)
+            dest[1].extend(a)
         c0 = math.log(h2 / M_genome)
         panel = 0 if label.startswith("a") else n_panel       # what the workflow passes: plink / local panels
         for mode in modes:
