@@ -4,7 +4,7 @@ that split 4,000 generations ago; without a correction (none), with the default 
 correction for panel LD, nothing for in-sample LD) and with the fitted lambda of R~ = (1 - lambda) R + lambda I
 (lambda), all of `deepwas.likelihood.mismatch` (`deepwas.simulation.ld_mismatch.run`).
 
-    PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch.py [--blocks 200] [--seeds 1 2] [--ld a b c]
+    PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch.py [--blocks 200] [--seeds 1 2] [--ld a b c] [--modes none auto]
 
 GWAS N = 100,000, h2 = 0.5 over a genome of 1,000,000 variants (per-variant h2 / M_genome), statistics
 simulated from the cohort's LD in independent msprime blocks of 500 kb, each window inside one block with the
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import pickle
 import time
 
 import torch
 
-from deepwas.simulation.ld_mismatch import LABELS, run
+from deepwas.simulation.ld_mismatch import LABELS, run, simulate_region
 
 
 def main():
@@ -28,8 +30,11 @@ def main():
     ap.add_argument("--blocks", type=int, default=200)
     ap.add_argument("--block-length", type=float, default=5e5)
     ap.add_argument("--ld", nargs="+", default=["a", "b", "c"], help="LD sources: a (cohort), b, c (panels)")
+    ap.add_argument("--modes", nargs="+", default=["none", "auto", "lambda"], help="likelihood.mismatch modes")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", default=None, help="folder for the simulated blocks of each seed (reused by a "
+                    "later command with the same settings; the msprime simulation is most of the time)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -38,8 +43,20 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in a.seeds:
         t0 = time.time()
-        for r in run(n_cohort=a.cohort, n_panel=a.panel, n_blocks=a.blocks, block_length=a.block_length,
-                     seed=seed, labels=[lab for lab in LABELS if lab[0] in a.ld]):
+        sim = dict(n_cohort=a.cohort, n_panel=a.panel, n_blocks=a.blocks, block_length=a.block_length, seed=seed)
+        region = None
+        if a.cache:
+            path = os.path.join(a.cache, "_".join(f"{k}{v}" for k, v in sim.items()) + ".pkl")
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    region = pickle.load(f)
+            else:
+                region = simulate_region(**sim)
+                os.makedirs(a.cache, exist_ok=True)
+                with open(path + ".tmp", "wb") as f:
+                    pickle.dump(region, f, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(path + ".tmp", path)
+        for r in run(**sim, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=region):
             kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
             print(f"| {seed} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
                   f"{r['s2']:.3f} | {r['lambda']:.4g} | {r['lr_statistic']:.1f} | {r['h2']:.3f} | "

@@ -184,16 +184,17 @@ def simulate_region(n_cohort=4000, n_panel=500, n_blocks=200, block_length=5e5, 
 
 def run(n_cohort=4000, n_panel=500, n_blocks=200, block_length=5e5, N=100_000, h2=0.5, M_genome=1_000_000,
         core_size=150, flank=None, seed=1, maf=0.01, split_gens=4000.0, alpha=0.0, recombination_rate=1e-8,
-        modes=("none", "auto", "lambda"), labels=LABELS) -> list[dict]:
+        modes=("none", "auto", "lambda"), labels=LABELS, region: Region | None = None) -> list[dict]:
     """Rows (ld source, mismatch mode) with fitted s2, lambda, h2 of the constant prior vs truth and held-out gain.
 
     The windows of the first half of the blocks are the training set, those of the second half the held-out set.
     Cores of about `core_size` variants; `flank` extended variants on each side, clipped at the block's edges
     (None: the whole block, so that (i)+ holds all the LD of its core). The blocks: `simulate_region`; `labels`:
-    the LD sources to fit (a subset of `LABELS`).
+    the LD sources to fit (a subset of `LABELS`); `region`: the blocks of an earlier `simulate_region` with the
+    same arguments (simulated here when None).
     """
-    reg = simulate_region(n_cohort, n_panel, n_blocks, block_length, N, h2, M_genome, seed, maf, split_gens,
-                          recombination_rate)
+    reg = region if region is not None else simulate_region(n_cohort, n_panel, n_blocks, block_length, N, h2,
+                                                            M_genome, seed, maf, split_gens, recombination_rate)
     M = reg.M
     h2_region_true = h2 * M / M_genome
     rows = []
