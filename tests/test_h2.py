@@ -132,6 +132,24 @@ def test_jackknife_of_a_mean_is_the_classical_standard_error():
         jackknife_blocks(1, 100)
 
 
+def test_refit_survives_line_search_steps_that_overflow_f(windows):
+    """With features 20x their scale the strong-Wolfe search of the first L-BFGS iterations tries steps whose
+    f = exp(log f) overflows (unguarded, the exact solver raised on that non-finite phi; measured); refit
+    shortens them and reaches the same optimum as on the unscaled features: GLM weights / 20, same intercept."""
+    from deepwas.window import WindowData
+
+    prior, wins = as_float64(build_prior("glm", D_PRED, 0, init_log_scale=np.log(1e-4)), windows)
+    loss = objective_loss("deepwas", N, S2, None, h2_guess=0.3, M=2_000)
+    theta = refit(prior, wins, loss)
+    scaled = [WindowData(w.name, w.G, w.lam, w.y, {**w.inputs, "pred": 20 * w.inputs["pred"]}, w.n_core)
+              for w in wins]
+    prior20, _ = as_float64(build_prior("glm", D_PRED, 0, init_log_scale=np.log(1e-4)), windows)
+    theta20 = refit(prior20, scaled, loss)
+    np.testing.assert_allclose(20 * theta20[:D_PRED], theta[:D_PRED], rtol=1e-4, atol=1e-5)
+    assert theta20[-1] == pytest.approx(theta[-1], abs=1e-5)
+    assert abs(theta[0] - 0.8) < 0.3          # the true weight of the simulated GLM f
+
+
 def test_auto_method_refits_when_blocks_are_few():
     assert resolve_method("auto", 4) == "refit" and resolve_method("auto", 19) == "refit"
     assert resolve_method("auto", 20) == "newton" and resolve_method("refit", 200) == "refit"

@@ -157,15 +157,30 @@ def newton_replicates(theta: np.ndarray, g: np.ndarray, H: np.ndarray, blocks) -
     return np.stack(out)
 
 
+# The loss L-BFGS sees where a line-search trial step overflows f: a wall (finite, zero gradient), from which
+# the strong-Wolfe search interpolates back towards the step it came from.
+OVERFLOW_LOSS = 1e30
+
+
 def refit(prior, windows, loss, max_iter: int = 200, tol: float = 1e-10) -> np.ndarray:
-    """theta minimising the summed loss over `windows` by L-BFGS from the prior's current parameters."""
+    """theta minimising the summed loss over `windows` by L-BFGS from the prior's current parameters.
+
+    The strong-Wolfe line search extrapolates up to 10 times the quasi-Newton step; on a log-linear prior
+    such a trial can make f = exp(log f) overflow (the exact solver refuses a non-finite phi, the LDSR loss
+    turns NaN). That trial scores OVERFLOW_LOSS with a zero gradient, so the search shortens the step
+    instead of failing or carrying NaN into the replicate."""
     params = [q for q in prior.parameters() if q.requires_grad]
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-14,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        total = sum(loss(prior, w) for w in windows)
+        try:
+            total = sum(loss(prior, w) for w in windows)
+        except FloatingPointError:
+            total = None
+        if total is None or not torch.isfinite(total):
+            total = sum((q * 0).sum() for q in params) + OVERFLOW_LOSS
         total.backward()
         return total
 
