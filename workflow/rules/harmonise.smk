@@ -17,6 +17,7 @@ rule harmonise:
         ),
     log:
         "logs/harmonise/{trait}.log",
+    priority: 10
     conda:
         "../../envs/deepwas.yaml"
     params:

@@ -80,6 +80,7 @@ rule whiten:
         report="results/stats/{trait}/chr{chrom}.whiten.json",
     log:
         "logs/whiten/{trait}/chr{chrom}.log",
+    priority: 10
     conda:
         "../../envs/deepwas.yaml"
     params:
@@ -98,6 +99,7 @@ rule estimate_s2:
         "results/stats/{trait}/s2.json",
     log:
         "logs/estimate_s2/{trait}.log",
+    priority: 10
     conda:
         "../../envs/deepwas.yaml"
     params:

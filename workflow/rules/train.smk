@@ -1,4 +1,6 @@
-# Train each prior (model x objective) on the training chromosomes of each trait.
+# Train each prior (model x objective) on the training chromosomes of each trait. The chain to training
+# (harmonise, whiten, estimate_s2, train: priority 10) runs before ready leaf jobs such as prior_h2, so that
+# one trait's jackknife does not hold back the next trait's trainings (the demo on 2 cores: README status).
 
 
 rule train:
@@ -12,6 +14,7 @@ rule train:
         "logs/train/{trait}/{model}/{objective}.log",
     benchmark:
         "benchmarks_runs/train/{trait}/{model}/{objective}.tsv"
+    priority: 10
     conda:
         torch_env
     threads: config["threads"]["train"]
