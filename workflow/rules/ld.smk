@@ -102,6 +102,7 @@ rule estimate_s2:
     priority: 10
     conda:
         "../../envs/deepwas.yaml"
+    threads: config["threads"]["s2"]
     params:
         s2=lambda wc: trait_value(wc.trait, "s2"),
         alpha=config["prior"]["alpha"],
