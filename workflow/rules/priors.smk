@@ -59,6 +59,7 @@ rule export_priors:
         ),
     log:
         "logs/priors/{trait}/{model}/{objective}.log",
+    priority: 20
     conda:
         lambda wc: torch_env(wc, "inference")
     threads: config["threads"]["inference"]
@@ -96,6 +97,7 @@ rule prior_h2:
         ),
     log:
         "logs/h2/{trait}/{model}/{objective}.log",
+    priority: 20
     conda:
         lambda wc: torch_env(wc, "inference")
     threads: 1

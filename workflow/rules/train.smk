@@ -1,6 +1,7 @@
-# Train each prior (model x objective) on the training chromosomes of each trait. The chain to training
-# (harmonise, whiten, estimate_s2, train: priority 10) runs before ready leaf jobs such as prior_h2, so that
-# one trait's jackknife does not hold back the next trait's trainings (the demo on 2 cores: README status).
+# Train each prior (model x objective) on the training chromosomes of each trait. Priorities order the ready
+# jobs: export_priors and prior_h2 (20: a jackknife can be the longest job, so it starts as soon as its prior
+# is trained), then the chain to training (harmonise, whiten, estimate_s2, train: 10), then the rest
+# (evaluation, figures). On the demo's 2 cores this keeps a late jackknife from becoming the run's tail.
 
 
 rule train:
