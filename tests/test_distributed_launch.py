@@ -99,7 +99,7 @@ def test_train_gpus_sets_the_gpu_request_of_transformer_training(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(SCRIPT.parent)})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout + out.stderr
-    jobs = re.findall(r"rule train:\n(?:\s+\w+: .*\n)*?\s+wildcards: (.*)\n\s+resources: (.*)", text)
+    jobs = re.findall(r"rule train:\n(?:\s+\w+: .*\n)*?\s+wildcards: (.*)\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", text)
     pairs = lambda s: dict(kv.split("=", 1) for kv in s.split(", "))  # noqa: E731
     got = {pairs(wc)["model"]: pairs(res).get("gpu") for wc, res in jobs}
     assert got == {"constant": "1", "transformer": "2"}, text[-3000:]   # constant: one GPU for its exact likelihood
