@@ -12,10 +12,14 @@ synthetic inputs of exactly that shape (nothing is extrapolated), for each netwo
   bf16            window by window, network under bf16 autocast (only where the device supports bf16);
   shared          one forward per distinct variant over a group of --group neighbouring windows, float32;
   shared_bf16     shared + bf16 autocast (ours);
-  shared_bf16_compile  shared_bf16 with torch.compile (--compile; compilation time not counted, printed).
-  shared_bf16_cudnn    shared_bf16 with cuDNN's autotuner on (torch.backends.cudnn.benchmark).
-  shared_bf16_static   shared_bf16 with train.compile's torch.compile (`shared_forward.compile_prior`:
-                       static chunks of --chunk rows, cuDNN autotuner; compilation time not counted).
+  shared_bf16_static   shared_bf16 with train.compile's torch.compile (`shared_forward.compile_prior` with
+                       variant_chunk = --chunk: static chunks, cuDNN autotuner; compilation time not counted,
+                       printed). benchmarks/gpu_run.sh part D.
+  shared_bf16_compile  shared_bf16 with dynamic-shape torch.compile (`compile_prior(prior, 0)`, what
+                       train.compile runs without the shared forward's chunks; --compile). A comparison only:
+                       it recompiles as batch sizes vary and was slower than uncompiled (benchmarks/RESULTS.md).
+  shared_bf16_cudnn    shared_bf16 with cuDNN's autotuner on (torch.backends.cudnn.benchmark), uncompiled.
+Each configuration leaves the process-wide flags as it found them (compile_prior scopes its own).
 
 Every configuration runs the network in chunks of --chunk rows (no-grad pass, then recomputation with
 autograd, chunk by chunk), as training must at paper size: the full network's activations for 13,000
@@ -35,6 +39,7 @@ iterative solver of --likelihood may also need PyYAML and jsonschema for its def
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -45,7 +50,7 @@ import torch
 from deepwas.likelihood.exact import nll as exact_nll
 from deepwas.networks import SIZES, count_parameters
 from deepwas.priors import build_prior
-from deepwas.shared_forward import compile_prior, group_backward
+from deepwas.shared_forward import compile_prior, cudnn_autotuner, group_backward
 
 from deepwas.window import WindowData
 
@@ -104,18 +109,21 @@ def _prior(size: str, d_pred: int, d_func: int, w: int, device):
 
 
 def run_config(size, config, windows, warm, device, chunk, group, compile_):
-    """(seconds per window, parameter count, compile seconds, likelihood seconds per window)."""
+    """(seconds per window, parameter count, compile seconds)."""
+    with cudnn_autotuner() if config.endswith("cudnn") else contextlib.nullcontext():
+        return _run_config(size, config, windows, warm, device, chunk, group, compile_)
+
+
+def _run_config(size, config, windows, warm, device, chunk, group, compile_):
     amp = "bf16" in config
     shared = config.startswith("shared")
     static = config.endswith("static")
     compile_ = compile_ or static
-    torch.backends.cudnn.benchmark = config.endswith(("cudnn", "static"))
     prior = _prior(size, warm[0].inputs["pred"].shape[1], warm[0].inputs["tracks"].shape[1],
                    warm[0].inputs["tracks"].shape[2], device)
-    if static:
-        fwd = compile_prior(prior, chunk)                  # what train.compile runs with variant_chunk > 0
-    else:
-        fwd = torch.compile(prior, dynamic=True) if compile_ else prior
+    # what train.compile runs: with variant_chunk > 0 static chunks (their cuDNN autotuner is on only inside
+    # group_backward), else dynamic shapes
+    fwd = compile_prior(prior, chunk if static else 0) if compile_ else prior
     opt = torch.optim.AdamW(prior.parameters(), lr=1e-4)
     loss_fn = _loss_fn(exact_nll)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
@@ -145,7 +153,6 @@ def run_config(size, config, windows, warm, device, chunk, group, compile_):
     spw = (time.perf_counter() - t0) / sum(len(g) for g in groups)
     params = count_parameters(prior)
     del prior, fwd, opt
-    torch.backends.cudnn.benchmark = False
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return spw, params, t_compile
@@ -208,7 +215,8 @@ def main(argv=None):
                     help="network sizes (none: only --likelihood)")
     ap.add_argument("--configs", nargs="+", default=CONFIGS,
                     choices=CONFIGS + ["shared_bf16_compile", "shared_bf16_cudnn", "shared_bf16_static"])
-    ap.add_argument("--compile", action="store_true", help="add the shared_bf16_compile row")
+    ap.add_argument("--compile", action="store_true",
+                    help="add the shared_bf16_compile row (dynamic shapes; a comparison, slow)")
     ap.add_argument("--window-variants", "-m", type=int, default=13_000, help="m, extended variants per window")
     ap.add_argument("--rank", "-r", type=int, default=5_000, help="r, kept core eigenpairs per window")
     ap.add_argument("--tracks", type=int, default=165, help="d_func")

@@ -73,8 +73,9 @@ def torch_one_thread():
     torch.set_num_threads(before)
 
 
-def _run_workflow(workdir, configfile: str, files: tuple[str, ...] = ()):
-    """Run the real Snakefile on tests/e2e/{configfile} in `workdir` (copying `files` from tests/e2e there)."""
+def _run_workflow(workdir, configfile: str, files: tuple[str, ...] = (), targets: tuple[str, ...] = ()):
+    """Run the real Snakefile on tests/e2e/{configfile} in `workdir` (copying `files` from tests/e2e there),
+    building `targets` (default: the default target, rule `all`)."""
     import shutil
     import subprocess
     import sys
@@ -83,7 +84,8 @@ def _run_workflow(workdir, configfile: str, files: tuple[str, ...] = ()):
     repo = Path(__file__).resolve().parents[1]
     for f in files:
         shutil.copy(repo / "tests/e2e" / f, Path(workdir) / f)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+    # the targets first: --quiet takes several values ("--quiet rules all" is two of them)
+    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(repo / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(repo / "tests/e2e" / configfile), "--cores", "2", "--quiet", "rules", "all"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]

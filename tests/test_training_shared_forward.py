@@ -236,3 +236,79 @@ def test_compiled_trainer_ends_where_the_eager_trainer_ends(windows, tmp_path):
                 tmp_path / f"ck{compiled}", tmp_path / f"m{compiled}.tsv").fit()
         params.append(torch.cat([p.detach().flatten() for p in prior.parameters()]))
     torch.testing.assert_close(params[1], params[0], rtol=1e-7, atol=1e-10)
+
+
+def test_static_chunks_scope_the_autotuner_and_say_when_a_union_runs_uncompiled(windows, caplog):
+    # cuDNN's autotuner is on while group_backward runs a StaticChunks prior (forward and backward), and as
+    # before afterwards; a union that fits in one chunk (84 rows, chunk 100) runs uncompiled, said once
+    from deepwas.shared_forward import StaticChunks
+    prior = _prior("transformer")
+    seen = []
+
+    def compiled(inputs):                     # records the flag in the forward and in the backward
+        seen.append(("forward", torch.backends.cudnn.benchmark))
+        out = prior(inputs)
+        if out.requires_grad:
+            out.register_hook(lambda g: seen.append(("backward", torch.backends.cudnn.benchmark)))
+        return out
+
+    group = [_double(w) for w in windows[:4]]
+    before = torch.backends.cudnn.benchmark
+    for previous in (False, True):
+        torch.backends.cudnn.benchmark = previous
+        try:
+            _shared(StaticChunks(prior, compiled, 25), group, 0.3, chunk=25)
+            after = torch.backends.cudnn.benchmark
+        finally:
+            torch.backends.cudnn.benchmark = before
+        assert after is previous
+    # per call: 3 full chunks without grad, then each again with grad and its backward
+    assert seen == ([("forward", True)] * 3 + [("forward", True), ("backward", True)] * 3) * 2
+    model = StaticChunks(prior, compiled, 100)
+    seen.clear()
+    with caplog.at_level("WARNING", logger="deepwas.shared_forward"):
+        for _ in range(2):
+            _shared(model, group, 0.3, chunk=100)
+    assert seen == []                                                        # never the compiled graph
+    said = [r for r in caplog.records if "runs uncompiled" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"
+    assert "has 84 distinct rows, fewer than train.variant_chunk = 100" in said[0].getMessage()
+    # a union of exactly one chunk goes through the compiled graph: nothing to say
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="deepwas.shared_forward"):
+        _shared(StaticChunks(prior, compiled, 84), group, 0.3, chunk=84)
+    assert seen == [("forward", True), ("backward", True)] and not caplog.records
+
+
+def test_compile_prior_leaves_the_process_flags_as_they_were():
+    # fallback_random is an option of the compilation (the compiled dropout equals the eager one, seed for
+    # seed, which inductor's own random numbers would not), not a process-wide change; no autotuner either
+    import torch._inductor.config as inductor_config
+    from deepwas.shared_forward import StaticChunks, compile_prior
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.drop, self.out = torch.nn.Linear(D_PRED, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1)
+
+        def forward(self, inputs):
+            return self.out(self.drop(torch.tanh(self.lin(inputs["pred"])))).squeeze(-1)
+
+    torch.manual_seed(0)
+    net = Net().train()
+    x = {"pred": torch.randn(10, D_PRED), "freq": torch.rand(10)}
+    flags = (inductor_config.fallback_random, torch.backends.cudnn.benchmark)
+    assert flags == (False, False)                                          # torch's defaults
+    dynamic = compile_prior(net, 0)
+    model = compile_prior(net, 10)
+    assert isinstance(model, StaticChunks) and callable(dynamic)
+    assert (inductor_config.fallback_random, torch.backends.cudnn.benchmark) == flags
+    with torch.no_grad():
+        torch.manual_seed(1)
+        eager = net(x)
+        torch.manual_seed(1)
+        got = model(x)                                                       # 10 rows: the compiled graph
+        torch.manual_seed(2)
+        other = net(x)
+    assert not torch.equal(other, eager) and torch.equal(got, eager)        # masks drawn, and the same
+    assert (inductor_config.fallback_random, torch.backends.cudnn.benchmark) == flags

@@ -33,11 +33,15 @@ per window it appears in.
 """
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import torch
+
+log = logging.getLogger("deepwas.shared_forward")
 
 
 @dataclass
@@ -164,38 +168,68 @@ def _chunks(n: int, chunk: int):
     return [(a, min(n, a + step)) for a in range(0, max(n, 1), step)]
 
 
+@contextmanager
+def cudnn_autotuner():
+    """cuDNN's autotuner (torch.backends.cudnn.benchmark) on inside the block, the previous value after it.
+    A run-time flag: convolutions read it when they run (forward and backward), not when they are traced."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
 class StaticChunks(torch.nn.Module):
     """The prior for `group_backward` with chunks under torch.compile: batches of exactly `rows` rows (every
     chunk but a union's last) go through `compiled` (the prior compiled for that one static shape: one graph
     per grad mode, no recompilation as union sizes vary), other batches through the prior itself. Both share
     the parameters, so the numbers are the prior's up to the compiler's float rounding, for BatchNorm too
-    (no padding rows enter a batch's statistics)."""
+    (no padding rows enter a batch's statistics).
+
+    `group_backward` runs its forward and backward passes under `runtime_flags()` (cuDNN's autotuner, for
+    the one static shape) and says once when a union fits in one chunk and so runs uncompiled."""
 
     def __init__(self, prior: torch.nn.Module, compiled: Callable, rows: int):
         super().__init__()
         self.prior, self.rows = prior, int(rows)
         self._compiled = [compiled]          # a list: not registered twice as a submodule
+        self._said_uncompiled = False
 
     def forward(self, inputs: dict) -> torch.Tensor:
         if int(inputs["freq"].shape[0]) == self.rows:
             return self._compiled[0](inputs)
         return self.prior(inputs)
 
+    def runtime_flags(self):
+        return cudnn_autotuner()
+
+    def note_single_chunk(self, union: int) -> None:
+        """Log once that a union of `union` rows (< rows) was one batch, i.e. ran uncompiled."""
+        if union < self.rows and not self._said_uncompiled:
+            self._said_uncompiled = True
+            log.warning("train.compile: an accumulation group's union has %d distinct rows, fewer than "
+                        "train.variant_chunk = %d, so it is one batch and runs uncompiled (the compiled graph "
+                        "takes batches of exactly variant_chunk rows; said once, other groups may do the same): "
+                        "set train.variant_chunk below the union sizes (e.g. %d) to compile them",
+                        union, self.rows, max(1, union // 2))
+
 
 def compile_prior(prior: torch.nn.Module, chunk: int = 0) -> Callable:
     """torch.compile of the prior for training (App. A.3). With chunk > 0 (the shared forward's
-    `variant_chunk`): static shapes, `StaticChunks`, and cuDNN's autotuner on CUDA; the compiled dropout
-    draws torch's own random numbers (inductor `fallback_random`), so the chunked recompute replays the masks
-    of the no-grad pass. With chunk = 0 the batch sizes vary with every window: dynamic shapes.
+    `variant_chunk`): static shapes, `StaticChunks`, and cuDNN's autotuner on CUDA while `group_backward`
+    runs it; the compiled dropout draws torch's own random numbers (inductor `fallback_random`), so the
+    chunked recompute replays the masks of the no-grad pass. With chunk = 0 the batch sizes vary with every
+    window: dynamic shapes.
+    Process-wide settings are left as they were: `fallback_random` is an option of this compilation only
+    (applied whenever the compiled module traces, which is at its first calls, not here), the autotuner is
+    on only inside `group_backward` (`StaticChunks.runtime_flags`).
     Measured at paper size on one H200 (benchmarks/RESULTS.md): static chunks 1.8x faster than uncompiled,
     dynamic shapes slower than uncompiled (recompilation)."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.fallback_random = True
+    options = {"fallback_random": True}
     if chunk <= 0:
-        return torch.compile(prior, dynamic=True)
-    torch.backends.cudnn.benchmark = True
-    return StaticChunks(prior, torch.compile(prior, dynamic=False), chunk)
+        return torch.compile(prior, dynamic=True, options=options)
+    return StaticChunks(prior, torch.compile(prior, dynamic=False, options=options), chunk)
 
 
 def group_backward(prior: Callable, windows, loss_fn: Callable, N: float, s2: float, autocast, weight: float,
@@ -207,14 +241,22 @@ def group_backward(prior: Callable, windows, loss_fn: Callable, N: float, s2: fl
     returns F[idx_w]); weight: the factor on each window's loss (loss scale / accumulate); chunk: rows per
     network batch (0: the whole union with autograd); check(loss, w): called on each window's loss before
     its backward (e.g. a finiteness check). Returns (the windows' losses, detached; {"rows": total rows,
-    "union": distinct rows}).
+    "union": distinct rows}). A `StaticChunks` prior runs under its `runtime_flags()`.
     """
+    flags = prior.runtime_flags() if isinstance(prior, StaticChunks) else nullcontext()
+    with flags:
+        return _group_backward(prior, windows, loss_fn, N, s2, autocast, weight, device, chunk, check)
+
+
+def _group_backward(prior, windows, loss_fn, N, s2, autocast, weight, device, chunk, check):
     device = torch.device(device)
     u = union_rows(windows)
     inputs = union_inputs(windows, u, device)
     n = u.size
     pieces = _chunks(n, chunk)
     recompute = len(pieces) > 1
+    if not recompute and isinstance(prior, StaticChunks):
+        prior.note_single_chunk(n)
     rng0 = _rng_state(device) if recompute else None
     if recompute:
         with torch.no_grad():
