@@ -400,7 +400,8 @@ def test_panel_correction_in_s2_json_and_in_streamed_and_in_memory_windows(tmp_p
     # fit_mismatch(mode='panel') on the same window in memory (one `fit_panel`, from another starting point)
     from deepwas.s2 import fit_mismatch
     w_raw = make_window(name, fac, stt["y"], p)
-    ref = fit_mismatch([w_raw], [None], auto["N"], 0.7, auto["init_log_scale"], mode="panel", panel_size=200)
+    ref = fit_mismatch([w_raw], [(None, fac["core"])], auto["N"], 0.7, auto["init_log_scale"], mode="panel",
+                       panel_size=200)
     assert ref["kept_directions"] == mm["kept_directions"] and ref["panel_size"] == 200
     assert auto["s2"] == pytest.approx(ref["s2"], rel=1e-6)
     assert auto["init_log_scale"] == pytest.approx(ref["init_log_scale"], rel=1e-6)
