@@ -118,7 +118,12 @@ block's coupling of u_k to the other sample directions, which the diagonal estim
 The flank rows are kept as sampled: their sampling error E[E Phi E] = (sum_k phi_k R + R Phi R) / n for
 Wishart-type E makes R^ Phi R^ over-predict the signal by that amount (the LD-score bias of
 r^2 - (1 - r^2) / (n - 2)), not under-predict it; with a constant prior it is a per-window constant that s2
-absorbs (measured: moving it in or out changes the fitted h2 by < 0.02).
+absorbs (measured: moving it in or out changes the fitted h2 by < 0.02). On the msprime block benchmark
+(benchmarks/RESULTS.md: 500-person panel, 150-variant cores) the shrunk core block raises the constant prior's
+h2 by 2-3 % over the panel's own core block; the oracle norms |R u_k| in place of t_k (the best estimate of this
+diagonal form) by 4 %; h2 stays 11-20 % below the in-sample fit. What remains is in the couplings between
+sample directions, of the core block and the flank rows, which a diagonal residual in whitened coordinates
+(the factor form of the exact solver) cannot hold together with them.
 """
 from __future__ import annotations
 
