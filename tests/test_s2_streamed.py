@@ -168,8 +168,8 @@ def test_panel_mode_is_the_exact_fit_on_the_corrected_windows(case, panel_size, 
     windows, c0, aux = request.getfixturevalue(case)
     fit = fit_mismatch(windows, aux, N, ALPHA, c0, mode="panel", panel_size=panel_size)
     corrected = []
-    for w in windows:
-        G, y, lam = correct_panel(w.G, w.y, w.lam, w.n_core, panel_size)
+    for w, (_, core) in zip(windows, aux):
+        G, y, lam = correct_panel(w.G, w.y, w.lam, core, panel_size)
         corrected.append(WindowData(w.name, G, lam, y, w.inputs, w.n_core))
     assert fit["panel_size"] == panel_size and fit["lambda"] == 0.0
     assert fit["kept_directions"] == sum(w.rank for w in corrected) < fit["directions"] == sum(w.rank for w in windows)

@@ -11,8 +11,8 @@ Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likeliho
   recorded beside it as a cross-check.
 
 LD that is not the statistics' own (a reference panel of n people) is corrected by default with the
-finite-panel correction of `likelihood.mismatch` (`panel_correction`: the residual variance of each
-whitened direction rescaled by the Ledoit-Wolf shrinkage estimate of its true variance, and directions
+finite-panel correction of `likelihood.mismatch` (`correct_panel`: the core block of the panel's R, in the
+residual and the signal term, replaced by its Ledoit-Wolf shrinkage estimate U diag(t) U^T, and directions
 below the Marchenko-Pastur lower edge or 1 / n dropped; computed from n and the spectrum, nothing fitted), after
 which s2 and the constant prior are fitted as for in-sample LD, streamed like them (`panel_statistics`,
 `fit_panel`; `resolve_mismatch_mode` reads the setting). Alternatively (`likelihood.mismatch:
@@ -165,10 +165,10 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
                  panel_size: int = 0) -> dict:
     """s2 and the constant prior scale c with LD that may not be the statistics' own (module docstring).
 
-    aux: per window (U, core) of its factors (used by 'lambda'). mode: the config's likelihood.mismatch, read by
-    `resolve_mismatch_mode`: 'auto' ('panel' when `panel_size` > 0, LD from a reference panel of that many
-    people, else 'none'), 'panel' (the finite-panel correction, then (s2, c) by `fit_panel`: the streamed fit
-    of the rule), 'lambda' (l of R~ = (1 - l) R + l I by profile + refine +
+    aux: per window (U, core) of its factors ('lambda' uses both, 'panel' the core). mode: the config's
+    likelihood.mismatch, read by `resolve_mismatch_mode`: 'auto' ('panel' when `panel_size` > 0, LD from a
+    reference panel of that many people, else 'none'), 'panel' (the finite-panel correction, then (s2, c) by
+    `fit_panel`: the streamed fit of the rule), 'lambda' (l of R~ = (1 - l) R + l I by profile + refine +
     likelihood-ratio choice), 'none' (l = 0: the fit of `fit_constant_and_s2`), or a number (l fixed).
     Returns a dict with the chosen 'lambda', 's2', 'init_log_scale', 'panel_size' (0: no panel correction),
     the uncorrected fit ('s2_lambda0', ...), and for 'lambda' the fitted 'lambda_ml', the profile
@@ -184,7 +184,8 @@ def fit_mismatch(windows: list[WindowData], aux: list[tuple[torch.Tensor, torch.
     if mode == "none":
         return {**base, "panel_size": 0, "lambda_source": "none (likelihood.mismatch: none)"}
     if mode == "panel":
-        pstats = [panel_statistics(w.G, w.y, w.lam, w.n_core, w.inputs["freq"], alpha, panel_size) for w in windows]
+        pstats = [panel_statistics(w.G, w.y, w.lam, core, w.inputs["freq"], alpha, panel_size)
+                  for w, (_, core) in zip(windows, aux)]
         return {**base, **fit_panel(pstats, N, init_log_scale, panel_size, sum(w.rank for w in windows), s2_0, trait,
                                     s2_init)}
     if not isinstance(mode, str):
@@ -307,10 +308,11 @@ def fit_constant_streamed(stats: list[ConstantPriorStatistics], N: float, init_l
     return math.exp(log_s2.item()), c.item(), value
 
 
-def panel_statistics(G, y, lam, n_core: int, freq, alpha: float, panel_size: int) -> ConstantPriorStatistics:
+def panel_statistics(G, y, lam, core, freq, alpha: float, panel_size: int) -> ConstantPriorStatistics:
     """One window's finite-panel correction (`likelihood.mismatch.correct_panel`, a fixed transform of its
-    factors) reduced to the `constant_prior_statistics` of the corrected window (numpy or CPU torch arrays)."""
-    Gc, yc, lc = mm_lik.correct_panel(G, y, lam, n_core, panel_size)
+    factors; `core`: the core's indices into (i)+) reduced to the `constant_prior_statistics` of the corrected
+    window (numpy or CPU torch arrays)."""
+    Gc, yc, lc = mm_lik.correct_panel(G, y, lam, core, panel_size)
     return constant_prior_statistics(Gc, yc, lc, freq, alpha)
 
 
@@ -368,7 +370,7 @@ def estimate_trait_s2(chrom_inputs, manifests, s2_sheet, alpha, out, s2_range=(0
     for name, fac, st, p in iter_windows(chrom_inputs):
         stats.append(constant_prior_statistics(fac["G"], st["y"], fac["lam"], fac["freq"], alpha))
         if mode == "panel":
-            pstats.append(panel_statistics(fac["G"], st["y"], fac["lam"], int(fac["core"].shape[0]), fac["freq"],
+            pstats.append(panel_statistics(fac["G"], st["y"], fac["lam"], fac["core"], fac["freq"],
                                            alpha, panel_size))
         z2.append(st["z2"])
         l.append(st["ldscore"])

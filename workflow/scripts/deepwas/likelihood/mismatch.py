@@ -68,18 +68,26 @@ mismatch model by changing only the arrays they read.
 
 Finite reference panel (`panel_correction`, the default for LD from a panel of n people). R^ = R + E is a
 sample correlation matrix of n people. Its eigenvectors u_k are not those of R: in a direction of small
-sample eigenvalue lam_k the true variance u_k^T R u_k exceeds lam_k (eigenvalue spreading; measured on a
-500-person msprime panel, 150-variant cores: 3.5 times in the lowest decile of lam, 1.0 above lam = 0.7).
-The statistics' residual term s2 R[i,i] then has variance s2 t_k, not s2 lam_k, along u_k, and whitening by
-lam_k^-1/2 inflates it by t_k / lam_k: the fitted s2 absorbs the inflation (2.3 instead of 1) and the prior
-collapses. Two corrections, both computed from the panel size n and the window's spectrum, nothing fitted:
+sample eigenvalue lam_k the true variance t_k = u_k^T R u_k exceeds lam_k (eigenvalue spreading; measured on
+a 500-person msprime panel, 150-variant cores: 3.5 times in the lowest decile of lam, 1.0 above lam = 0.7).
+Both terms of the covariance of x = U^T z_(i) (App. C.1) read the core block R[i,i] along u_k:
+
+- the residual term s2 R[i,i] has variance s2 t_k, not s2 lam_k, along u_k; whitening by lam_k^-1/2 inflates
+  it by t_k / lam_k, the fitted s2 absorbs the inflation (2.3 instead of 1) and the prior collapses;
+- the signal term U^T R[i,+] diag(phi) R[+,i] U takes from the core rows R[i,i] u_k, whose squared norm is
+  u_k^T R[i,i]^2 u_k >= (u_k^T R[i,i] u_k)^2 = t_k^2 (Cauchy-Schwarz, |u_k| = 1), while the panel's core block
+  gives R^[i,i] u_k = lam_k u_k, i.e. lam_k^2: in the small directions the core's signal is under-predicted
+  by at least (t_k / lam_k)^2, and the prior's scale (h2) comes out low.
+
+The correction replaces the core block R^[i,i] in both terms by its shrinkage estimate U diag(t) U^T, computed
+from the panel size n and the window's spectrum, nothing fitted, and drops the directions it cannot resolve:
 
 - t_k is estimated by the analytical nonlinear shrinkage of Ledoit and Wolf (2020, Ann. Statist. 48:3043,
   Eqns 4.3-4.9 and C.4): a kernel estimate of the sample spectrum's density f and its Hilbert transform Hf
   gives, with c = p / n (p core variants, n - 1 degrees of freedom),
       t_k = lam_k / [(pi c lam_k f(lam_k))^2 + (1 - c - pi c lam_k Hf(lam_k))^2]       (p <= n)
       t_k = 1 / [pi^2 lam_k (f(lam_k)^2 + Hf(lam_k)^2)]                              (p > n, non-null lam)
-  and the residual covariance of the whitened statistic becomes s2 diag(d), d_k = t_k / lam_k;
+  and d_k = t_k / lam_k;
 - directions with lam_k below max((1 - sqrt(p / n))^2, 1 / n) are dropped. The first is the lower edge of
   the Marchenko-Pastur law of a p x p correlation matrix estimated from n people: a null correlation
   matrix of that size puts no eigenvalue below it, so a smaller one is a direction the panel cannot
@@ -87,14 +95,35 @@ collapses. Two corrections, both computed from the panel size n and the window's
   edge vanishes as p -> n (a window whose core has as many variants as the panel has people), so the
   floor 1 / n, the sampling variance of one correlation of the panel, keeps it from keeping everything.
 
-The likelihood is then the exact one on (G[:, keep] d^-1/2, y[keep] d^-1/2, lam[keep] d): the density of
-the kept statistic x = U_keep^T z_(i) under Cov = U^T R^[i,+] diag(phi) R^[+,i] U + s2 diag(t), for any
-solver. It does not depend on phi or s2, so it is applied once per window and training, evaluation and
-streaming read the corrected arrays. The sampling error of R^[i,+] in the signal term, E[E Phi E] =
-(sum_k phi_k R + R Phi R) / n for Wishart-type E, is not modelled: R^ = R + E with E independent of R
-(the panel's error) makes R^ Phi R^ over-predict the signal by that amount (the LD-score bias of
-r^2 - (1 - r^2) / (n - 2)), not under-predict it; with a constant prior it is a per-window constant that
-s2 absorbs (measured: moving it in or out changes the fitted h2 by < 0.02).
+With R*[+,i] the panel's R^[+,i] whose core rows are replaced by U diag(t) U^T (the flank rows R^[flank,i] as
+sampled), the model of the kept statistic x = U_keep^T z_(i) is
+
+    x ~ N(0, U^T R*[i,+] diag(phi) R*[+,i] U + s2 diag(t)),
+
+and the factorisation of App. C.1 applied to it (whitening by t^-1/2) gives the corrected factors
+
+    lam' = t = lam d,   y' = t^-1/2 x = y d^-1/2,
+    G'[flank rows] = R^[flank,i] U t^-1/2 = G[flank] d^-1/2,
+    G'[core rows]  = U diag(t) t^-1/2 = U t^1/2 = G[core] d^1/2
+
+(G[core] = R^[i,i] U lam^-1/2 = U lam^1/2), so the likelihood is `exact.nll(phi, s2, G', y', lam')` (the
+constant sum(log t) carries the determinant of the whitening), for any solver; `correct_panel` computes
+(G', y', lam') without U. It does not depend on phi or s2, so it is applied once per window and training,
+evaluation, the s2 fit and streaming read the corrected arrays. With d = 1 (no shrinkage) R* = R^ and the
+factors are App. C.1's own; for in-sample LD the correction is off (`Mismatch()`) and the likelihood is
+exact.nll on the uncorrected factors.
+
+t_k^2 is a lower bound: u_k^T R^2 u_k = t_k^2 + sum_(j != k) (u_j^T R u_k)^2, the second part the true core
+block's coupling of u_k to the other sample directions, which the diagonal estimate U diag(t) U^T sets to 0.
+The flank rows are kept as sampled: their sampling error E[E Phi E] = (sum_k phi_k R + R Phi R) / n for
+Wishart-type E makes R^ Phi R^ over-predict the signal by that amount (the LD-score bias of
+r^2 - (1 - r^2) / (n - 2)), not under-predict it; with a constant prior it is a per-window constant that s2
+absorbs (measured: moving it in or out changes the fitted h2 by < 0.02). On the msprime block benchmark
+(benchmarks/RESULTS.md: 500-person panel, 150-variant cores) the shrunk core block raises the constant prior's
+h2 by 2-3 % over the panel's own core block; the oracle norms |R u_k| in place of t_k (the best estimate of this
+diagonal form) by 4 %; h2 stays 11-20 % below the in-sample fit. What remains is in the couplings between
+sample directions, of the core block and the flank rows, which a diagonal residual in whitened coordinates
+(the factor form of the exact solver) cannot hold together with them.
 """
 from __future__ import annotations
 
@@ -246,16 +275,25 @@ class Mismatch:
         return self.lam > 0.0 or self.panel_size > 0
 
 
-def correct_panel(G, y, lam, n_core: int, panel_size: int):
-    """(G', y', lam') = (G[:, keep] d^-1/2, y[keep] d^-1/2, lam[keep] d) of `panel_correction` (numpy or
-    torch): `exact.nll` on them is the likelihood of the kept statistic under the corrected covariance."""
+def correct_panel(G, y, lam, core, panel_size: int):
+    """(G', y', lam') of the finite-panel correction (module docstring; numpy or torch): with `panel_correction`'s
+    kept directions and ratios d, y' = y[keep] d^-1/2, lam' = lam[keep] d = t, and G' = G[:, keep] d^-1/2 on the
+    rows of the extended set's flanks, G[core, keep] d^1/2 = U sqrt(t) on the rows of the core (the shrunk core
+    block U diag(t) U^T in the signal term). `core`: (n,) indices of the core variants into (i)+ (the factors'
+    'core'). `exact.nll` on them is the likelihood of the kept statistic under the corrected covariance."""
     lam_np = lam.detach().cpu().numpy() if torch.is_tensor(lam) else np.asarray(lam)
-    keep, d = panel_correction(lam_np, n_core, panel_size)
+    core_np = core.detach().cpu().numpy() if torch.is_tensor(core) else np.asarray(core)
+    keep, d = panel_correction(lam_np, len(core_np), panel_size)
     if torch.is_tensor(G):
         k = torch.as_tensor(np.flatnonzero(keep), device=G.device)
         dt = torch.as_tensor(d, dtype=G.dtype, device=G.device)
-        return G[:, k] / torch.sqrt(dt), y[k] / torch.sqrt(dt), lam[k] * dt
-    return G[:, keep] / np.sqrt(d), y[keep] / np.sqrt(d), lam[keep] * d
+        Gc = G[:, k] / torch.sqrt(dt)
+        c = torch.as_tensor(core_np, dtype=torch.long, device=G.device)
+        Gc[c] = Gc[c] * dt
+        return Gc, y[k] / torch.sqrt(dt), lam[k] * dt
+    Gc = G[:, keep] / np.sqrt(d)
+    Gc[core_np] *= d
+    return Gc, y[keep] / np.sqrt(d), lam[keep] * d
 
 
 def regularise(G, y, lam, U, core, mm):
@@ -266,7 +304,7 @@ def regularise(G, y, lam, U, core, mm):
         if mm.lam > 0.0:
             G, y, lam = regularise(G, y, lam, U, core, mm.lam)
         if mm.panel_size > 0:
-            G, y, lam = correct_panel(G, y, lam, len(core), mm.panel_size)
+            G, y, lam = correct_panel(G, y, lam, core, mm.panel_size)
         return G, y, lam
     if mm == 0.0:
         return G, y, lam
