@@ -274,3 +274,28 @@ def test_prior_h2_rule_newton_standard_errors_agree_with_refits(pipeline, model)
     assert 0 < b.loc["total", "h2_std_error"] < a.loc["total", "h2"]
     np.testing.assert_allclose(a["h2_std_error"], b["h2_std_error"], rtol=NEWTON_SE_RTOL)
     assert a.loc["total", "h2"] == b.loc["total", "h2"]                    # the point estimate is the trained prior's
+
+
+def test_failed_jackknife_replicates_are_reported_not_a_silent_nan(monkeypatch):
+    """A replicate whose refit diverged (non-finite parameters) or whose f overflows makes every SE NaN: the table
+    says so in se_method, the point estimates stay."""
+    import deepwas.h2 as h2mod
+    from deepwas.h2 import failed_replicates, prior_h2
+
+    f = np.full(6, 0.05)
+    assert failed_replicates(np.zeros((4, 2)), [f] * 4) is None
+    thetas = np.zeros((4, 2))
+    thetas[1] = np.nan
+    reps = [f, np.full(6, np.nan), np.r_[f[:5], np.inf], f]
+    assert failed_replicates(thetas, reps) == (
+        "2 of 4 jackknife replicates failed: 1 with non-finite parameters (the refit diverged; blocks 2); "
+        "1 whose f overflows on some variants (blocks 3)")
+    monkeypatch.setattr(h2mod, "as_float64", lambda prior, windows: (prior, windows))
+    monkeypatch.setattr(h2mod, "jackknife_f", lambda *a, **k: (reps, thetas))
+    ev = {"f": f, "chrom": np.array(["1"] * 3 + ["2"] * 3), "inputs": {}, "categories": {}}
+    tab = prior_h2(None, "glm", ev, train_windows=[None] * 4, loss=None, n_blocks=4, objective="ldsr")
+    tot = tab.set_index("Category").loc["total"]
+    assert tot["h2"] == pytest.approx(0.3) and np.isnan(tot["h2_std_error"]) and tot["n_blocks"] == 0
+    assert tot["se_method"] == ("none (block jackknife, refit: 2 of 4 jackknife replicates failed: 1 with non-finite "
+                                "parameters (the refit diverged; blocks 2); 1 whose f overflows on some variants "
+                                "(blocks 3))")

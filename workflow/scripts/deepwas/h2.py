@@ -32,12 +32,15 @@ a small part of the data: on msprime windows with 20 blocks it agrees with refit
 the total h2 was 0.06% (constant) and 2.7% (GLM) from the refits'), while with 4 blocks of a 7-parameter
 GLM one replicate was far off, and for the LDSR loss (quartic in log f) it was 9-60% off with 20 blocks. `method='auto'` (default) therefore takes Newton
 steps for the exact likelihood from NEWTON_MIN_BLOCKS = 20 blocks on, and refits otherwise.
-With fewer than MIN_BLOCKS = 4 training windows no standard errors are given. The transformer prior's
+With fewer than MIN_BLOCKS = 4 training windows no standard errors are given, nor when a replicate's
+parameters or f are not finite (a refit that diverged): se_method then says which replicates failed
+(`failed_replicates`) instead of a silent NaN. The transformer prior's
 quantities are point estimates only.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Callable
 
 import numpy as np
@@ -57,6 +60,7 @@ H2_COLUMNS = ["Category", "Kind", "M", "h2", "h2_std_error", "h2_ldsr", "h2_snpv
               "Prop._h2_std_error", "Enrichment", "Enrichment_std_error", "tau_star", "tau_star_std_error",
               "n_blocks", "se_method"]
 _NUMERIC = ["h2", "Prop._h2", "Enrichment", "tau_star"]
+log = logging.getLogger("deepwas.h2")
 
 
 # -- losses and parameters ----------------------------------------------------------------------------------
@@ -342,6 +346,24 @@ def eval_set(prior, scaler, batches, track_names=(), inference=None) -> dict:
     return {"f": np.concatenate(f), "chrom": np.concatenate(chrom), "inputs": inputs, "categories": categories}
 
 
+def failed_replicates(thetas: np.ndarray, replicate_f) -> str | None:
+    """Why the jackknife cannot give standard errors, or None: replicates whose refitted parameters or f on
+    the M variants are not finite (a refit that diverged, or f = exp(log f) overflowing) would make every SE
+    NaN without saying so."""
+    bad_theta = ~np.isfinite(np.asarray(thetas, dtype=np.float64)).all(1)
+    bad_f = np.array([not np.isfinite(fb).all() for fb in replicate_f]) & ~bad_theta
+    if not (bad_theta.any() or bad_f.any()):
+        return None
+    parts = []
+    if bad_theta.any():
+        parts.append(f"{int(bad_theta.sum())} with non-finite parameters (the refit diverged; blocks "
+                     f"{', '.join(str(b + 1) for b in np.flatnonzero(bad_theta))})")
+    if bad_f.any():
+        parts.append(f"{int(bad_f.sum())} whose f overflows on some variants (blocks "
+                     f"{', '.join(str(b + 1) for b in np.flatnonzero(bad_f))})")
+    return f"{int(bad_theta.sum() + bad_f.sum())} of {len(bad_theta)} jackknife replicates failed: " + "; ".join(parts)
+
+
 def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_blocks: int = 200,
              method: str = "auto", h2_ldsr: float | None = None, h2_snpvar: dict | None = None,
              fd_step: float = 1e-4, objective: str = "deepwas") -> pd.DataFrame:
@@ -353,8 +375,12 @@ def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_block
         method = f"none (fewer than {MIN_BLOCKS} training windows for the jackknife)"
     elif model in ("constant", "glm"):
         p64, wins = as_float64(prior, train_windows)
-        reps, _ = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective=objective)
+        reps, thetas = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective=objective)
         method = f"block jackknife, {resolve_method(method, len(reps), objective)}"
+        why = failed_replicates(thetas, reps)
+        if why is not None:
+            log.warning("h2 of the %s prior: no standard errors (%s)", model, why)
+            reps, method = None, f"none ({method}: {why})"
     return h2_table(ev["f"], ev["chrom"], ev["categories"], reps, h2_ldsr, h2_snpvar, method)
 
 
