@@ -6,6 +6,7 @@ compared with full refits of every replicate, and the finite-difference Hessian 
 the exact NLL.
 """
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -299,3 +300,41 @@ def test_failed_jackknife_replicates_are_reported_not_a_silent_nan(monkeypatch):
     assert tot["se_method"] == ("none (block jackknife, refit: 2 of 4 jackknife replicates failed: 1 with non-finite "
                                 "parameters (the refit diverged; blocks 2); 1 whose f overflows on some variants "
                                 "(blocks 3))")
+
+
+def test_prior_h2_scores_the_windows_training_scored(pipeline, monkeypatch):
+    """With reference-panel LD (s2.json records the panel size), the jackknife refits the prior on the
+    finite-panel-corrected windows that training used (`likelihood.mismatch.correct_panel`), not the raw ones."""
+    import json
+
+    import deepwas.h2 as h2mod
+    from deepwas.likelihood.mismatch import Mismatch
+    from deepwas.sources import load_windows
+    from deepwas.window import make_window
+
+    root, train, allf, M = pipeline
+    rec = json.loads((root / "s2.json").read_text())
+    (root / "s2_panel.json").write_text(json.dumps({**rec, "panel_size": 300}))
+    _model_file(root / "glm_panel.pt", "glm", train, root / "s2.json")
+    seen = {}
+
+    def capture(prior, model, ev, windows, *a, **k):
+        seen["windows"] = windows
+        return pd.DataFrame({"Category": ["total"]})
+
+    monkeypatch.setattr(h2mod, "prior_h2", capture)
+    monkeypatch.setattr(h2mod, "write_table", lambda *a, **k: None)
+    h2mod.write_prior_h2(root / "glm_panel.pt", root / "s2_panel.json", train, allf, None, root / "unused.tsv", 20,
+                         "newton", harmonised=root / "t.tsv.gz")
+    loaded = load_windows(train)
+    got = seen["windows"]
+    assert len(got) == len(loaded)
+    n_raw = n_kept = 0
+    for w, (name, fac, st, p) in zip(got, loaded):
+        want = make_window(name, fac, st["y"], np.zeros_like(p), mismatch=Mismatch(panel_size=300))
+        assert w.name == name
+        torch.testing.assert_close(w.lam, want.lam, rtol=0, atol=0)
+        torch.testing.assert_close(w.G, want.G, rtol=0, atol=0)
+        torch.testing.assert_close(w.y, want.y, rtol=0, atol=0)
+        n_raw, n_kept = n_raw + len(fac["lam"]), n_kept + len(w.lam)
+    assert n_kept < n_raw                                 # the correction dropped unresolved directions

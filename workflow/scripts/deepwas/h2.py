@@ -53,6 +53,7 @@ from .inference import Inference
 from .io import read_json, write_table
 from .ldsr import ldsr_inputs
 from .likelihood import exact
+from .likelihood.mismatch import Mismatch
 from .sources import iter_windows
 from .window import WindowData, make_window
 
@@ -415,7 +416,8 @@ def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotat
     windows = loss = None
     if ck.model in ("constant", "glm"):
         loaded = list(iter_windows(train_inputs, annotations, tracks))
-        windows = [make_window(name, fac, st["y"], scaler.transform(p)) for name, fac, st, p in loaded]
+        mm = Mismatch.from_record(s2info)   # the windows the prior was trained on (panel LD: corrected, deepwas.s2)
+        windows = [make_window(name, fac, st["y"], scaler.transform(p), mismatch=mm) for name, fac, st, p in loaded]
         extras = {name: ldsr_inputs(fac, st["z2"], st["ldscore"]) for name, fac, st, _ in loaded} \
             if ck.objective == "ldsr" else None
         del loaded
