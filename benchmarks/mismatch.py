@@ -23,6 +23,24 @@ import torch
 from deepwas.simulation.ld_mismatch import LABELS, run, simulate_region
 
 
+def load_or_simulate(sim: dict, cache: str | None):
+    """`simulate_region(**sim)` (the other settings at their defaults: N 100,000, h2 0.5), read from the folder
+    `cache` when an earlier command of the same `sim` left it there, else simulated and left there (written to a
+    temporary name, then renamed: a killed command leaves no partial file). Also read by mismatch_signal.py."""
+    if not cache:
+        return simulate_region(**sim)
+    path = os.path.join(cache, "_".join(f"{k}{v}" for k, v in sim.items()) + ".pkl")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    region = simulate_region(**sim)
+    os.makedirs(cache, exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(region, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(path + ".tmp", path)
+    return region
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cohort", type=int, default=4000)
@@ -44,18 +62,7 @@ def main():
     for seed in a.seeds:
         t0 = time.time()
         sim = dict(n_cohort=a.cohort, n_panel=a.panel, n_blocks=a.blocks, block_length=a.block_length, seed=seed)
-        region = None
-        if a.cache:
-            path = os.path.join(a.cache, "_".join(f"{k}{v}" for k, v in sim.items()) + ".pkl")
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    region = pickle.load(f)
-            else:
-                region = simulate_region(**sim)
-                os.makedirs(a.cache, exist_ok=True)
-                with open(path + ".tmp", "wb") as f:
-                    pickle.dump(region, f, protocol=pickle.HIGHEST_PROTOCOL)
-                os.replace(path + ".tmp", path)
+        region = load_or_simulate(sim, a.cache) if a.cache else None
         for r in run(**sim, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=region):
             kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
             print(f"| {seed} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "

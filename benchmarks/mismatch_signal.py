@@ -25,13 +25,12 @@ out = the rest), averaged over the whitened directions that are kept:
 from __future__ import annotations
 
 import argparse
-import os
-import pickle
 
 import numpy as np
 
 from deepwas.likelihood.mismatch import panel_correction
-from deepwas.simulation.ld_mismatch import LABELS, core_bounds, simulate_region
+from deepwas.simulation.ld_mismatch import LABELS, core_bounds
+from mismatch import load_or_simulate  # benchmarks/mismatch.py: the same --cache of simulated blocks
 
 
 def decompose(blocks, label: str, n_panel: int, N: float, h2: float, M_genome: float, core_size: int,
@@ -110,12 +109,7 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in a.seeds:
         sim = dict(n_cohort=4000, n_panel=a.panel, n_blocks=a.blocks, block_length=5e5, seed=seed)
-        path = os.path.join(a.cache, "_".join(f"{k}{v}" for k, v in sim.items()) + ".pkl") if a.cache else ""
-        if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                reg = pickle.load(f)
-        else:
-            reg = simulate_region(**sim, N=N, h2=h2, M_genome=M_genome)
+        reg = load_or_simulate(sim, a.cache)          # N, h2 and M_genome above are simulate_region's defaults
         for label, n in ((LABELS[0], 0), (LABELS[1], a.panel)):
             for name, bs in (("training", reg.blocks[:reg.n_train]), ("held out", reg.blocks[reg.n_train:])):
                 r = decompose(bs, label, n, N, h2, M_genome, core_size, a.flank, a.core == "shrunk")
