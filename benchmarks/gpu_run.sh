@@ -4,6 +4,9 @@
 #   OUT=/some/dir bash benchmarks/gpu_run.sh              # on the GPU machine, repo root as cwd
 #   OUT=/tmp/smoke bash benchmarks/gpu_run.sh --cpu-smoke  # same parts at tiny sizes on CPU (~1.5 min idle,
 #                                                          # most of it part D's compilation)
+#   OUT=/some/dir bash benchmarks/gpu_run.sh --compile     # train.compile only (about 5 minutes on an H200):
+#       tests/test_gpu.py (the compiled Trainer on CUDA ends where the eager one ends) and the full network at
+#       paper size, baseline vs shared_bf16 vs shared_bf16_static (compile_prior) in one run
 #
 # Parts, most informative first (each under `timeout`; a part that fails or times out leaves its partial TSV
 # and the log, and the script goes on):
@@ -33,6 +36,15 @@ python -c "import torch, sys; print(sys.version); print('torch', torch.__version
 [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])"
 python -c "import deepwas; print(deepwas.__file__)"
 python -c "import yaml, jsonschema" || echo "PyYAML/jsonschema missing: part C may skip the iterative solver rows"
+
+if [ "$MODE" = "--compile" ]; then
+    timeout --kill-after=10 150 python -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py 2>&1 \
+        | tee "$OUT/gpu_tests.txt" || echo "tests exited with $?"
+    timeout --kill-after=10 330 python benchmarks/train_step.py --models full --baseline-windows 2 \
+        --configs baseline shared_bf16 shared_bf16_static --out "$OUT/full_static.tsv" || echo "full exited with $?"
+    echo "total ${SECONDS}s"
+    exit 0
+fi
 
 if [ "$MODE" = "--cpu-smoke" ]; then
     DEV="--device cpu --threads 1"

@@ -3,7 +3,8 @@
 The windows are the msprime windows of tests/test_training_shared_forward.py (overlapping, stride one third).
 In float64 the shared forward's gradient on the GPU equals the CPU's to float tolerance (the GPU sums in
 another order), and so do the parameters a Trainer ends with; under bf16 autocast (the network only, the
-likelihood stays float64, paper App. A.3) the gradient keeps the direction of the float64 one.
+likelihood stays float64, paper App. A.3) the gradient keeps the direction of the float64 one. With
+train.compile (static chunks through torch.compile's CUDA kernels) a Trainer ends where the eager one ends.
 """
 import pytest
 import torch
@@ -59,3 +60,20 @@ def test_trainer_on_gpu_ends_where_the_cpu_trainer_ends(windows, tmp_path, model
     gpu = trained_parameters(model, data, "cuda", tmp_path / "gpu")
     assert not torch.equal(cpu, torch.cat([p.detach().flatten() for p in _prior(model).parameters()]))
     torch.testing.assert_close(gpu, cpu, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["glm", "transformer"])
+def test_compiled_trainer_on_gpu_ends_where_the_eager_trainer_ends(windows, tmp_path, model):  # noqa: F811
+    # train.compile on CUDA: static 32-row chunks through inductor's Triton kernels (cuDNN autotuner on inside
+    # the group), the last partial chunk eager, dropout from torch's generator: the eager run's parameters
+    data = [_double(w) for w in windows]
+    params = []
+    for compiled in (False, True):
+        prior = _prior(model)
+        Trainer(prior, NeighbourRuns(data, 2), N, S2,
+                _cfg(shared_forward=True, variant_chunk=32, compile=compiled,
+                     lr=1e-3 if model == "transformer" else 2e-2),
+                tmp_path / f"ck{compiled}", tmp_path / f"m{compiled}.tsv", device="cuda").fit()
+        params.append(torch.cat([p.detach().flatten() for p in prior.parameters()]).cpu())
+    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in _prior(model).parameters()]))
+    torch.testing.assert_close(params[1], params[0], rtol=1e-6, atol=1e-9)

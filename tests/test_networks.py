@@ -205,3 +205,21 @@ def test_fused_network_equals_explicit_network_float64():
         ga.append((out.detach(), torch.cat([p.grad.flatten() for p in net.parameters()])))
     torch.testing.assert_close(ga[0][0], ga[1][0], rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(ga[0][1], ga[1][1], rtol=1e-10, atol=1e-12)
+
+
+def test_attention_reads_a_fixed_relative_position_buffer():
+    # built for a window length, each attention carries the basis of its positions (not saved with the weights);
+    # the forward reads it, so eager and compiled graphs on any device see the same numbers (tests/test_gpu.py)
+    net = EnformerNN.from_size("tiny", d_func=4, d_pred=3, w=64, norm="layer", dropout=0.0, attn_dropout=0.0,
+                               pos_dropout=0.0)
+    atts = [m for m in net.modules() if type(m).__name__ == "RelativeAttention"]
+    n = 64 // 2 ** SIZES["tiny"]["num_downsamples"]
+    assert atts and all(a.rel_basis.shape == (2 * n - 1, a.num_rel_features) for a in atts)
+    assert torch.equal(atts[0].rel_basis, relative_position_basis(n, atts[0].num_rel_features))
+    assert not any("rel_basis" in k for k in net.state_dict())
+    x = torch.randn(3, n, atts[0].to_q.in_features)
+    ref = atts[0](x)
+    basis, atts[0].rel_basis = atts[0].rel_basis, None         # computed in the forward instead: the same numbers
+    torch.testing.assert_close(atts[0](x), ref, rtol=0, atol=0)
+    atts[0].rel_basis = basis
+    assert net.double().transformer[0].attn[1].rel_basis.dtype == torch.float64

@@ -192,7 +192,8 @@ class RelativeAttention(nn.Module):
     """Multi-head self-attention with Enformer's relative positional logits (Transformer-XL style)."""
 
     def __init__(self, dim: int, heads: int, dim_key: int, dim_value: int, num_rel_features: int,
-                 dropout: float = 0.0, pos_dropout: float = 0.0, out_init_std: float = 1e-2, fused: bool = True):
+                 dropout: float = 0.0, pos_dropout: float = 0.0, out_init_std: float = 1e-2, fused: bool = True,
+                 n_positions: Optional[int] = None):
         super().__init__()
         self.fused = fused
         self.heads, self.dim_key, self.dim_value = heads, dim_key, dim_value
@@ -208,6 +209,18 @@ class RelativeAttention(nn.Module):
         nn.init.zeros_(self.to_out.bias)
         self.attn_dropout = nn.Dropout(dropout)
         self.pos_dropout = nn.Dropout(pos_dropout)
+        # the fixed basis for the n_positions the network feeds it, computed once (float32, on the CPU) and
+        # carried as a buffer (not saved): every forward, eager or torch.compile'd, on any device, reads the
+        # same numbers (a float64 network the exact float64 conversion of them). Computed inside a compiled
+        # graph, CUDA's float32 exp / lgamma kernels differ from eager ones by ~1e-7 relative, which moved the
+        # float64 gradient of the positional parameters by 1e-6 (tests/test_gpu.py).
+        basis = None if n_positions is None else relative_position_basis(n_positions, num_rel_features)
+        self.register_buffer("rel_basis", basis, persistent=False)
+
+    def _basis(self, n: int, device) -> torch.Tensor:
+        if self.rel_basis is not None and self.rel_basis.shape[0] == 2 * n - 1:
+            return self.rel_basis
+        return relative_position_basis(n, self.num_rel_features, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, n, dim]
         b, n, _ = x.shape
@@ -215,7 +228,7 @@ class RelativeAttention(nn.Module):
         q = self.to_q(x).view(b, n, h, self.dim_key).transpose(1, 2) * self.dim_key**-0.5
         k = self.to_k(x).view(b, n, h, self.dim_key).transpose(1, 2)
         v = self.to_v(x).view(b, n, h, self.dim_value).transpose(1, 2)
-        basis = self.pos_dropout(relative_position_basis(n, self.num_rel_features, x.device))
+        basis = self.pos_dropout(self._basis(n, x.device))
         rel_k = self.to_rel_k(basis.to(self.to_rel_k.weight.dtype)).view(2 * n - 1, h, self.dim_key)
         rel_k = rel_k.transpose(0, 1)                                             # [h, 2n-1, dk]
         rel_all = torch.matmul(q + self.position_bias.to(q.dtype), rel_k.transpose(-1, -2).to(q.dtype))
@@ -238,11 +251,12 @@ class RelativeAttention(nn.Module):
 
 class TransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, dim_key: int, dropout: float, attn_dropout: float,
-                 pos_dropout: float):
+                 pos_dropout: float, n_positions: Optional[int] = None):
         super().__init__()
         self.attn = nn.Sequential(
             nn.LayerNorm(dim),
-            RelativeAttention(dim, heads, dim_key, dim // heads, dim // heads, attn_dropout, pos_dropout),
+            RelativeAttention(dim, heads, dim_key, dim // heads, dim // heads, attn_dropout, pos_dropout,
+                              n_positions=n_positions),
             nn.Dropout(dropout))
         self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.Dropout(dropout), nn.ReLU(),
                                  nn.Linear(2 * dim, dim), nn.Dropout(dropout))
@@ -294,16 +308,19 @@ class EnformerNN(nn.Module):
             for c_in, c_out in zip(channels[:-1], channels[1:]))
         c_last = channels[-1]
         self.project = nn.Identity() if c_last == dim else nn.Conv1d(c_last, dim, 1)
+        pooled = None                                   # positions entering the transformer (w known)
+        if w is not None:
+            pooled = w
+            for _ in range(num_downsamples):
+                pooled = -(-pooled // 2)
         self.transformer = nn.ModuleList(
-            TransformerBlock(dim, heads, attn_dim_key, dropout, attn_dropout, pos_dropout) for _ in range(depth))
+            TransformerBlock(dim, heads, attn_dim_key, dropout, attn_dropout, pos_dropout, n_positions=pooled)
+            for _ in range(depth))
         self.pointwise = nn.Sequential(ConvBlock(dim, 2 * dim, 1, norm=norm), nn.Dropout(dropout / 8), nn.GELU())
         self.head = nn.Linear(2 * dim, 1)
         nn.init.normal_(self.head.weight, std=head_init_std / math.sqrt(2 * dim))
         nn.init.zeros_(self.head.bias)
         if w is not None:
-            pooled = w
-            for _ in range(num_downsamples):
-                pooled = -(-pooled // 2)
             if target_length is not None and pooled < target_length:
                 raise ValueError(f"w = {w} pools to {pooled} positions after {num_downsamples} halvings, fewer "
                                  f"than target_length = {target_length}; lower num_downsamples or target_length")
