@@ -48,7 +48,11 @@ path of a user with a reference panel (ld.source plink, or local with ld.panel_s
   panel_evaluate     the same corrected window, evaluation.evaluate_windows as in evaluate
 
 `rank` of the panel stages is the rank of the panel's core block (at most P - 1), `kept` the directions the
-finite-panel correction keeps.
+finite-panel correction keeps; panel_s2_stream reports s2 and the constant prior's log scale c with and without
+the correction (s2_stream its in-sample counterpart). The window's causal variants explain --window-h2 (0.3:
+N h2 = 2,400 for the window, about 65 times a UK Biobank window's 337,545 x 0.3 / 2,763; 0.005 is that of a
+UKBB window at N = 8,000); --gwas-calls puts the phenotype and the GWAS on the hard calls (the panel's kind of
+LD) instead of the dosages. Both only change z (their own workdir: the cache stamp records them).
 
 `seconds` is the stage's CPU time (time.process_time; everything runs on ONE thread: OMP/MKL/OPENBLAS and
 torch), so that a loaded machine does not inflate it; the wall time is in the comment lines (wall_s). It
@@ -59,6 +63,8 @@ benchmarks/results/scale.tsv, then comment lines with the rank and the factor fi
     nice -n 10 python benchmarks/scale.py
     nice -n 10 python benchmarks/scale.py --stages ld_factors_f32 s2_stream train_glm evaluate panel_ld \
         panel_factors panel_s2_stream panel_train panel_evaluate --out benchmarks/results/scale_panel.tsv
+    nice -n 10 python benchmarks/scale.py --workdir /tmp/deepwas_scale_panel_h2_0.005 --window-h2 0.005 \
+        --stages ld_factors_f32 s2_stream panel_ld panel_factors panel_s2_stream
 """
 from __future__ import annotations
 
@@ -87,8 +93,10 @@ RTOL = 1e-6
 
 
 def simulate(workdir: Path, individuals: int, mutation_rate: float, seed: int, dosage_noise: float,
-             panel: int = 0) -> None:
-    """The window (and with `panel` > 0 a PLINK panel of that many further people of the same simulation)."""
+             panel: int = 0, window_h2: float = 0.3, gwas_calls: bool = False) -> None:
+    """The window (and with `panel` > 0 a PLINK panel of that many further people of the same simulation).
+    `window_h2`: the heritability the window's causal variants explain; `gwas_calls`: the phenotype and the GWAS
+    on the hard calls (the LD of a PLINK panel) instead of the dosages (the LD of the UKBB-layout window)."""
     import pandas as pd
 
     from deepwas.formats.plink import write_plink
@@ -96,7 +104,8 @@ def simulate(workdir: Path, individuals: int, mutation_rate: float, seed: int, d
     from deepwas.simulation.cohort import simulate_chromosome
 
     prefix = workdir / NAME
-    stamp = json.dumps([individuals, mutation_rate, seed, dosage_noise] + ([panel] if panel else []))
+    stamp = json.dumps([individuals, mutation_rate, seed, dosage_noise] + ([panel] if panel else [])
+                       + ([window_h2, gwas_calls] if (window_h2, gwas_calls) != (0.3, False) else []))
     if (workdir / "z.npy").exists() and Path(f"{prefix}.npz").exists() and (workdir / "params.json").exists() \
             and (workdir / "params.json").read_text() == stamp:
         return
@@ -117,9 +126,16 @@ def simulate(workdir: Path, individuals: int, mutation_rate: float, seed: int, d
     X /= X.std(1, keepdims=True)
     R = (X @ X.T) / np.float32(X.shape[1])
     beta = rng.normal(0, 1, len(X)) * (rng.random(len(X)) < 0.05)
-    pheno = X.T @ beta.astype(np.float32)
-    pheno = (pheno - pheno.mean()) / pheno.std() * np.sqrt(0.3) + rng.normal(0, np.sqrt(0.7), X.shape[1])
-    z = (X @ pheno.astype(np.float32)) / np.sqrt(X.shape[1])          # a GWAS of the cohort itself: N = individuals
+    Xg = X
+    if gwas_calls:
+        Xg = chrom.genotypes[:, :individuals].astype(np.float32)
+        Xg -= Xg.mean(1, keepdims=True)
+        Xg /= Xg.std(1, keepdims=True)
+    pheno = Xg.T @ beta.astype(np.float32)
+    pheno = (pheno - pheno.mean()) / pheno.std() * np.sqrt(window_h2) \
+        + rng.normal(0, np.sqrt(1 - window_h2), X.shape[1])
+    z = (Xg @ pheno.astype(np.float32)) / np.sqrt(X.shape[1])         # a GWAS of the cohort itself: N = individuals
+    del Xg
     variants = pd.DataFrame({"rsid": rsid, "chromosome": "1",
                              "position": chrom.positions, "allele1": chrom.allele1, "allele2": chrom.allele2})
     np.fill_diagonal(R, 1.0)
@@ -251,11 +267,11 @@ def run_panel_stage(stage: str, workdir: Path, panel_size: int) -> dict:
         c0 = init_log_scale(fac["freq"], 0.3, 20 * fac["G"].shape[0], 0.7)
         st, cpu_st, sec_st = _timed(constant_prior_statistics, fac["G"], y, fac["lam"], fac["freq"], 0.7)
         pst, cpu_p, sec_p = _timed(panel_statistics, fac["G"], y, fac["lam"], fac["core"], fac["freq"], 0.7, panel_size)
-        (s2_0, _, _), cpu_f0, sec_f0 = _timed(fit_constant_streamed, [st], N, c0)
+        (s2_0, c_0, _), cpu_f0, sec_f0 = _timed(fit_constant_streamed, [st], N, c0)
         fit, cpu_f, sec_f = _timed(fit_panel, [pst], N, c0, panel_size, st.rank, s2_0)
         info = dict(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=st.rank, kept=pst.rank,
                     load_s=cpu_load, uncorrected_stats_s=cpu_st, panel_stats_s=cpu_p, fits_s=cpu_f0 + cpu_f,
-                    s2_uncorrected=s2_0, s2=fit["s2"])
+                    s2_uncorrected=s2_0, s2=fit["s2"], c_uncorrected=c_0, c=fit["init_log_scale"])
         return info, cpu_load + cpu_st + cpu_p + cpu_f0 + cpu_f, sec_load + sec_st + sec_p + sec_f0 + sec_f
     fac, w, correct_s = _window_data(workdir, "f32", tag, Mismatch(0.0, panel_size))
     info = dict(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=int(fac["lam"].size), kept=w.rank,
@@ -299,7 +315,7 @@ def run_stage(stage: str, workdir: Path, s2_iterations: int, panel_size: int = 0
         N = float((workdir / "N").read_text())
         s2, c, _ = fit_constant_streamed([st], N, init_log_scale(fac["freq"], 0.3, 20 * fac["G"].shape[0], 0.7))
         sec, cpu = time.perf_counter() - t0, time.process_time() - c0_cpu
-        info.update(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=st.rank, load_s=load_s, s2=s2)
+        info.update(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=st.rank, load_s=load_s, s2=s2, c=c)
     else:
         fac, w, _ = _window_data(workdir, "f32")
         info.update(m=int(fac["G"].shape[0]), n=int(fac["core"].size), rank=int(fac["lam"].size))
@@ -330,6 +346,8 @@ def main(argv=None):
     ap.add_argument("--mutation-rate", type=float, default=2.6e-8)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--s2-iterations", type=int, default=2)
+    ap.add_argument("--window-h2", type=float, default=0.3, help="heritability explained by the window's causal variants")
+    ap.add_argument("--gwas-calls", action="store_true", help="phenotype and GWAS on the hard calls, not the dosages")
     ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES + PANEL_STAGES)
     ap.add_argument("--panel-size", type=int, help="people of the PLINK panel (default 500 when a panel_* stage is "
                     "asked for, else no panel; give it to run the other stages on a panel simulation)")
@@ -347,13 +365,14 @@ def main(argv=None):
         return
     a.workdir.mkdir(parents=True, exist_ok=True)
     if a.simulate_only:
-        simulate(a.workdir, a.individuals, a.mutation_rate, a.seed, a.dosage_noise, panel)
+        simulate(a.workdir, a.individuals, a.mutation_rate, a.seed, a.dosage_noise, panel, a.window_h2, a.gwas_calls)
         return
     # the simulation runs in a subprocess too: Linux keeps a process's peak RSS across fork + exec, so this
     # parent stays small and each stage's ru_maxrss is its own
     subprocess.run([sys.executable, __file__, "--simulate-only", "--workdir", str(a.workdir), "--individuals",
                     str(a.individuals), "--mutation-rate", str(a.mutation_rate), "--seed", str(a.seed),
-                    "--dosage-noise", str(a.dosage_noise), "--panel-size", str(panel)], check=True)
+                    "--dosage-noise", str(a.dosage_noise), "--panel-size", str(panel), "--window-h2", str(a.window_h2)]
+                   + (["--gwas-calls"] if a.gwas_calls else []), check=True)
     rows, extra = [], []
     for stage in a.stages:
         cmd = [sys.executable, __file__, "--stage", stage, "--workdir", str(a.workdir),
