@@ -178,3 +178,47 @@ def test_in_place_symmetrisation_spans_tiles(tmp_path, window, monkeypatch):
     R2, _ = read_ld_window(prefix)
     M = sp.load_npz(str(prefix) + ".npz").toarray()
     np.testing.assert_array_equal(R2, M + M.T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_upper_triangle_csr_is_the_dense_triangle(window, dtype):
+    """The row-block writer stores exactly what scipy's CSR of the dense triangle holds (values, indices, index
+    dtype, zeros dropped), for blocks that do not divide m."""
+    from deepwas.formats.ukbb_ld import upper_triangle_csr
+
+    R = window[0].copy()
+    R[3, 10] = R[10, 3] = 0.0                       # exact zeros are not stored
+    R[5, 7] = R[7, 5] = 1e-50                       # nor entries that are zero in the stored dtype
+    M = np.triu(R, k=1)
+    np.fill_diagonal(M, 0.5)
+    ref = sp.csr_matrix(M.astype(dtype))
+    for block in (1, 7, 50, 512):
+        got = upper_triangle_csr(R, dtype, block=block)
+        assert got.dtype == dtype and got.shape == R.shape and got.nnz == ref.nnz
+        assert got.indices.dtype == ref.indices.dtype and got.indptr.dtype == ref.indptr.dtype
+        np.testing.assert_array_equal(got.indptr, ref.indptr)
+        np.testing.assert_array_equal(got.indices, ref.indices)
+        np.testing.assert_array_equal(got.data, ref.data)
+
+
+def test_write_ld_window_memory_is_r_plus_the_triangle(tmp_path):
+    """Writing holds the stored triangle (float32 data + int32 indices: 4 bytes per entry of R) and one row
+    block besides R, not a dense copy and scipy's int64 COO intermediate (about 28 bytes per entry of R)."""
+    import tracemalloc
+
+    from deepwas.formats.ukbb_ld import upper_triangle_csr
+
+    m = 1500
+    X = np.random.default_rng(0).normal(size=(m, 40))
+    R = np.corrcoef(X)                              # dense: every entry stored
+    tracemalloc.start()
+    M = upper_triangle_csr(R, np.float32, block=64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert M.nnz == m * (m + 1) // 2
+    assert peak < R.nbytes, f"peak {peak / R.nbytes:.2f} x R"      # measured 0.65 (the former writer: 2.25)
+    write_ld_window(tmp_path / "chr1_1_3000001", R, pd.DataFrame({
+        "rsid": [f"rs{k}" for k in range(m)], "chromosome": "1", "position": np.arange(1, m + 1),
+        "allele1": "A", "allele2": "C"}))
+    R2, _ = read_ld_window(tmp_path / "chr1_1_3000001", dtype=np.float32)
+    np.testing.assert_array_equal(R2, np.where(np.eye(m, dtype=bool), 1.0, R.astype(np.float32)))

@@ -146,8 +146,8 @@ def test_only_the_window_columns_are_read(panel, monkeypatch, tmp_path):
     assert sum(sizes) == sum(w["n_variants"] + w["n_monomorphic"] for w in rep["windows"])
     wins = chromosome_windows(panel["prefix"], "1", LENGTH, STRIDE)
     assert window_sizes(panel["pos"], wins) == sizes                         # known at DAG time (rule memory)
-    assert memory_mb(150, max(sizes)) == 500 + int((24 * 150 * max(sizes) + 24 * max(sizes) ** 2) / 1e6)
-    assert memory_mb(500, 20_000) == 500 + 240 + 9600                       # a 20,000-variant window: ~10 GB
+    assert memory_mb(150, max(sizes)) == 500 + int((24 * 150 * max(sizes) + 16 * max(sizes) ** 2) / 1e6)
+    assert memory_mb(500, 20_000) == 500 + 240 + 6400                       # a 20,000-variant window: ~7 GB
 
 
 def test_per_chromosome_files_and_chr_names(panel, tmp_path):

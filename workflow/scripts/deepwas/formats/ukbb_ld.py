@@ -125,16 +125,50 @@ def read_ld_window(prefix, diag_atol: float = 1e-4, dtype=np.float64) -> tuple[n
     return R, variants
 
 
+def upper_triangle_csr(R: np.ndarray, dtype=np.float32, block: int = 512) -> sp.csr_matrix:
+    """The stored matrix of the UKBB layout: the strict upper triangle of R with 0.5 on the diagonal, in `dtype`,
+    as CSR without its zero entries (sorted indices; int32 indices when they fit).
+
+    Built from row blocks of `block` rows in two passes (count, then fill), so that besides R it holds only the
+    CSR arrays (4 + itemsize bytes per stored entry: half of m^2) and one block. A dense triangle copy and
+    scipy's `csr_matrix(dense)` (an int64 COO intermediate) cost about 26 bytes per entry of a float64 R: a
+    peak of 7.5 GB instead of 3.0 GB for a 14,511-variant window from a 500-person PLINK panel."""
+    m = R.shape[0]
+    dtype = np.dtype(dtype)
+
+    def upper(s):                    # rows s..s+block of the stored matrix, in dtype, and their nonzero mask
+        B = np.array(R[s:s + block, s:], dtype=dtype)
+        k = B.shape[0]
+        B[np.tril_indices(k, -1, B.shape[1])] = 0
+        B[np.arange(k), np.arange(k)] = 0.5
+        return B, B != 0
+
+    counts = np.zeros(m, dtype=np.int64)
+    for s in range(0, m, block):
+        counts[s:s + block] = upper(s)[1].sum(1)
+    nnz = int(counts.sum())
+    index_dtype = np.int32 if max(nnz, m) <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(m + 1, dtype=index_dtype)
+    np.cumsum(counts, out=indptr[1:])
+    data = np.empty(nnz, dtype=dtype)
+    indices = np.empty(nnz, dtype=index_dtype)
+    for s in range(0, m, block):
+        B, nz = upper(s)
+        a, b = int(indptr[s]), int(indptr[min(s + block, m)])
+        data[a:b] = B[nz]
+        indices[a:b] = np.nonzero(nz)[1] + s
+    return sp.csr_matrix((data, indices, indptr), shape=(m, m))
+
+
 def write_ld_window(prefix, R: np.ndarray, variants: pd.DataFrame, dtype=np.float32) -> None:
     """Write a window in the UKBB layout (upper triangle + 0.5 diagonal), atomically; an optional `freq` column
-    of `variants` (panel frequency of allele1) is kept in the variant list."""
+    of `variants` (panel frequency of allele1) is kept in the variant list. Memory: R plus the stored triangle
+    (`upper_triangle_csr`)."""
     prefix = str(prefix)
     if R.shape != (len(variants), len(variants)):
         raise ValueError(f"{prefix}: R has shape {R.shape} but there are {len(variants)} variants")
-    M = np.triu(R, k=1)
-    np.fill_diagonal(M, 0.5)
     with atomic_path(prefix + ".npz") as tmp:
-        sp.save_npz(tmp, sp.csr_matrix(M.astype(dtype)), compressed=True)
+        sp.save_npz(tmp, upper_triangle_csr(R, dtype), compressed=True)
     with atomic_path(prefix + ".gz") as tmp:
         with gzip.open(tmp, "wt") as fh:
             variants[VARIANT_COLUMNS + (["freq"] if "freq" in variants.columns else [])].to_csv(fh, sep="\t", index=False)
