@@ -139,3 +139,40 @@ def test_weakly_identified_glm_weights_penalised_jackknife_is_finite_and_newton_
     (se_n, th_n, _), (se_r, th_r, _) = out[0.01, "newton"], out[0.01, "refit"]
     assert se_n == pytest.approx(se_r, rel=0.05)
     np.testing.assert_allclose(th_n, th_r, rtol=0.05)
+
+
+def test_adamw_settles_where_the_penalised_loss_is_minimal(ld):
+    """The derivation of `adamw_penalty`, measured: AdamW with training's parameter groups (decay 0.5,
+    accumulation 4, lr 0.003) from the unpenalised optimum, averaged over its last 1,000 of 2,000 steps, sits
+    within 0.005 of the penalised optimum (measured 0.0021; 2.5e-4 averaged over 1,500 of 3,000 steps) and
+    0.28 from the unpenalised one; kappa from the per-window gradients is within 5% of wd sqrt(v_hat) of the
+    optimiser's own second moments (measured 1-2%). (With accumulation 1: 0.0021 from the penalised optimum,
+    0.46 from the unpenalised one, 0.57 from the optimum of SGD's equivalent wd/2 |theta|^2 per step.)"""
+
+    from deepwas.training import _param_groups
+
+    wd, acc, lr, steps = 0.5, 4, 0.003, 2000
+    loss = objective_loss("deepwas", N, S2)
+    prior, wins = _prior("glm", _windows(ld, 3), 3)
+    theta0 = refit(prior, wins, loss)     # AdamW starts at the unpenalised optimum (v_hat: the path since)
+    scale = 1 / np.mean([w.n_core for w in wins])
+    opt = torch.optim.AdamW(_param_groups(prior, wd), lr=lr)
+    rng, order, tail = np.random.default_rng(0), [], []
+    for s in range(steps):
+        if len(order) < acc:
+            order += list(rng.permutation(len(wins)))
+        group, order = order[:acc], order[acc:]
+        opt.zero_grad()
+        (sum(loss(prior, wins[i]) for i in group) * scale / acc).backward()
+        opt.step()
+        if s >= steps // 2:
+            tail.append(get_theta(prior).numpy())
+    trained = np.mean(tail, 0)
+    set_theta(prior, trained)
+    kappa = adamw_penalty(prior, wins, loss, wd, acc)
+    v_hat = np.concatenate([opt.state[q]["exp_avg_sq"].reshape(-1).numpy() / (1 - 0.999 ** opt.state[q]["step"].item())
+                            for q in prior.parameters()])
+    np.testing.assert_allclose(kappa[:3], wd * np.sqrt(v_hat[:3]), rtol=0.05)
+    theta_opt = refit(prior, wins, regularised_loss(loss, kappa))
+    assert np.linalg.norm(theta_opt - trained) < 0.005
+    assert np.linalg.norm(theta0 - trained) > 0.2
