@@ -345,3 +345,26 @@ def test_prior_h2_scores_the_windows_training_scored(pipeline, monkeypatch):
         torch.testing.assert_close(w.y, want.y, rtol=0, atol=0)
         n_raw, n_kept = n_raw + len(fac["lam"]), n_kept + len(w.lam)
     assert n_kept < n_raw                                 # the correction dropped unresolved directions
+
+
+def test_prior_h2_takes_the_weight_decay_and_accumulation_training_used(pipeline, monkeypatch):
+    """The rule's jackknife penalty comes from the train block, resolved per model as training resolves it
+    (`TrainConfig.from_config`), the schema's defaults when the block leaves them out."""
+    import deepwas.h2 as h2mod
+
+    root, train, allf, M = pipeline
+    _model_file(root / "glm_wd.pt", "glm", train, root / "s2.json")
+    seen = {}
+
+    def capture(*a, **k):
+        seen.update(k)
+        return pd.DataFrame({"Category": ["total"]})
+
+    monkeypatch.setattr(h2mod, "prior_h2", capture)
+    monkeypatch.setattr(h2mod, "write_table", lambda *a, **k: None)
+    args = (root / "glm_wd.pt", root / "s2.json", train, allf, None, root / "unused.tsv", 20, "newton")
+    h2mod.write_prior_h2(*args, harmonised=root / "t.tsv.gz",
+                         train={"weight_decay": {"constant": 0.0, "glm": 0.3, "transformer": 0.1}, "accumulate": 8})
+    assert (seen["weight_decay"], seen["accumulate"]) == (0.3, 8)
+    h2mod.write_prior_h2(*args, harmonised=root / "t.tsv.gz")
+    assert (seen["weight_decay"], seen["accumulate"]) == (0.01, 12)     # the schema's defaults
