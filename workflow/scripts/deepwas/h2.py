@@ -45,7 +45,8 @@ and a difference of more than one SE is logged as a warning: train longer (or re
 theta*'s h2) before trusting the interval. The Newton step holds when a block is
 a small part of the data: on msprime windows with 20 blocks it agrees with refits within 5%
 (tests/test_h2.py; through the prior_h2 rule's own path on two msprime chromosomes with 20 blocks the SE of
-the total h2 was 0.06% (constant) and 2.7% (GLM) from the refits'), while with 4 blocks of a 7-parameter
+the total h2 was 0.06% (constant) and 2.7% (GLM) from the refits'; on the demo's bmi_like GLM, penalised,
+11% low, one influential block moving theta further than one step), while with 4 blocks of a 7-parameter
 GLM one replicate was far off, and for the LDSR loss (quartic in log f) it was 9-60% off with 20 blocks. `method='auto'` (default) therefore takes Newton
 steps for the exact likelihood from NEWTON_MIN_BLOCKS = 20 blocks on, and refits otherwise.
 With fewer than MIN_BLOCKS = 4 training windows no standard errors are given, nor when a replicate's
