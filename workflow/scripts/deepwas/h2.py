@@ -540,7 +540,9 @@ def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotat
     priors_summary: the prior files' summary JSON (their sum of SNPVAR, beside h2); tracks: a
     `features.variants.VariantTracks` or None; train / inference: the config blocks that set the device,
     autocast and batch size of the transformer's forward (`inference.Inference.from_config`; the constant and
-    GLM priors, whose jackknife refits run in float64 on the CPU, are scored on the CPU). Returns the table."""
+    GLM priors, whose jackknife refits run in float64 on the CPU, are scored on the CPU); `train` also gives
+    the model's weight decay and accumulation, the jackknife's penalty (`adamw_penalty`; the rule reads the
+    config's train block, whose changes retrain the prior and so rerun this). Returns the table."""
     from .export import iter_core_features, prior_from_checkpoint, read_harmonised_variants
 
     s2info = read_json(s2_json)
