@@ -268,7 +268,13 @@ def test_prior_h2_rule_newton_standard_errors_agree_with_refits(pipeline, model)
                                       harmonised=root / "t.tsv.gz").set_index("Category")
     a, b = tabs["newton"], tabs["refit"]
     assert a.loc["total", "n_blocks"] == 20 and a.loc["total", "M"] == M
-    assert a.loc["total", "se_method"] == "block jackknife, newton" and b.loc["total", "se_method"].endswith("refit")
+    if model == "constant":
+        assert a.loc["total", "se_method"] == "block jackknife, newton"
+        assert b.loc["total", "se_method"] == "block jackknife, refit"
+    else:   # the schema's weight decay 0.01 (write_prior_h2 without a train block) on the 3 GLM weights
+        penalty = "(penalised by AdamW's weight decay 0.01 on 3 of 4 parameters; h2 at the penalised optimum "
+        assert a.loc["total", "se_method"].startswith("block jackknife, newton " + penalty)
+        assert b.loc["total", "se_method"].startswith("block jackknife, refit " + penalty)
     rel = float(abs(a.loc["total", "h2_std_error"] / b.loc["total", "h2_std_error"] - 1))
     print(f"\n{model}: h2 {a.loc['total', 'h2']:.4f} SE newton {a.loc['total', 'h2_std_error']:.5f} "
           f"refit {b.loc['total', 'h2_std_error']:.5f} (relative difference {rel:.4f})")
@@ -292,7 +298,8 @@ def test_failed_jackknife_replicates_are_reported_not_a_silent_nan(monkeypatch):
         "2 of 4 jackknife replicates failed: 1 with non-finite parameters (the refit diverged; blocks 2); "
         "1 whose f overflows on some variants (blocks 3)")
     monkeypatch.setattr(h2mod, "as_float64", lambda prior, windows: (prior, windows))
-    monkeypatch.setattr(h2mod, "jackknife_f", lambda *a, **k: (reps, thetas))
+    jk = h2mod.Jackknife(reps, thetas, kappa=np.zeros(2), theta=np.zeros(2), theta_opt=np.zeros(2), f_opt=f)
+    monkeypatch.setattr(h2mod, "penalised_jackknife", lambda *a, **k: jk)
     ev = {"f": f, "chrom": np.array(["1"] * 3 + ["2"] * 3), "inputs": {}, "categories": {}}
     tab = prior_h2(None, "glm", ev, train_windows=[None] * 4, loss=None, n_blocks=4, objective="ldsr")
     tot = tab.set_index("Category").loc["total"]
@@ -338,3 +345,26 @@ def test_prior_h2_scores_the_windows_training_scored(pipeline, monkeypatch):
         torch.testing.assert_close(w.y, want.y, rtol=0, atol=0)
         n_raw, n_kept = n_raw + len(fac["lam"]), n_kept + len(w.lam)
     assert n_kept < n_raw                                 # the correction dropped unresolved directions
+
+
+def test_prior_h2_takes_the_weight_decay_and_accumulation_training_used(pipeline, monkeypatch):
+    """The rule's jackknife penalty comes from the train block, resolved per model as training resolves it
+    (`TrainConfig.from_config`), the schema's defaults when the block leaves them out."""
+    import deepwas.h2 as h2mod
+
+    root, train, allf, M = pipeline
+    _model_file(root / "glm_wd.pt", "glm", train, root / "s2.json")
+    seen = {}
+
+    def capture(*a, **k):
+        seen.update(k)
+        return pd.DataFrame({"Category": ["total"]})
+
+    monkeypatch.setattr(h2mod, "prior_h2", capture)
+    monkeypatch.setattr(h2mod, "write_table", lambda *a, **k: None)
+    args = (root / "glm_wd.pt", root / "s2.json", train, allf, None, root / "unused.tsv", 20, "newton")
+    h2mod.write_prior_h2(*args, harmonised=root / "t.tsv.gz",
+                         train={"weight_decay": {"constant": 0.0, "glm": 0.3, "transformer": 0.1}, "accumulate": 8})
+    assert (seen["weight_decay"], seen["accumulate"]) == (0.3, 8)
+    h2mod.write_prior_h2(*args, harmonised=root / "t.tsv.gz")
+    assert (seen["weight_decay"], seen["accumulate"]) == (0.01, 12)     # the schema's defaults

@@ -17,19 +17,36 @@ Standard errors (constant and GLM priors): a delete-one-block jackknife over B b
 training windows (B = min(n_blocks, number of training windows); S-LDSC uses 200 blocks, graphREML 100).
 For block b the parameters theta_(-b) are re-estimated without the block's windows, and every quantity
 is recomputed on all M variants with theta_(-b) (as S-LDSC keeps the annotation totals fixed). The SE is
-sqrt((B - 1) / B sum_b (q_b - mean_b q_b)^2). theta_(-b) is either refitted by L-BFGS from the trained
-theta on the windows outside block b (`method='refit'`, exact likelihood of Eqn 5 or the LDSR loss of
-App. A.4, whichever trained the prior), or one Newton step from the optimum theta* of the full loss, as
+sqrt((B - 1) / B sum_b (q_b - mean_b q_b)^2).
+
+The estimator re-estimated is the one training computes: the minimum theta* of the training loss (exact
+likelihood of Eqn 5 or the LDSR loss of App. A.4, whichever trained the prior) plus the L2 penalty
+equivalent to training's AdamW weight decay (App. A.3) on exactly the parameters training decays (the GLM's
+weights, not its bias; nothing of the constant prior, whose numbers are those of the unpenalised loss):
+1/2 sum_w n_core,w sum_j kappa_j theta_j^2 with kappa_j = weight_decay sqrt(v_j), the penalty whose
+minimum is where AdamW's decayed update stops (`adamw_penalty`, which derives it). Without it the
+unpenalised optimum of a GLM can run away along a weakly identified direction (near-collinear
+annotations, an annotation whose variance component sits at 0) and the replicates with it
+(tests/test_h2_penalty.py: weights at +-300 and overflowing f unpenalised, a finite SE penalised).
+theta* is the trained theta refined by L-BFGS on the penalised loss; theta_(-b) is either refitted by
+L-BFGS from theta* on the windows outside block b (`method='refit'`), or one Newton step from theta*, as
 graphREML does (`method='newton'`):
 
     theta_(-b) = theta* - (H - H_b)^+ (g - g_b)        (g = sum_w g_w = 0 at theta*)
 
-with per-window gradients g_w and Hessians H_w at theta*: the analytic gradients of the likelihood module,
-and central differences of them for the Hessians (step `fd_step`). theta* is the trained theta refined by
-L-BFGS (finite training and weight decay stop short of the optimum). The Newton step holds when a block is
+with per-window gradients g_w and Hessians H_w of the penalised per-window losses at theta*: the analytic
+gradients of the likelihood module, and central differences of them for the Hessians (step `fd_step`).
+
+Point estimate and SE: the table reports the trained prior's quantities (those of its prior files, which
+fine-mapping uses); the SE is the jackknife's of theta*. Training that stops short of its stationary point
+(few epochs) leaves the two apart: on the demo's bmi_like GLM, h2 0.47 trained and 0.34 at theta*
+(benchmarks/RESULTS.md). se_method therefore gives h2 at theta* and |theta* - theta| for a penalised prior,
+and a difference of more than one SE is logged as a warning: train longer (or read the SE as that of
+theta*'s h2) before trusting the interval. The Newton step holds when a block is
 a small part of the data: on msprime windows with 20 blocks it agrees with refits within 5%
 (tests/test_h2.py; through the prior_h2 rule's own path on two msprime chromosomes with 20 blocks the SE of
-the total h2 was 0.06% (constant) and 2.7% (GLM) from the refits'), while with 4 blocks of a 7-parameter
+the total h2 was 0.06% (constant) and 2.7% (GLM) from the refits'; on the demo's bmi_like GLM, penalised,
+11% low, one influential block moving theta further than one step), while with 4 blocks of a 7-parameter
 GLM one replicate was far off, and for the LDSR loss (quartic in log f) it was 9-60% off with 20 blocks. `method='auto'` (default) therefore takes Newton
 steps for the exact likelihood from NEWTON_MIN_BLOCKS = 20 blocks on, and refits otherwise.
 With fewer than MIN_BLOCKS = 4 training windows no standard errors are given, nor when a replicate's
@@ -41,7 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -140,6 +157,64 @@ def window_hessians(prior, windows, loss, fd_step: float = 1e-4) -> tuple[np.nda
     finally:
         set_theta(prior, theta)
     return g0, 0.5 * (H + H.transpose(0, 2, 1))
+
+
+# -- the weight-decay penalty --------------------------------------------------------------------------------
+
+def decay_mask(prior) -> np.ndarray:
+    """(p,) bool over the flat parameters (`get_theta`'s order): those AdamW decays in training
+    (`training.decays`: weight matrices, not biases or the constant prior's log scale)."""
+    from .training import decays
+
+    return np.concatenate([np.full(q.numel(), decays(q)) for q in prior.parameters() if q.requires_grad])
+
+
+def adamw_penalty(prior, windows, loss, weight_decay: float, accumulate: int = 1) -> np.ndarray:
+    """kappa (p,): the per-core-variant L2 strength whose penalised loss has its minimum where AdamW's
+    decoupled decay stops moving the parameters (the jackknife's objective, `regularised_loss`).
+
+    Training (App. A.3) steps theta <- theta - lr (m_hat / (sqrt(v_hat) + eps) + wd theta) on the decayed
+    parameters, m_hat and v_hat Adam's moments of the step gradient g_s = mean over `accumulate` windows of
+    grad loss_w / n_core (n_core: the windows' mean number of core variants, training's loss scale). This is
+    not gradient descent on loss + wd/2 |theta|^2 (only plain SGD would be): Adam divides the gradient, not
+    the decay, by sqrt(v_hat). Its fixed point in expectation, E[g_s] = -wd sqrt(v_hat) theta, is the
+    stationary point of
+
+        sum_w [loss_w(theta) + 1/2 n_core,w sum_j kappa_j theta_j^2],   kappa_j = wd sqrt(v_j)
+
+    (kappa_j = 0 for parameters that do not decay), independent of lr (lr sets how fast, not where). v_j is
+    the second moment of g_s at the trained theta, from the per-window gradients there: mean^2 plus the
+    variance of a mean of `accumulate` windows drawn without replacement, mu_j^2 + sigma_j^2 (n - a) /
+    (a (n - 1)). (The optimiser's own v_hat, an average along the path, is not saved with the model: on the
+    demo's DeepWAS-trained GLM 15 of 16 kappa_j were within a factor 2 of those from the checkpoint's v_hat,
+    and on msprime windows AdamW's iterates settled 0.002 from the penalised optimum and 0.46 from the
+    unpenalised one: tests/test_h2_penalty.py, benchmarks/RESULTS.md. Gradient clipping rescales m_hat and
+    sqrt(v_hat) alike and leaves the fixed point alone.) The penalty is attached per window
+    in proportion to its core variants, so the total penalty grows with the data as training's does (a
+    deleted block takes its share with it, as AdamW on the other windows would), and Newton steps and refits
+    see it through the per-window losses. kappa is then held fixed across the replicates."""
+    mask = decay_mask(prior)
+    kappa = np.zeros(mask.size)
+    if not weight_decay or not mask.any():
+        return kappa
+    n = len(windows)
+    G = window_gradients(prior, windows, loss) / np.mean([w.n_core for w in windows])
+    a = max(1, min(int(accumulate), n))
+    v = G.mean(0) ** 2 + (G.var(0) * (n - a) / (a * (n - 1)) if n > 1 else 0.0)
+    kappa[mask] = weight_decay * np.sqrt(v[mask])
+    return kappa
+
+
+def regularised_loss(loss: Callable, kappa) -> Callable:
+    """loss_w(theta) + 1/2 n_core,w sum_j kappa_j theta_j^2 (`adamw_penalty`); `loss` itself when kappa is 0."""
+    if kappa is None or not np.any(kappa):
+        return loss
+    k = torch.as_tensor(np.asarray(kappa, dtype=np.float64))
+
+    def penalised(prior, w):
+        theta = torch.cat([q.reshape(-1) for q in prior.parameters() if q.requires_grad]).double()
+        return loss(prior, w) + 0.5 * w.n_core * (k * theta ** 2).sum()
+    return penalised
 
 
 # -- jackknife ----------------------------------------------------------------------------------------------
@@ -285,24 +360,37 @@ def resolve_method(method: str, n_blocks: int, objective: str = "deepwas") -> st
 
 
 def jackknife_f(prior, windows, loss, eval_inputs: dict, n_blocks: int, method: str = "auto",
-                fd_step: float = 1e-4, max_iter: int = 200, objective: str = "deepwas"):
+                fd_step: float = 1e-4, max_iter: int = 200, objective: str = "deepwas", kappa=None,
+                theta_opt=None):
     """Per-variant f on `eval_inputs` for each jackknife replicate theta_(-b) (a list of B arrays), and the
     replicates' parameters (B, p).
 
     prior and windows as returned by `as_float64`; eval_inputs the float64 inputs of all M variants.
-    method: 'newton', 'refit' or 'auto' (`resolve_method`)."""
+    method: 'newton', 'refit' or 'auto' (`resolve_method`). kappa: the weight-decay penalty
+    (`adamw_penalty`; None or 0: the loss alone): every replicate minimises the penalised loss without its
+    block, and Newton steps start from its full-data minimum theta_opt (refitted from the prior's
+    parameters when not given) with the penalised Hessian; refits start from theta_opt when given, else
+    from the prior's parameters."""
     blocks = jackknife_blocks(len(windows), n_blocks)
     method = resolve_method(method, len(blocks), objective)
+    loss = regularised_loss(loss, kappa)
     theta = get_theta(prior).numpy()
     if method == "newton":
         try:   # from the optimum of the full loss, where the gradient vanishes (not the finite-training theta)
-            theta_opt = refit(prior, windows, loss, max_iter)
+            if theta_opt is None:
+                theta_opt = refit(prior, windows, loss, max_iter)
+            set_theta(prior, theta_opt)
             g, H = window_hessians(prior, windows, loss, fd_step)
         finally:
             set_theta(prior, theta)
         thetas = newton_replicates(theta_opt, g, H, blocks)
-    elif method == "refit":
-        thetas = refit_replicates(prior, windows, loss, blocks, max_iter)
+    elif method == "refit":   # each from theta* when given (the replicates' optima lie around it), else theta
+        try:
+            if theta_opt is not None:
+                set_theta(prior, theta_opt)
+            thetas = refit_replicates(prior, windows, loss, blocks, max_iter)
+        finally:
+            set_theta(prior, theta)
     else:
         raise ValueError(f"jackknife method must be 'newton' or 'refit', not {method!r}")
     out = []
@@ -314,6 +402,39 @@ def jackknife_f(prior, windows, loss, eval_inputs: dict, n_blocks: int, method: 
     finally:
         set_theta(prior, theta)
     return out, thetas
+
+
+# L-BFGS iterations for theta* from the trained theta: a short training run can stop far from it (the demo's
+# LDSR-trained GLM: max |gradient| 3.9e3 at the trained theta, 4.6 after 200 iterations, 1.6e-4 after 1,200)
+OPTIMUM_MAX_ITER = 1000
+
+
+class Jackknife(NamedTuple):
+    f: list              # per-variant f of each replicate theta_(-b)
+    thetas: np.ndarray   # (B, p) the replicates' parameters
+    kappa: np.ndarray    # (p,) the weight-decay penalty (`adamw_penalty`)
+    theta: np.ndarray    # the trained parameters
+    theta_opt: np.ndarray    # theta*: the minimum of the penalised loss on all windows
+    f_opt: np.ndarray    # per-variant f at theta*
+
+
+def penalised_jackknife(prior, windows, loss, eval_inputs: dict, n_blocks: int, method: str = "auto",
+                        fd_step: float = 1e-4, objective: str = "deepwas", weight_decay: float = 0.0,
+                        accumulate: int = 1) -> Jackknife:
+    """`jackknife_f` of the penalised estimator: kappa from training's weight decay at the trained theta
+    (`adamw_penalty`), theta* refitted on the penalised loss from the trained theta, Newton steps from theta*
+    or refits of the penalised loss. prior, windows as from `as_float64`."""
+    kappa = adamw_penalty(prior, windows, loss, weight_decay, accumulate)
+    theta = get_theta(prior).numpy()
+    try:
+        theta_opt = refit(prior, windows, regularised_loss(loss, kappa), OPTIMUM_MAX_ITER)
+        with torch.no_grad():
+            f_opt = prior(eval_inputs).double().numpy()
+    finally:
+        set_theta(prior, theta)
+    reps, thetas = jackknife_f(prior, windows, loss, eval_inputs, n_blocks, method, fd_step, objective=objective,
+                               kappa=kappa, theta_opt=theta_opt)
+    return Jackknife(reps, thetas, kappa, theta, theta_opt, f_opt)
 
 
 def eval_set(prior, scaler, batches, track_names=(), inference=None) -> dict:
@@ -367,21 +488,44 @@ def failed_replicates(thetas: np.ndarray, replicate_f) -> str | None:
 
 def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_blocks: int = 200,
              method: str = "auto", h2_ldsr: float | None = None, h2_snpvar: dict | None = None,
-             fd_step: float = 1e-4, objective: str = "deepwas") -> pd.DataFrame:
+             fd_step: float = 1e-4, objective: str = "deepwas", weight_decay: float = 0.0,
+             accumulate: int = 1) -> pd.DataFrame:
     """The h2 table of a trained prior: jackknife standard errors for 'constant' and 'glm' (`train_windows`:
     its training windows in genomic order, `loss` the training objective from `objective_loss`), point
-    estimates for the transformer. `ev` from `eval_set`."""
+    estimates for the transformer. `ev` from `eval_set`. weight_decay, accumulate: training's AdamW decay
+    and accumulation for this model (`adamw_penalty`; 0: the unpenalised loss).
+
+    The point estimates are the trained prior's (those of its prior files); the standard errors are the
+    jackknife's of the penalised estimator theta* (module docstring). For a GLM, se_method gives h2 at
+    theta* and |theta* - theta|, and a difference in h2 of more than one SE is logged as a warning."""
     reps = None
     if model in ("constant", "glm") and min(n_blocks, len(train_windows or [])) < MIN_BLOCKS:
         method = f"none (fewer than {MIN_BLOCKS} training windows for the jackknife)"
     elif model in ("constant", "glm"):
         p64, wins = as_float64(prior, train_windows)
-        reps, thetas = jackknife_f(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective=objective)
+        jk = penalised_jackknife(p64, wins, loss, ev["inputs"], n_blocks, method, fd_step, objective, weight_decay,
+                                 accumulate)
+        reps, thetas, kappa = jk.f, jk.thetas, jk.kappa
         method = f"block jackknife, {resolve_method(method, len(reps), objective)}"
+        note = None
+        h2_opt, dist = float(np.sum(jk.f_opt)), float(np.linalg.norm(jk.theta_opt - jk.theta))
+        log.info("h2 of the %s prior: trained %.4g, at the (penalised) optimum theta* %.4g (|theta* - theta| %.3g, "
+                 "kappa %s)", model, float(np.sum(ev["f"])), h2_opt, dist, np.array2string(kappa, precision=3))
+        if np.any(kappa):
+            note = (f"penalised by AdamW's weight decay {weight_decay:g} on {int((kappa > 0).sum())} of "
+                    f"{kappa.size} parameters; h2 at the penalised optimum {h2_opt:.4g}, |theta* - theta| {dist:.3g}")
         why = failed_replicates(thetas, reps)
         if why is not None:
             log.warning("h2 of the %s prior: no standard errors (%s)", model, why)
             reps, method = None, f"none ({method}: {why})"
+        elif note is not None:
+            se = float(jackknife_se(np.sum(reps, axis=1)[:, None])[0])
+            if abs(h2_opt - float(np.sum(ev["f"]))) > se:
+                log.warning("h2 of the %s prior: the trained prior's h2 %.4g and the penalised optimum's %.4g differ "
+                            "by more than the SE %.3g: training stopped short of the optimum the SE describes",
+                            model, float(np.sum(ev["f"])), h2_opt, se)
+        if note is not None:
+            method = f"{method} ({note})" if not method.startswith("none") else f"{method[:-1]}; {note})"
     return h2_table(ev["f"], ev["chrom"], ev["categories"], reps, h2_ldsr, h2_snpvar, method)
 
 
@@ -396,7 +540,9 @@ def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotat
     priors_summary: the prior files' summary JSON (their sum of SNPVAR, beside h2); tracks: a
     `features.variants.VariantTracks` or None; train / inference: the config blocks that set the device,
     autocast and batch size of the transformer's forward (`inference.Inference.from_config`; the constant and
-    GLM priors, whose jackknife refits run in float64 on the CPU, are scored on the CPU). Returns the table."""
+    GLM priors, whose jackknife refits run in float64 on the CPU, are scored on the CPU); `train` also gives
+    the model's weight decay and accumulation, the jackknife's penalty (`adamw_penalty`; the rule reads the
+    config's train block, whose changes retrain the prior and so rerun this). Returns the table."""
     from .export import iter_core_features, prior_from_checkpoint, read_harmonised_variants
 
     s2info = read_json(s2_json)
@@ -427,7 +573,13 @@ def write_prior_h2(model_path, s2_json, train_inputs, all_factor_inputs, annotat
     h2_snpvar = {f"chr{c}": v["h2"] for c, v in summary.get("per_chromosome", {}).items()}
     if summary:
         h2_snpvar["total"] = summary["h2"]
+    decay = {}
+    if ck.model in ("constant", "glm"):
+        from .training import TrainConfig
+
+        tc = TrainConfig.from_config(ck.model, ck.objective, train=train)
+        decay = {"weight_decay": tc.weight_decay, "accumulate": tc.accumulate}
     table = prior_h2(prior, ck.model, ev, windows, loss, n_blocks, method, s2info.get("h2_ldsr"), h2_snpvar,
-                     objective=ck.objective)
+                     objective=ck.objective, **decay)
     write_table(out, table)
     return table

@@ -150,12 +150,18 @@ def per_model(value, model: str, default: float | None = None):
     return value
 
 
+def decays(param: torch.Tensor) -> bool:
+    """Whether AdamW decays `param`: weight matrices (ndim >= 2) do; biases, scalars (the constant prior's
+    log scale, a learnt alpha) do not. The one rule for both the optimiser and the h2 jackknife's penalty."""
+    return param.ndim >= 2
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
+        (decay if decays(p) else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
