@@ -136,6 +136,7 @@ def e2e_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tracks_run(tmp_path_factory):
     """tests/e2e/tracks.yaml, rule `all` (tracks, liftover, constant / GLM / transformer with both objectives,
-    prior files and h2 tables). Returns the workdir. Used by test_e2e_tracks and test_e2e_priors."""
+    prior files and h2 tables). Returns the workdir. Used by test_e2e_tracks, test_e2e_priors and test_slurm (the
+    local run its SLURM run is compared with)."""
     return _run_workflow(tmp_path_factory.mktemp("e2e_tracks"), "tracks.yaml", ("traits_tracks.tsv",))
 
