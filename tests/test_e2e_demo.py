@@ -1,4 +1,8 @@
-"""End-to-end: the real Snakemake DAG on a small msprime cohort (tests/e2e/config.yaml), outputs checked."""
+"""End-to-end: the real Snakemake DAG on a small msprime cohort (tests/e2e/config.yaml), outputs checked.
+
+The run is the session's (tests/conftest.py e2e_run), shared with test_e2e_priors and test_report: priors.yaml
+and ablations.yaml merged on top add prior files, an applied prior and an ablation, and change none of the
+outputs checked here."""
 import json
 
 import pandas as pd
@@ -7,8 +11,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, run_workflow):
-    return run_workflow(tmp_path_factory.mktemp("e2e"), "config.yaml", ("traits.tsv",))
+def run_dir(e2e_run):
+    return e2e_run.dir
 
 
 @pytest.mark.slow
@@ -57,10 +61,10 @@ def test_in_sample_s2_is_about_one(run_dir):
 
 
 @pytest.mark.slow
-def test_rerun_retrains_identically(run_dir):
+def test_rerun_retrains_identically(e2e_run, tmp_path):
     """Same config, same seed: retraining a prior from scratch (threads pinned by the rule) gives the same
     parameters and the same metrics, bit for bit; evaluation is exact float64 without randomness, so the
-    summary follows."""
+    summary follows. Retrained in a copy of the session's run (modification times kept), which stays as it was."""
     import shutil
     import subprocess
     import sys
@@ -69,13 +73,14 @@ def test_rerun_retrains_identically(run_dir):
     import torch
 
     repo = Path(__file__).resolve().parents[1]
+    run_dir = shutil.copytree(e2e_run.dir, tmp_path / "run", symlinks=True)
     target = "results/train/enriched/glm/deepwas/model.pt"            # relative to --directory
     out = run_dir / "results/train/enriched/glm/deepwas"
     metrics = lambda: pd.read_csv(out / "metrics.tsv", sep="\t").drop(columns="seconds")   # noqa: E731
     before = torch.load(out / "model.pt", weights_only=False), metrics()
     shutil.rmtree(run_dir / "results/checkpoints/enriched/glm/deepwas")   # a real retraining, not a resume
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(run_dir),
-           "--configfile", str(repo / "tests/e2e/config.yaml"), "--cores", "2", "--quiet", "rules",
+           "--configfile", *e2e_run.configfiles, "--cores", "2", "--quiet", "rules",
            "--forcerun", target, "--", target]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]

@@ -1,13 +1,10 @@
-"""End-to-end: prior files, h2 tables and an applied prior from the real DAG on tests/e2e (config.yaml + priors.yaml).
+"""End-to-end: prior files, h2 tables and an applied prior from the real DAG on tests/e2e (config.yaml + priors.yaml;
+the session's run, tests/conftest.py e2e_run, adds ablations.yaml, which changes none of these outputs).
 
 Six chromosomes, 5 and 6 held out, two chromosome folds (odd / even) for the training chromosomes, one
 window per chromosome (so the jackknife has min(100, 4) = 4 blocks).
 """
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,19 +12,10 @@ import pytest
 
 from deepwas.formats.priors import COLUMNS, read_priors
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("e2e_priors")
-    shutil.copy(REPO / "tests/e2e/traits.tsv", d / "traits.tsv")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(d), "--configfile",
-           str(REPO / "tests/e2e/config.yaml"), str(REPO / "tests/e2e/priors.yaml"), "--cores", "2", "--quiet",
-           "rules", "all"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return d
+def run_dir(e2e_run):
+    return e2e_run.dir     # conftest.py: config.yaml + priors.yaml (+ ablations.yaml), one run per session
 
 
 @pytest.mark.slow
@@ -78,15 +66,10 @@ def test_applied_prior_equals_the_prior_files(run_dir):
 
 
 @pytest.fixture(scope="module")
-def tracks_dir(tmp_path_factory):
-    """tests/e2e/tracks.yaml: tracks, liftover, constant / GLM / transformer, both objectives; chromosome 3 held out."""
-    d = tmp_path_factory.mktemp("e2e_priors_tracks")
-    shutil.copy(REPO / "tests/e2e/traits_tracks.tsv", d / "traits_tracks.tsv")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(d), "--configfile",
-           str(REPO / "tests/e2e/tracks.yaml"), "--cores", "2", "--quiet", "rules", "all"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return d
+def tracks_dir(tracks_run):
+    """tests/e2e/tracks.yaml: tracks, liftover, constant / GLM / transformer, both objectives; chromosome 3 held
+    out (conftest.py: one run per session, shared with test_e2e_tracks)."""
+    return tracks_run
 
 
 @pytest.mark.slow

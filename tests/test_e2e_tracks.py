@@ -12,8 +12,8 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, run_workflow):
-    return run_workflow(tmp_path_factory.mktemp("e2e_tracks"), "tracks.yaml", ("traits_tracks.tsv",))
+def run_dir(tracks_run):
+    return tracks_run       # conftest.py: one run per session, shared with test_e2e_priors
 
 
 @pytest.mark.slow

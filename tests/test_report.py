@@ -2,6 +2,7 @@
 `snakemake --report` names every figure with its caption and the tables and checks; `snakemake figures`
 redraws the figures from the existing tables without any training job; the end-of-run message prints the
 summary only when the run wrote it."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,31 +11,24 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# the e2e scenario has no tracks and trains constant + GLM: the ablation retrains the GLM without annotations
-ABLATIONS = """ablations:
-  models: [glm]
-  objectives: [deepwas]
-  runs:
-    no_annotations: {annotations: null}
-"""
+# the e2e scenario has no tracks and trains constant + GLM: the ablation (tests/e2e/ablations.yaml) retrains the
+# GLM without annotations
 
 
-def snakemake(workdir, *args):
+def snakemake(run, workdir, *args):
+    """Snakemake with the session run's config files (tests/conftest.py e2e_run) in `workdir`."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(REPO / "tests/e2e/config.yaml"), str(workdir / "ablations.yaml"), "--cores", "2",
-           *args]
+           "--configfile", *run.configfiles, "--cores", "2", *args]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]
     return res
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("e2e_report")
-    (d / "traits.tsv").write_text((REPO / "tests/e2e/traits.tsv").read_text())
-    (d / "ablations.yaml").write_text(ABLATIONS)
-    res = snakemake(d, "all", "figures", "ablations")
-    return d, res.stdout + res.stderr
+def run_dir(e2e_run):
+    """The session's `snakemake all figures ablations` on tests/e2e (conftest.py e2e_run, shared with
+    test_e2e_demo and test_e2e_priors): (workdir, its output)."""
+    return e2e_run.dir, e2e_run.output
 
 
 @pytest.mark.slow
@@ -56,9 +50,9 @@ def test_figures_tables_and_end_of_run_message(run_dir):
 
 
 @pytest.mark.slow
-def test_report_names_the_figures_and_tables(run_dir, tmp_path):
+def test_report_names_the_figures_and_tables(run_dir, e2e_run, tmp_path):
     d, _ = run_dir
-    snakemake(d, "--report", str(tmp_path / "report.html"))
+    snakemake(e2e_run, d, "--report", str(tmp_path / "report.html"))
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert len(html) > 50_000
     for name in ("heldout_pct.png", "fig3_region.png", "fig6_ablations.png", "fig2.png", "table1.tsv",
@@ -68,17 +62,17 @@ def test_report_names_the_figures_and_tables(run_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_figures_are_redrawn_from_tables_without_training(run_dir):
-    d, _ = run_dir
+def test_figures_are_redrawn_from_tables_without_training(run_dir, e2e_run, tmp_path):
+    d = shutil.copytree(run_dir[0], tmp_path / "run", symlinks=True)   # the session's run stays as it was
     for png in ("heldout_pct", "fig3_region", "fig6_ablations"):
         (d / f"results/figures/{png}.png").unlink()
-    dry = snakemake(d, "figures", "-n", "--quiet", "rules").stdout
+    dry = snakemake(e2e_run, d, "figures", "-n", "--quiet", "rules").stdout
     jobs = {line.split()[0] for line in dry.splitlines() if line[:1].isalpha() and len(line.split()) == 2
             and line.split()[1].isdigit()}
     assert {"plot_heldout", "plot_region", "ablation_table"} <= jobs
     assert not jobs & {"train", "train_ablation", "evaluate", "evaluate_ablation", "region_enrichment",
                        "summary", "ld_factors", "harmonise"}, jobs
-    out = snakemake(d, "figures")
+    out = snakemake(e2e_run, d, "figures")
     assert (d / "results/figures/fig6_ablations.png").exists() and (d / "results/figures/heldout_pct.png").exists()
     text = out.stdout + out.stderr
     assert "enriched:" not in text and "snakemake --report" in text    # summary not rebuilt: not printed
