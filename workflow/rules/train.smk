@@ -1,7 +1,10 @@
 # Train each prior (model x objective) on the training chromosomes of each trait. Priorities order the ready
 # jobs: export_priors and prior_h2 (20: a jackknife can be the longest job, so it starts as soon as its prior
-# is trained), then the chain to training (harmonise, whiten, estimate_s2, train: 10), then the rest
-# (evaluation, figures). On the demo's 2 cores this keeps a late jackknife from becoming the run's tail.
+# is trained), the constant and GLM trainings (15: seconds each, and they unlock the jackknifes), then the
+# chain to training (harmonise, whiten, estimate_s2, the transformer's training: 10), then the rest
+# (evaluation, figures). On the demo's 2 cores this keeps a late jackknife from becoming the run's tail: with
+# every training at 10 the LDSR-trained GLM's jackknife (about 150 s) started after all four transformer
+# trainings and ran alone for the last 100 s (10:16 wall on 2 idle cores).
 
 
 rule train:
@@ -15,7 +18,7 @@ rule train:
         "logs/train/{trait}/{model}/{objective}.log",
     benchmark:
         "benchmarks_runs/train/{trait}/{model}/{objective}.tsv"
-    priority: 10
+    priority: lambda wc: 10 if wc.model == "transformer" else 15
     conda:
         torch_env
     threads: config["threads"]["train"]
