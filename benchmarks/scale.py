@@ -236,7 +236,7 @@ def _timed(fn, *args, **kw):
     return out, time.process_time() - c0_cpu, time.perf_counter() - t0
 
 
-def run_panel_stage(stage: str, workdir: Path, panel_size: int) -> dict:
+def run_panel_stage(stage: str, workdir: Path, panel_size: int) -> tuple[dict, float, float]:
     """The panel_* stages (module docstring): (info, CPU seconds, wall seconds)."""
     from deepwas.likelihood.mismatch import Mismatch
     from deepwas.priors import init_log_scale

@@ -27,10 +27,11 @@ def shared_gradient(model, group, device, autocast=None, double=True, chunk=17):
     return _grads(prior).cpu(), torch.stack([loss.detach().cpu() for loss in losses])
 
 
-def trained_parameters(model, data, device, root):
+def trained_parameters(model, data, device, root, **cfg):
     prior = _prior(model)
     Trainer(prior, NeighbourRuns(data, 2), N, S2, _cfg(shared_forward=True, lr=1e-3 if model == "transformer"
-                                                       else 2e-2), root / "ck", root / "m.tsv", device=device).fit()
+                                                       else 2e-2, **cfg), root / "ck", root / "m.tsv",
+            device=device).fit()
     return torch.cat([p.detach().flatten() for p in prior.parameters()]).cpu()
 
 
@@ -67,13 +68,7 @@ def test_compiled_trainer_on_gpu_ends_where_the_eager_trainer_ends(windows, tmp_
     # train.compile on CUDA: static 32-row chunks through inductor's Triton kernels (cuDNN autotuner on inside
     # the group), the last partial chunk eager, dropout from torch's generator: the eager run's parameters
     data = [_double(w) for w in windows]
-    params = []
-    for compiled in (False, True):
-        prior = _prior(model)
-        Trainer(prior, NeighbourRuns(data, 2), N, S2,
-                _cfg(shared_forward=True, variant_chunk=32, compile=compiled,
-                     lr=1e-3 if model == "transformer" else 2e-2),
-                tmp_path / f"ck{compiled}", tmp_path / f"m{compiled}.tsv", device="cuda").fit()
-        params.append(torch.cat([p.detach().flatten() for p in prior.parameters()]).cpu())
-    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in _prior(model).parameters()]))
-    torch.testing.assert_close(params[1], params[0], rtol=1e-6, atol=1e-9)
+    eager, compiled = (trained_parameters(model, data, "cuda", tmp_path / f"compile{c}", variant_chunk=32, compile=c)
+                       for c in (False, True))
+    assert not torch.equal(eager, torch.cat([p.detach().flatten() for p in _prior(model).parameters()]))
+    torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-9)

@@ -507,25 +507,24 @@ def prior_h2(prior, model: str, ev: dict, train_windows=None, loss=None, n_block
                                  accumulate)
         reps, thetas, kappa = jk.f, jk.thetas, jk.kappa
         method = f"block jackknife, {resolve_method(method, len(reps), objective)}"
-        note = None
+        h2_trained = float(np.sum(ev["f"]))
         h2_opt, dist = float(np.sum(jk.f_opt)), float(np.linalg.norm(jk.theta_opt - jk.theta))
         log.info("h2 of the %s prior: trained %.4g, at the (penalised) optimum theta* %.4g (|theta* - theta| %.3g, "
-                 "kappa %s)", model, float(np.sum(ev["f"])), h2_opt, dist, np.array2string(kappa, precision=3))
-        if np.any(kappa):
-            note = (f"penalised by AdamW's weight decay {weight_decay:g} on {int((kappa > 0).sum())} of "
-                    f"{kappa.size} parameters; h2 at the penalised optimum {h2_opt:.4g}, |theta* - theta| {dist:.3g}")
+                 "kappa %s)", model, h2_trained, h2_opt, dist, np.array2string(kappa, precision=3))
+        note = "" if not np.any(kappa) else (
+            f"penalised by AdamW's weight decay {weight_decay:g} on {int((kappa > 0).sum())} of {kappa.size} "
+            f"parameters; h2 at the penalised optimum {h2_opt:.4g}, |theta* - theta| {dist:.3g}")
         why = failed_replicates(thetas, reps)
         if why is not None:
             log.warning("h2 of the %s prior: no standard errors (%s)", model, why)
-            reps, method = None, f"none ({method}: {why})"
-        elif note is not None:
+            reps, method = None, f"none ({method}: {why}" + (f"; {note})" if note else ")")
+        elif note:
             se = float(jackknife_se(np.sum(reps, axis=1)[:, None])[0])
-            if abs(h2_opt - float(np.sum(ev["f"]))) > se:
+            if abs(h2_opt - h2_trained) > se:
                 log.warning("h2 of the %s prior: the trained prior's h2 %.4g and the penalised optimum's %.4g differ "
                             "by more than the SE %.3g: training stopped short of the optimum the SE describes",
-                            model, float(np.sum(ev["f"])), h2_opt, se)
-        if note is not None:
-            method = f"{method} ({note})" if not method.startswith("none") else f"{method[:-1]}; {note})"
+                            model, h2_trained, h2_opt, se)
+            method = f"{method} ({note})"
     return h2_table(ev["f"], ev["chrom"], ev["categories"], reps, h2_ldsr, h2_snpvar, method)
 
 
