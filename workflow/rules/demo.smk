@@ -40,7 +40,8 @@ rule demo_cohort:
         "benchmarks_runs/demo_cohort.tsv"
     conda:
         "../../envs/deepwas.yaml"
-    threads: 1
+    # the chromosomes' simulations run in parallel processes (the workflow profile sets the same)
+    threads: 2
     resources:
         mem_mb=6000,
     params:
