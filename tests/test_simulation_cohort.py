@@ -158,3 +158,50 @@ def test_in_sample_noise_is_s2_r_with_s2_near_one(msprime_chromosome):
     s2 = np.sum(C * RA) / np.sum(RA * RA)                      # least-squares s2 of C = s2 R_A
     assert s2 == pytest.approx(1 - h2_a, abs=0.05)
     assert abs(s2 - (1 - h2_a - h2_b)) > 0.4                # not the whole trait's 1 - h2
+
+
+# --- the demo_cohort rule: simulations in parallel processes write the same files -------------------------
+
+def _file_contents(root):
+    """{relative path: content} of every file under root; .gz and the .npz members decompressed, so the
+    gzip and zip headers' timestamps do not count."""
+    import gzip
+    import zipfile
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix == ".npz":
+            with zipfile.ZipFile(p) as z:
+                out[str(p.relative_to(root))] = {n: z.read(n) for n in z.namelist()}
+        elif p.suffix == ".gz":
+            out[str(p.relative_to(root))] = gzip.decompress(p.read_bytes())
+        elif p.is_file():
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def test_write_demo_cohort_with_parallel_simulations_writes_the_serial_files(tmp_path):
+    from deepwas.config import block_defaults
+
+    cfg = block_defaults("demo", {"seed": 3, "chrom_length": 200_000, "n_individuals": 600, "ld_block_length": 100_000,
+                                  "genotypes": True})
+    ld = block_defaults("ld", {"source": "demo", "window_length": 100_000, "window_stride": 50_000})
+    chroms = ["1", "2", "3"]
+    serial = simulate.simulate_cohort(cfg, chroms, threads=1)
+    forked = simulate.simulate_cohort(cfg, chroms, threads=2)
+    assert [c.chrom for c in forked] == chroms
+    for s, f in zip(serial, forked):
+        np.testing.assert_array_equal(f.positions, s.positions)
+        np.testing.assert_array_equal(f.genotypes, s.genotypes)
+        np.testing.assert_array_equal(f.allele1, s.allele1)
+        np.testing.assert_array_equal(f.moments()[1], s.moments()[1])
+    # each chromosome has its own seed: the three differ
+    assert len({c.genotypes[:, :50].tobytes() for c in serial}) == 3
+
+    for threads in (1, 2):
+        simulate.write_demo_cohort(cfg, ld, chroms, str(tmp_path / f"t{threads}"), threads=threads)
+    one, two = _file_contents(tmp_path / "t1"), _file_contents(tmp_path / "t2")
+    assert len(one) == 3 * 3 * 2 + 3 + 2 + 2 + 2    # LD windows (.npz, .gz), genotypes, truth, sumstats, tables
+    assert sorted(two) == sorted(one)
+    for name in one:
+        assert two[name] == one[name], name

@@ -40,7 +40,9 @@ rule demo_cohort:
         "benchmarks_runs/demo_cohort.tsv"
     conda:
         "../../envs/deepwas.yaml"
-    threads: 1
+    # the chromosomes' simulations run in parallel processes; Snakemake sets the BLAS threads to these, and the
+    # LD windows' and the GWAS's rounding follows them: 2, as the workflow profile, gives the recorded demo files
+    threads: 2
     resources:
         mem_mb=6000,
     params:

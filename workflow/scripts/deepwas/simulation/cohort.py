@@ -18,11 +18,14 @@ summary-level model at a GWAS size N above the panel (`summary_gwas`) is kept fo
 in that regime (its s2 exceeds 1 by about (N / n) h2_outside).
 
 Whole chromosomes are held as uint8 allele counts; every float64 computation runs on chunks of variants.
-Everything is a pure function of a seed; `write_demo_cohort` writes the files (the demo_cohort rule).
+Everything is a pure function of a seed; `write_demo_cohort` writes the files (the demo_cohort rule), with
+the chromosomes' coalescent simulations in parallel processes (`simulate_cohort`).
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -318,22 +321,45 @@ def track_term(chroms, store_dir, chain, track_cfg: dict) -> np.ndarray:
     return t
 
 
+def _simulate_demo_chromosome(job: tuple) -> Chromosome:
+    """Chromosome k of the demo (its own seed, seed * 1000 + k), with its allele-count moments."""
+    k, chrom, cfg = job
+    ch = simulate_chromosome(chrom, cfg["chrom_length"], cfg["n_individuals"], seed=cfg["seed"] * 1000 + k,
+                             population_size=cfg["population_size"], recombination_rate=cfg["recombination_rate"],
+                             mutation_rate=cfg["mutation_rate"], maf_min=cfg["maf_min"],
+                             block_length=cfg["ld_block_length"])
+    ch.moments()
+    return ch
+
+
+def simulate_cohort(cfg: dict, chromosomes: list[str], threads: int = 1) -> list[Chromosome]:
+    """The demo's chromosomes (`cfg`: the config's `demo:` block), in order; `threads` > 1 runs their coalescent
+    simulations in that many forked processes (each chromosome draws from its own seed, so the cohort is the
+    same, bit for bit). The workers call no BLAS, and the caller waits for them: the products whose rounding
+    depends on the BLAS thread count (the LD windows' X_a X_b^T, the GWAS; OpenBLAS splits their sums by thread)
+    run afterwards in the calling process, on its BLAS threads, with no worker competing for the cores (a
+    multi-threaded OpenBLAS product slows several-fold when a core is taken)."""
+    jobs = [(k, str(c), cfg) for k, c in enumerate(chromosomes)]
+    workers = min(int(threads), len(jobs))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_simulate_demo_chromosome(job) for job in jobs]
+    # fork: a spawned worker would re-run the calling script (a Snakemake script job) as its main module
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_simulate_demo_chromosome, jobs))
+
+
 def write_demo_cohort(cfg: dict, ld_cfg: dict, chromosomes: list[str], outdir: str, store=None, chain=None,
-                      track_cfg=None) -> None:
+                      track_cfg=None, threads: int = 1) -> None:
     """The demo_cohort rule: simulate the cohort of `cfg` (the config's `demo:` block) and write it in the public
     UKBB formats under `outdir`: LD windows, summary statistics, true f, genotypes, annotations (and the
-    phenotypes of an actual GWAS). `store`, `chain`, `track_cfg`: the synthetic tracks the true f reads."""
+    phenotypes of an actual GWAS). `store`, `chain`, `track_cfg`: the synthetic tracks the true f reads.
+    `threads`: processes for the chromosomes' simulations (`simulate_cohort`); the files do not depend on it
+    (they do on the BLAS thread count, which Snakemake sets to the rule's threads)."""
     out = Path(outdir)
     rng = np.random.default_rng(cfg["seed"])
-    chroms, annots = [], []
-    for k, c in enumerate(chromosomes):
-        ch = simulate_chromosome(c, cfg["chrom_length"], cfg["n_individuals"], seed=cfg["seed"] * 1000 + k,
-                                          population_size=cfg["population_size"],
-                                          recombination_rate=cfg["recombination_rate"],
-                                          mutation_rate=cfg["mutation_rate"], maf_min=cfg["maf_min"],
-                                          block_length=cfg["ld_block_length"])
-        log.info("chr%s: %d variants after the MAF >= %g filter", c, len(ch.positions), cfg["maf_min"])
-        chroms.append(ch)
+    chroms, annots = simulate_cohort(cfg, chromosomes, threads), []
+    for ch in chroms:       # the annotations draw from one generator, in chromosome order
+        log.info("chr%s: %d variants after the MAF >= %g filter", ch.chrom, len(ch.positions), cfg["maf_min"])
         annots.append(simulate_annotations(ch.positions, cfg["chrom_length"], rng))
     N = cfg["n_individuals"]
     rsids = [np.array([f"rs{c.chrom}{i:06d}" for i in range(len(c.positions))]) for c in chroms]
