@@ -60,6 +60,7 @@ def split_windows(R_u, R_g, R_s, z, freq, n_u: int, diag: bool, name: str, core_
         U = U[:, lam >= mm_lik.keep_threshold(mm_lik.effective_p(e - s, r0, n_u - 1), n_u - 1)]
         S = U.T @ R_s[s:e, s:e] @ U
         D, V = np.linalg.eigh(np.diag(np.diag(S)) if diag else S)
+        D, V = D[D > 1e-8 * D.max()], V[:, D > 1e-8 * D.max()]    # the oracle's variants in perfect LD: rank < r
         y = (V.T @ (U.T @ z[s:e])) / np.sqrt(D)
         G = (R_g[:, s:e] @ U @ V) / np.sqrt(D)
         out.append(WindowData(f"{name}_{s}", _t(G), _t(D), _t(y), {"freq": _t(freq)}, e - s))
