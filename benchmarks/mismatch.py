@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from deepwas.simulation.ld_mismatch import LABELS, run, simulate_region
+from deepwas.simulation.ld_mismatch import LABELS, redraw, run, simulate_region
 
 
 def load_or_simulate(sim: dict, cache: str | None):
@@ -50,24 +50,28 @@ def main():
     ap.add_argument("--ld", nargs="+", default=["a", "b", "c"], help="LD sources: a (cohort), b, c (panels)")
     ap.add_argument("--modes", nargs="+", default=["none", "auto", "lambda"], help="likelihood.mismatch modes")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--redraws", type=int, default=0, help="also fit this many redraws of (beta, noise) on the "
+                    "same blocks (`ld_mismatch.redraw`; rows 'draw' 1..K, 0: the simulated draw)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="folder for the simulated blocks of each seed (reused by a "
                     "later command with the same settings; the msprime simulation is most of the time)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
-    print("| seed | LD | mismatch | M | train / held-out windows | kept directions | s2 | lambda | LR stat | "
+    print("| seed | draw | LD | mismatch | M | train / held-out windows | kept directions | s2 | lambda | LR stat | "
           "h2 (truth 0.5) | held-out gain (delta NLL) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in a.seeds:
         t0 = time.time()
         sim = dict(n_cohort=a.cohort, n_panel=a.panel, n_blocks=a.blocks, block_length=a.block_length, seed=seed)
-        region = load_or_simulate(sim, a.cache) if a.cache else None
-        for r in run(**sim, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=region):
-            kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
-            print(f"| {seed} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
-                  f"{r['s2']:.3f} | {r['lambda']:.4g} | {r['lr_statistic']:.1f} | {r['h2']:.3f} | "
-                  f"{r['heldout_gain']:.2f} |", flush=True)
+        region = load_or_simulate(sim, a.cache) if a.cache else simulate_region(**sim)
+        for draw in range(a.redraws + 1):
+            reg = region if draw == 0 else redraw(region, draw)
+            for r in run(**sim, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=reg):
+                kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
+                print(f"| {seed} | {draw} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
+                      f"{r['s2']:.3f} | {r['lambda']:.4g} | {r['lr_statistic']:.1f} | {r['h2']:.3f} | "
+                      f"{r['heldout_gain']:.2f} |", flush=True)
         print(f"<!-- seed {seed}: {time.time() - t0:.0f} s -->", flush=True)
 
 

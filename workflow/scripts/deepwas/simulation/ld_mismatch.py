@@ -132,12 +132,14 @@ LABELS = ("a: cohort (in-sample)", "b: panel, same population", "c: panel, diver
 class Block:
     """One independent msprime block: allele frequencies of the kept variants in the cohort, the LD matrices by
     label (`LABELS`), the standardised effects beta (z units: sqrt(N) beta), the noise ~ N(0, R) and the
-    statistics z = sqrt(N) R beta + noise (R: the cohort's LD of the block)."""
+    statistics z = sqrt(N) R beta + noise (R: the cohort's LD of the block); `panel`: the genotypes (0/1/2, int8,
+    variants x people) of the same-population panel whose LD is the label (b)."""
     freq: np.ndarray
     lds: dict
     beta: np.ndarray
     noise: np.ndarray
     z: np.ndarray
+    panel: np.ndarray | None = None
 
     @property
     def M(self) -> int:
@@ -178,8 +180,25 @@ def simulate_region(n_cohort=4000, n_panel=500, n_blocks=200, block_length=5e5, 
         e = _standardise(X) @ xi / math.sqrt(n_cohort)
         z = math.sqrt(N) * R_true @ beta + e
         lds = dict(zip(LABELS, (R_true, _ld(g.panel_a[ok]), _ld(g.panel_b[ok]))))
-        blocks.append(Block(freq[ok], lds, beta, e, z))
+        blocks.append(Block(freq[ok], lds, beta, e, z, g.panel_a[ok].astype(np.int8)))
     return Region(blocks, n_blocks // 2)
+
+
+def redraw(region: Region, draw: int, N=100_000, h2=0.5, M_genome=1_000_000) -> Region:
+    """The same blocks (genealogies, variants, LD sources) with new effects and noise: beta ~ N(0, h2 / M_genome)
+    and noise ~ N(0, R) drawn again in every block (R: the cohort's LD), z = sqrt(N) R beta + noise. The noise of
+    `simulate_region` is X xi / sqrt(n) with xi ~ N(0, I_n), whose law is N(0, R): here it is drawn as
+    V lam^1/2 g from the eigendecomposition of R. Separates the sampling spread of an estimator over (beta,
+    noise) from its bias on one set of genealogies. `draw` seeds the generator (0 is not the original draw)."""
+    rng = np.random.default_rng([int(draw), 7919])
+    blocks = []
+    for b in region.blocks:
+        R = b.lds[LABELS[0]]
+        lam, V = np.linalg.eigh(R)
+        noise = V @ (np.sqrt(np.clip(lam, 0.0, None)) * rng.normal(size=lam.size))
+        beta = rng.normal(size=b.M) * math.sqrt(h2 / M_genome)
+        blocks.append(Block(b.freq, b.lds, beta, noise, math.sqrt(N) * R @ beta + noise, b.panel))
+    return Region(blocks, region.n_train)
 
 
 def run(n_cohort=4000, n_panel=500, n_blocks=200, block_length=5e5, N=100_000, h2=0.5, M_genome=1_000_000,
