@@ -82,7 +82,7 @@ def fit_constant_and_s2(windows: list[WindowData], N: float, alpha: float, init_
         return total
 
     opt.step(closure)
-    return float(torch.exp(log_s2)), float(c)
+    return float(torch.exp(log_s2.detach())), float(c.detach())
 
 
 LR_THRESHOLD = 9.55        # 2 x NLL gain; p = 0.001 under 1/2 chi2_0 + 1/2 chi2_1 (l = 0 on the boundary)
@@ -118,7 +118,7 @@ def _fit(windows, aux, N, alpha, c0, s2_init, mm, fit_mm=False, max_iter=100):
     mm_out = float(torch.exp(log_mm).clamp(max=0.95)) if fit_mm else float(mm)
     with torch.no_grad():
         value = float(_constant_nll(windows, aux, logpq, N, c, torch.exp(log_s2), mm_out))
-    return value, float(torch.exp(log_s2)), float(c), mm_out
+    return value, float(torch.exp(log_s2.detach())), float(c.detach()), mm_out
 
 
 S2_PANEL_WARN = 1.5   # panel-corrected s2 above this: the panel does not describe the statistics' LD
