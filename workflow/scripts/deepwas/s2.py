@@ -115,7 +115,7 @@ def _fit(windows, aux, N, alpha, c0, s2_init, mm, fit_mm=False, max_iter=100):
         return total
 
     opt.step(closure)
-    mm_out = float(torch.exp(log_mm).clamp(max=0.95)) if fit_mm else float(mm)
+    mm_out = float(torch.exp(log_mm.detach()).clamp(max=0.95)) if fit_mm else float(mm)
     with torch.no_grad():
         value = float(_constant_nll(windows, aux, logpq, N, c, torch.exp(log_s2), mm_out))
     return value, float(torch.exp(log_s2.detach())), float(c.detach()), mm_out
