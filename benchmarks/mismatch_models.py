@@ -10,9 +10,9 @@ msprime blocks of 500 kb, GWAS N = 100,000, h2 = 0.5, cores of about 150 variant
 block, the first 100 blocks train); the LD is that of the 500-person panel of the same population, (b).
 
 Split panel (`--split U/G/S`, each a source of LD: A = the panel's first 250 people, B = its other 250, T = the
-cohort's own LD, the oracle). The kept eigenvectors U of the core block of source U (the finite-panel rule of
-`likelihood.mismatch.keep_threshold` for 250 people) define the statistic x = U^T z_(i). With U independent of
-the people of B, the plug-in covariance of x under Sec. 4.1's model,
+cohort's own LD, the oracle). The eigenvectors U of the core block of source U that the finite-panel correction
+keeps for 250 people (`likelihood.mismatch.panel_correction`) define the statistic x = U^T z_(i). With U
+independent of the people of B, the plug-in covariance of x under Sec. 4.1's model,
 
     x ~ N(0, G0^T diag(phi) G0 + s2 S),     G0 = R_G[+,i] U,   S = U^T R_S[i,i] U   (Sdiag: diag(S) only),
 
@@ -56,11 +56,13 @@ def split_windows(R_u, R_g, R_s, z, freq, n_u: int, diag: bool, name: str, core_
     out = []
     for s, e in core_bounds(len(z), core_size):
         lam, U = np.linalg.eigh(R_u[s:e, s:e])
-        r0 = int((lam > 1e-8 * lam.max()).sum())
-        U = U[:, lam >= mm_lik.keep_threshold(mm_lik.effective_p(e - s, r0, n_u - 1), n_u - 1)]
+        nonnull = lam > 1e-8 * lam.max()                           # the rank cut of `ld_factors.factorise`
+        keep, _ = mm_lik.panel_correction(lam[nonnull], e - s, n_u)
+        U = U[:, nonnull][:, keep]
         S = U.T @ R_s[s:e, s:e] @ U
         D, V = np.linalg.eigh(np.diag(np.diag(S)) if diag else S)
-        D, V = D[D > 1e-8 * D.max()], V[:, D > 1e-8 * D.max()]    # the oracle's variants in perfect LD: rank < r
+        kept = D > 1e-8 * D.max()                                  # the oracle's variants in perfect LD: rank < r
+        D, V = D[kept], V[:, kept]
         y = (V.T @ (U.T @ z[s:e])) / np.sqrt(D)
         G = (R_g[:, s:e] @ U @ V) / np.sqrt(D)
         out.append(WindowData(f"{name}_{s}", _t(G), _t(D), _t(y), {"freq": _t(freq)}, e - s))
