@@ -4,9 +4,10 @@ that split 4,000 generations ago; without a correction (none), with the default 
 correction for panel LD, nothing for in-sample LD) and with the fitted lambda of R~ = (1 - lambda) R + lambda I
 (lambda), all of `deepwas.likelihood.mismatch` (`deepwas.simulation.ld_mismatch.run`).
 
-    PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch.py [--blocks 200] [--seeds 1 2] [--ld a b c] [--modes none auto]
+    PYTHONPATH=workflow/scripts nice -n 10 python benchmarks/mismatch.py [--blocks 200] [--seeds 1 2] [--ld a b c] [--modes none auto] \
+        [--redraws 4] [--N 25000] [--cache DIR]
 
-GWAS N = 100,000, h2 = 0.5 over a genome of 1,000,000 variants (per-variant h2 / M_genome), statistics
+GWAS N = 100,000 (or --N), h2 = 0.5 over a genome of 1,000,000 variants (per-variant h2 / M_genome), statistics
 simulated from the cohort's LD in independent msprime blocks of 500 kb, each window inside one block with the
 whole block as its extended set. Training = the windows of the first half of the blocks, held out = the rest.
 """
@@ -52,24 +53,26 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
     ap.add_argument("--redraws", type=int, default=0, help="also fit this many redraws of (beta, noise) on the "
                     "same blocks (`ld_mismatch.redraw`; rows 'draw' 1..K, 0: the simulated draw)")
+    ap.add_argument("--N", type=float, default=100_000, help="GWAS size of the statistics: other than 100,000, every "
+                    "draw (0 included) is a redraw on the same blocks with this N")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="folder for the simulated blocks of each seed (reused by a "
                     "later command with the same settings; the msprime simulation is most of the time)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
-    print("| seed | draw | LD | mismatch | M | train / held-out windows | kept directions | s2 | lambda | LR stat | "
+    print("| seed | N | draw | LD | mismatch | M | train / held-out windows | kept directions | s2 | lambda | LR stat | "
           "h2 (truth 0.5) | held-out gain (delta NLL) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in a.seeds:
         t0 = time.time()
         sim = dict(n_cohort=a.cohort, n_panel=a.panel, n_blocks=a.blocks, block_length=a.block_length, seed=seed)
         region = load_or_simulate(sim, a.cache) if a.cache else simulate_region(**sim)
         for draw in range(a.redraws + 1):
-            reg = region if draw == 0 else redraw(region, draw)
-            for r in run(**sim, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=reg):
+            reg = region if draw == 0 and a.N == 100_000 else redraw(region, draw, N=a.N)
+            for r in run(**sim, N=a.N, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=reg):
                 kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
-                print(f"| {seed} | {draw} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
+                print(f"| {seed} | {a.N:g} | {draw} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
                       f"{r['s2']:.3f} | {r['lambda']:.4g} | {r['lr_statistic']:.1f} | {r['h2']:.3f} | "
                       f"{r['heldout_gain']:.2f} |", flush=True)
         print(f"<!-- seed {seed}: {time.time() - t0:.0f} s -->", flush=True)

@@ -217,12 +217,13 @@ def test_simulation_in_sample_panel_and_diverged_panel(caplog):
     default (auto) against no correction (none). (a) in-sample LD: auto applies nothing and reproduces none, and
     the targets hold: s2 in [0.8, 1.25], h2 within 20 %, held-out gain > 0 (measured s2 1.031, h2 0.421, gain
     129.9). (b) same-population panel: auto applies the finite-panel correction (shrunk core block in both
-    terms), s2 and the gain meet the targets (measured s2 1.025, gain 112.3; none: s2 1.84, h2 0, gain 0), and
-    h2 is 0.395 (0.386 with the panel's own core block in the signal term): 6 % below the in-sample fit on the
-    same statistics (the panel's error; 11-20 % on the benchmark's 200 blocks), 21 % below the truth. With 84
+    terms, regression-calibrated flank rows), s2 and the gain meet the targets (measured s2 1.023, gain 113.7;
+    none: s2 1.84, h2 0, gain 0), and h2 is 0.433: 3 % above the in-sample fit on the same statistics, 13 % below
+    the truth (0.395 before the flank rows' calibration, 0.386 also without the shrunk core block). With 84
     training windows the constant prior's h2 has a sampling spread of about 0.09 whatever the LD (16 in-sample
-    fits of 29 windows: SD 0.16), so the 20 % target is read on the benchmark (benchmarks/RESULTS.md, where (b)
-    meets it in 2 of 4 seeds and in 13 of 20 redraws of the statistics) and this test asserts h2 within 10 % of the in-sample fit and 25 % of the truth.
+    fits of 29 windows: SD 0.16), so the 20 % target is read on the benchmark's 200 blocks (benchmarks/RESULTS.md:
+    (b) meets it in 18 of 20 simulated GWAS, h2 at 0.947 of the in-sample fit on average); this test asserts
+    h2 within 10 % of the in-sample fit and 20 % of the truth.
     (c) diverged panel: a warning naming s2 (measured 2.39), no crash."""
     import logging
 
@@ -237,7 +238,7 @@ def test_simulation_in_sample_panel_and_diverged_panel(caplog):
     assert b1["panel_size"] == 500 and 0.2 < b1["kept"] < 0.8
     assert b0["s2"] > 1.5 and b0["h2"] < 0.05                        # no correction: s2 absorbs the mismatch
     assert 0.8 <= b1["s2"] <= 1.25 and abs(b1["h2"] - a1["h2"]) <= 0.1 * a1["h2"], (a1, b1)
-    assert abs(b1["h2"] - 0.5) <= 0.25 * 0.5, b1
+    assert abs(b1["h2"] - 0.5) <= 0.2 * 0.5, b1
     assert b1["heldout_gain"] > max(b0["heldout_gain"], 0.0) + 10.0, (b0, b1)
     c1 = rows[("c", "auto")]
     assert c1["s2"] > 2.0 and np.isfinite(c1["s2"])

@@ -12,8 +12,9 @@ Cov(z_w) = N R F R + (sigma^2 + h2_rest) R, so the s2 of the per-window likeliho
 
 LD that is not the statistics' own (a reference panel of n people) is corrected by default with the
 finite-panel correction of `likelihood.mismatch` (`correct_panel`: the core block of the panel's R, in the
-residual and the signal term, replaced by its Ledoit-Wolf shrinkage estimate U diag(t) U^T, and directions
-below the Marchenko-Pastur lower edge or 1 / n dropped; computed from n and the spectrum, nothing fitted), after
+residual and the signal term, replaced by its Ledoit-Wolf shrinkage estimate U diag(t) U^T, the flank rows of
+the signal term regression-calibrated for the panel's sampling noise, and directions below the Marchenko-Pastur
+lower edge or 1 / n dropped; computed from n and the window's LD, nothing fitted), after
 which s2 and the constant prior are fitted as for in-sample LD, streamed like them (`panel_statistics`,
 `fit_panel`; `resolve_mismatch_mode` reads the setting). Alternatively (`likelihood.mismatch:
 lambda`) it is modelled by R~ = (1 - l) R + l I (SuSiE-RSS's lambda). `fit_mismatch` then estimates l by

@@ -79,8 +79,9 @@ Both terms of the covariance of x = U^T z_(i) (App. C.1) read the core block R[i
   gives R^[i,i] u_k = lam_k u_k, i.e. lam_k^2: in the small directions the core's signal is under-predicted
   by at least (t_k / lam_k)^2, and the prior's scale (h2) comes out low.
 
-The correction replaces the core block R^[i,i] in both terms by its shrinkage estimate U diag(t) U^T, computed
-from the panel size n and the window's spectrum, nothing fitted, and drops the directions it cannot resolve:
+The correction replaces the core block R^[i,i] in both terms by its shrinkage estimate U diag(t) U^T, calibrates
+the flank rows of the signal term for their sampling error (below), both computed from the panel size n and the
+window's own LD, nothing fitted, and drops the directions it cannot resolve:
 
 - t_k is estimated by the analytical nonlinear shrinkage of Ledoit and Wolf (2020, Ann. Statist. 48:3043,
   Eqns 4.3-4.9 and C.4): a kernel estimate of the sample spectrum's density f and its Hilbert transform Hf
@@ -95,35 +96,61 @@ from the panel size n and the window's spectrum, nothing fitted, and drops the d
   edge vanishes as p -> n (a window whose core has as many variants as the panel has people), so the
   floor 1 / n, the sampling variance of one correlation of the panel, keeps it from keeping everything.
 
-With R*[+,i] the panel's R^[+,i] whose core rows are replaced by U diag(t) U^T (the flank rows R^[flank,i] as
-sampled), the model of the kept statistic x = U_keep^T z_(i) is
+The flank rows carry the panel's sampling error (errors in variables). Row j of the factor's flank rows,
+G[j, :] = R^[j,i] U lam^-1/2, holds the coefficients of the panel's regression of flank variant j on the core's
+kept standardised scores X_i u_k / sqrt(lam_k), and R2_j = |G[j, :]|^2 is that regression's R^2. Given the core's
+genotypes each coefficient carries sampling noise of variance sigma_j^2 / (n - 1) (n - 1 degrees of freedom;
+sigma_j^2 the residual variance of variant j given those r scores), independent across the r directions and of
+the GWAS. Plugged into the signal term as they are, the noisy rows are the classical errors-in-variables problem:
+the likelihood attenuates the prior's scale (h2 12 % low on average over 20 simulated GWAS, below).
+Regression calibration (Carroll, Ruppert, Stefanski and Crainiceanu 2006, Measurement Error in Nonlinear Models,
+ch. 4) replaces them by their expectation given the panel. With a row's true coefficients exchangeable across the
+sample directions (the eigenbasis of the core knows nothing of variant j) that is the row scaled by its
+reliability, estimated by moments with the unbiased residual variance sigma_j^2 = (1 - R2_j) (n - 1) / (n - 1 - r):
+
+    E[g_j | g^_j] = rho_j g^_j,     rho_j = max(0, 1 - r sigma_j^2 / ((n - 1) R2_j)) = R2adj_j / R2_j,
+
+the ratio of the regression's adjusted R^2, R2adj = 1 - (1 - R2) (n - 1) / (n - 1 - r), to its R^2: the textbook
+correction of an in-sample R^2 for r coefficients fitted on n people. A flank variant that the core predicts
+well keeps its row (rho near 1); one in no LD with the core, whose R^2 is the r / (n - 1) of chance, loses it.
+The calibrated row has the squared norm rho_j R2adj_j: the rest is the posterior variance, a term proportional
+to phi_j that is not of the factor form G^T diag(phi) G; for a constant prior it is about diagonal in the whitened
+directions and s2 absorbs it (adding it moved h2 by at most 0.002 and s2 by up to 0.05; seed 1 of the benchmark,
+GWAS of 25,000 to 400,000). Two alternatives measured and not adopted (`benchmarks/RESULTS.md`): one reliability
+per column (direction), with the unconditional noise (f + |g_k|^2) / (n - 1) of f flank entries, over-shrinks in
+strongly correlated regions (on the 200-person panel of the tests it scales the flank rows of the smallest third
+of the kept directions by 0.06 on average where the truth's least-squares coefficient is 0.88, and raises their
+squared error against the truth from 35.3 to 50.7; the row form lowers it to 34.4); and carrying the shrunk core
+block to the flanks through the panel's regression (rows times d_k) lowers h2 (seed 1: 0.439 against 0.443).
+
+With R*[+,i] the panel's R^[+,i] whose core rows are replaced by U diag(t) U^T and whose flank rows are calibrated,
+R*[flank,i] U = diag(rho) R^[flank,i] U, the model of the kept statistic x = U_keep^T z_(i) is
 
     x ~ N(0, U^T R*[i,+] diag(phi) R*[+,i] U + s2 diag(t)),
 
 and the factorisation of App. C.1 applied to it (whitening by t^-1/2) gives the corrected factors
 
     lam' = t = lam d,   y' = t^-1/2 x = y d^-1/2,
-    G'[flank rows] = R^[flank,i] U t^-1/2 = G[flank] d^-1/2,
+    G'[flank rows] = diag(rho) R^[flank,i] U t^-1/2 = diag(rho) G[flank] d^-1/2,
     G'[core rows]  = U diag(t) t^-1/2 = U t^1/2 = G[core] d^1/2
 
-(G[core] = R^[i,i] U lam^-1/2 = U lam^1/2), so the likelihood is `exact.nll(phi, s2, G', y', lam')` (the
-constant sum(log t) carries the determinant of the whitening), for any solver; `correct_panel` computes
-(G', y', lam') without U. It does not depend on phi or s2, so it is applied once per window and training,
-evaluation, the s2 fit and streaming read the corrected arrays. With d = 1 (no shrinkage) R* = R^ and the
-factors are App. C.1's own; for in-sample LD the correction is off (`Mismatch()`) and the likelihood is
-exact.nll on the uncorrected factors.
+(G[core] = R^[i,i] U lam^-1/2 = U lam^1/2; rho from the kept columns of G[flank]), so the likelihood is
+`exact.nll(phi, s2, G', y', lam')` (the constant sum(log t) carries the determinant of the whitening), for any
+solver; `correct_panel` computes (G', y', lam') without U. It does not depend on phi or s2, so it is applied once
+per window and training, evaluation, the s2 fit and streaming read the corrected arrays. For in-sample LD the
+correction is off (`Mismatch()`) and the likelihood is exact.nll on the uncorrected factors.
 
 t_k^2 is a lower bound: u_k^T R^2 u_k = t_k^2 + sum_(j != k) (u_j^T R u_k)^2, the second part the true core
-block's coupling of u_k to the other sample directions, which the diagonal estimate U diag(t) U^T sets to 0.
-The flank rows are kept as sampled: their sampling error E[E Phi E] = (sum_k phi_k R + R Phi R) / n for
-Wishart-type E makes R^ Phi R^ over-predict the signal by that amount (the LD-score bias of
-r^2 - (1 - r^2) / (n - 2)), not under-predict it; with a constant prior it is a per-window constant that s2
-absorbs (measured: moving it in or out changes the fitted h2 by < 0.02). On the msprime block benchmark
-(benchmarks/RESULTS.md: 500-person panel, 150-variant cores) the shrunk core block raises the constant prior's
-h2 by 2-3 % over the panel's own core block; the oracle norms |R u_k| in place of t_k (the best estimate of this
-diagonal form) by 4 %; h2 stays 11-20 % below the in-sample fit. What remains is in the couplings between
-sample directions, of the core block and the flank rows, which a diagonal residual in whitened coordinates
-(the factor form of the exact solver) cannot hold together with them.
+block's coupling of u_k to the other sample directions, which the diagonal estimate U diag(t) U^T sets to 0. The
+mean of the flank rows' error, E[E Phi E] = (sum_k phi_k R + R Phi R) / n for Wishart-type E (the LD-score bias of
+r^2 - (1 - r^2) / (n - 2)), is proportional to the residual term for a constant prior, which s2 absorbs (moving it
+in or out changed the fitted h2 by < 0.02). On the msprime block benchmark (benchmarks/RESULTS.md: 500-person panel,
+150-variant cores, GWAS of 100,000, 4 sets of blocks x 5 simulated GWAS) the shrunk core block raises the constant
+prior's h2 by 2-3 % over the panel's own core block and the calibrated flank rows by a further 8 %: h2 over the
+in-sample fit on the same statistics went from 0.876 to 0.947 on average (0.952 and 0.968 for GWAS of 25,000 and
+400,000). What remains is in the couplings
+between sample directions of the core block, which a diagonal residual in whitened coordinates (the factor form of
+the exact solver) cannot hold.
 """
 from __future__ import annotations
 
@@ -275,24 +302,51 @@ class Mismatch:
         return self.lam > 0.0 or self.panel_size > 0
 
 
+def flank_reliability(G_flank, panel_size: int):
+    """rho_j = max(0, 1 - r sigma_j^2 / ((n - 1) R2_j)) = R2adj_j / R2_j for each flank row of the factor G_flank
+    (f x r: the r kept columns of R^[flank,i] U lam^-1/2, uncorrected; numpy or torch) of a panel of n =
+    `panel_size` people, with R2_j = |G_flank[j]|^2 and sigma_j^2 = (1 - R2_j) (n - 1) / (n - 1 - r): the
+    regression calibration of the flank rows (module docstring). A row with R2 = 0 gets 0; so does every row when
+    r >= n - 1 (a regression with as many coefficients as degrees of freedom leaves no residual to estimate)."""
+    dof = int(panel_size) - 1
+    r = G_flank.shape[1]
+    if torch.is_tensor(G_flank):
+        R2 = (G_flank * G_flank).sum(1)
+        if dof - r <= 0:
+            return torch.zeros_like(R2)
+        return ((dof * R2 - r) / ((dof - r) * R2.clamp_min(1e-300))).clamp(0.0, 1.0)
+    R2 = (np.asarray(G_flank) ** 2).sum(1)
+    if dof - r <= 0:
+        return np.zeros_like(R2)
+    return np.clip((dof * R2 - r) / ((dof - r) * np.maximum(R2, 1e-300)), 0.0, 1.0)
+
+
 def correct_panel(G, y, lam, core, panel_size: int):
     """(G', y', lam') of the finite-panel correction (module docstring; numpy or torch): with `panel_correction`'s
-    kept directions and ratios d, y' = y[keep] d^-1/2, lam' = lam[keep] d = t, and G' = G[:, keep] d^-1/2 on the
-    rows of the extended set's flanks, G[core, keep] d^1/2 = U sqrt(t) on the rows of the core (the shrunk core
-    block U diag(t) U^T in the signal term). `core`: (n,) indices of the core variants into (i)+ (the factors'
-    'core'). `exact.nll` on them is the likelihood of the kept statistic under the corrected covariance."""
+    kept directions and ratios d, y' = y[keep] d^-1/2, lam' = lam[keep] d = t, G' = rho G[:, keep] d^-1/2 on the
+    rows of the extended set's flanks (the regression-calibrated rows, rho of `flank_reliability`), and
+    G[core, keep] d^1/2 = U sqrt(t) on the rows of the core (the shrunk core block U diag(t) U^T in the signal
+    term). `core`: (n,) indices of the core variants into (i)+ (the factors' 'core'). `exact.nll` on them is the
+    likelihood of the kept statistic under the corrected covariance."""
     lam_np = lam.detach().cpu().numpy() if torch.is_tensor(lam) else np.asarray(lam)
     core_np = core.detach().cpu().numpy() if torch.is_tensor(core) else np.asarray(core)
     keep, d = panel_correction(lam_np, len(core_np), panel_size)
+    is_core = np.zeros(G.shape[0], dtype=bool)
+    is_core[core_np] = True
     if torch.is_tensor(G):
         k = torch.as_tensor(np.flatnonzero(keep), device=G.device)
         dt = torch.as_tensor(d, dtype=G.dtype, device=G.device)
+        fl = torch.as_tensor(np.flatnonzero(~is_core), dtype=torch.long, device=G.device)
+        rho = flank_reliability(G[fl][:, k], panel_size)
         Gc = G[:, k] / torch.sqrt(dt)
         c = torch.as_tensor(core_np, dtype=torch.long, device=G.device)
         Gc[c] = Gc[c] * dt
+        Gc[fl] = Gc[fl] * rho.unsqueeze(1)
         return Gc, y[k] / torch.sqrt(dt), lam[k] * dt
+    rho = flank_reliability(G[~is_core][:, keep], panel_size)
     Gc = G[:, keep] / np.sqrt(d)
     Gc[core_np] *= d
+    Gc[~is_core] *= rho[:, None]
     return Gc, y[keep] / np.sqrt(d), lam[keep] * d
 
 
