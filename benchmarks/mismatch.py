@@ -67,7 +67,7 @@ def main():
     for seed in a.seeds:
         t0 = time.time()
         sim = dict(n_cohort=a.cohort, n_panel=a.panel, n_blocks=a.blocks, block_length=a.block_length, seed=seed)
-        region = load_or_simulate(sim, a.cache) if a.cache else simulate_region(**sim)
+        region = load_or_simulate(sim, a.cache)
         for draw in range(a.redraws + 1):
             reg = region if draw == 0 and a.N == 100_000 else redraw(region, draw, N=a.N)
             for r in run(**sim, N=a.N, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=reg):

@@ -58,8 +58,9 @@ def test_shrinkage_ratio_recovers_the_true_variance_of_panel_eigenvectors(panel)
 
 
 def _flank_rows(R, core, n):
-    """(G_flank, lam, keep, d, r): the uncorrected factor's flank rows R[flank, core] U lam^-1/2 on the directions
-    that the finite-panel correction keeps, for an n-person panel's R."""
+    """(G_flank, U, lam, d, flank): the uncorrected factor's flank rows R[flank, core] U lam^-1/2 on the directions
+    that the finite-panel correction keeps (U, lam: their eigenvectors and eigenvalues, d: their shrinkage ratios),
+    for an n-person panel's R; flank: the flank variants' indices."""
     lam, U = np.linalg.eigh(R[np.ix_(core, core)])
     keep, d = mismatch.panel_correction(lam, len(core), n)
     flank = np.setdiff1d(np.arange(R.shape[0]), core)
@@ -161,9 +162,9 @@ def _dense(phi, s2, R, core, z, n, shrunk_core=True, calibrated=True):
     the shrunk core block (t = d lam on the kept directions, lam on the dropped ones: they are projected out) and
     R*[+,i] is the panel's R^[+,i] with its core rows replaced by R_s and its flank rows regression-calibrated,
     R*[flank,i] = diag(rho) R^[flank,i] U U^T with rho_j = max(0, 1 - r sigma_j^2 / ((n - 1) R2_j)), R2_j the R^2
-    of flank variant j on the r kept core directions and sigma_j^2 = (1 - R2_j) (n - 1) / (n - 1 - r)
-    (module docstring). shrunk_core False: the panel's
-    core rows as they are (the model before the shrunk core); calibrated False: the flank rows as sampled."""
+    of flank variant j on the r kept core directions and sigma_j^2 = (1 - R2_j) (n - 1) / (n - 1 - r) (module
+    docstring). shrunk_core False: the panel's core rows as they are (the model before the shrunk core);
+    calibrated False: the flank rows as sampled."""
     Rt = torch.as_tensor(R)
     lam, V = np.linalg.eigh(R[np.ix_(core, core)])
     keep0 = lam > 1e-8 * lam.max()

@@ -310,14 +310,11 @@ def flank_reliability(G_flank, panel_size: int):
     r >= n - 1 (a regression with as many coefficients as degrees of freedom leaves no residual to estimate)."""
     dof = int(panel_size) - 1
     r = G_flank.shape[1]
-    if torch.is_tensor(G_flank):
-        R2 = (G_flank * G_flank).sum(1)
-        if dof - r <= 0:
-            return torch.zeros_like(R2)
+    R2 = (G_flank * G_flank).sum(1)
+    if dof <= r:
+        return R2 * 0.0
+    if torch.is_tensor(R2):
         return ((dof * R2 - r) / ((dof - r) * R2.clamp_min(1e-300))).clamp(0.0, 1.0)
-    R2 = (np.asarray(G_flank) ** 2).sum(1)
-    if dof - r <= 0:
-        return np.zeros_like(R2)
     return np.clip((dof * R2 - r) / ((dof - r) * np.maximum(R2, 1e-300)), 0.0, 1.0)
 
 
