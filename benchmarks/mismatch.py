@@ -10,6 +10,7 @@ correction for panel LD, nothing for in-sample LD) and with the fitted lambda of
 GWAS N = 100,000 (or --N), h2 = 0.5 over a genome of 1,000,000 variants (per-variant h2 / M_genome), statistics
 simulated from the cohort's LD in independent msprime blocks of 500 kb, each window inside one block with the
 whole block as its extended set. Training = the windows of the first half of the blocks, held out = the rest.
+With several seeds or redraws a verdict table over them follows the per-draw rows (`summarise`).
 """
 from __future__ import annotations
 
