@@ -10,6 +10,7 @@ correction for panel LD, nothing for in-sample LD) and with the fitted lambda of
 GWAS N = 100,000 (or --N), h2 = 0.5 over a genome of 1,000,000 variants (per-variant h2 / M_genome), statistics
 simulated from the cohort's LD in independent msprime blocks of 500 kb, each window inside one block with the
 whole block as its extended set. Training = the windows of the first half of the blocks, held out = the rest.
+With several seeds or redraws a verdict table over them follows the per-draw rows (`summarise`).
 """
 from __future__ import annotations
 
@@ -42,6 +43,33 @@ def load_or_simulate(sim: dict, cache: str | None):
     return region
 
 
+def summarise(rows: list[dict], band: float = 0.2):
+    """The verdict table over seeds and draws: per (LD, mode) the mean and SD of the constant prior's h2, how many
+    draws and how many seeds' means (the estimator's expectation on a seed's blocks) lie within `band` of the truth,
+    the ratio to the in-sample fit (a) on the same statistics when (a) ran, the s2 range and the smallest held-out
+    gain."""
+    import numpy as np
+
+    insample = {(r["seed"], r["draw"]): r["h2"] for r in rows if r["ld"].startswith("a") and r["mismatch"] == "auto"}
+    print("\n| LD | mismatch | draws | h2: mean (SD) | draws within 20 % | seeds whose mean is within 20 % "
+          "(seed means) | h2 / (a) h2, mean (range) | s2 range | smallest held-out gain |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key in dict.fromkeys((r["ld"], r["mismatch"]) for r in rows):
+        sel = [r for r in rows if (r["ld"], r["mismatch"]) == key]
+        h2 = np.array([r["h2"] for r in sel])
+        truth = sel[0]["h2_true"]
+        inside = np.abs(h2 / truth - 1) <= band
+        seeds = dict.fromkeys(r["seed"] for r in sel)
+        means = [float(np.mean([r["h2"] for r in sel if r["seed"] == s])) for s in seeds]
+        seeds_in = sum(abs(m / truth - 1) <= band for m in means)
+        ratio = [r["h2"] / insample[r["seed"], r["draw"]] for r in sel if (r["seed"], r["draw"]) in insample]
+        ratio_txt = f"{np.mean(ratio):.3f} ({min(ratio):.3f}-{max(ratio):.3f})" if ratio else "-"
+        s2 = [r["s2"] for r in sel]
+        print(f"| {key[0]} | {key[1]} | {len(sel)} | {h2.mean():.3f} ({h2.std(ddof=1) if len(h2) > 1 else 0:.3f}) | "
+              f"{inside.sum()} / {len(sel)} | {seeds_in} / {len(means)} ({', '.join(f'{m:.3f}' for m in means)}) | "
+              f"{ratio_txt} | {min(s2):.3f}-{max(s2):.3f} | {min(r['heldout_gain'] for r in sel):.1f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cohort", type=int, default=4000)
@@ -61,6 +89,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
+    rows = []
     print("| seed | N | draw | LD | mismatch | M | train / held-out windows | kept directions | s2 | lambda | LR stat | "
           "h2 (truth 0.5) | held-out gain (delta NLL) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -71,11 +100,14 @@ def main():
         for draw in range(a.redraws + 1):
             reg = region if draw == 0 and a.N == 100_000 else redraw(region, draw, N=a.N)
             for r in run(**sim, N=a.N, labels=[lab for lab in LABELS if lab[0] in a.ld], modes=a.modes, region=reg):
+                rows.append({**r, "seed": seed, "draw": draw})
                 kept = f"{r['kept']:.0%}" if r["panel_size"] else "all"
                 print(f"| {seed} | {a.N:g} | {draw} | {r['ld']} | {r['mismatch']} | {r['M']} | {r['n_train']} / {r['n_heldout']} | {kept} | "
                       f"{r['s2']:.3f} | {r['lambda']:.4g} | {r['lr_statistic']:.1f} | {r['h2']:.3f} | "
                       f"{r['heldout_gain']:.2f} |", flush=True)
         print(f"<!-- seed {seed}: {time.time() - t0:.0f} s -->", flush=True)
+    if a.redraws or len(a.seeds) > 1:
+        summarise(rows)
 
 
 if __name__ == "__main__":
