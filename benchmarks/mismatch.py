@@ -20,6 +20,7 @@ import os
 import pickle
 import time
 
+import numpy as np
 import torch
 
 from deepwas.simulation.ld_mismatch import LABELS, redraw, run, simulate_region
@@ -48,11 +49,9 @@ def summarise(rows: list[dict], band: float = 0.2):
     draws and how many seeds' means (the estimator's expectation on a seed's blocks) lie within `band` of the truth,
     the ratio to the in-sample fit (a) on the same statistics when (a) ran, the s2 range and the smallest held-out
     gain."""
-    import numpy as np
-
     insample = {(r["seed"], r["draw"]): r["h2"] for r in rows if r["ld"].startswith("a") and r["mismatch"] == "auto"}
-    print("\n| LD | mismatch | draws | h2: mean (SD) | draws within 20 % | seeds whose mean is within 20 % "
-          "(seed means) | h2 / (a) h2, mean (range) | s2 range | smallest held-out gain |")
+    print(f"\n| LD | mismatch | draws | h2: mean (SD) | draws within {band:.0%} | seeds whose mean is within "
+          f"{band:.0%} (seed means) | h2 / (a) h2, mean (range) | s2 range | smallest held-out gain |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for key in dict.fromkeys((r["ld"], r["mismatch"]) for r in rows):
         sel = [r for r in rows if (r["ld"], r["mismatch"]) == key]
